@@ -1,0 +1,183 @@
+"""HSIC and centred kernel alignment (CKA): linear / RBF kernels, biased / debiased, Gram or feature form.
+
+Never an O(n³) product: Gram-form terms use ``tr(K̃L̃) = Σ K̃∘L̃`` and ``1ᵀK̃L̃1 = (K̃1)·(L̃1)``,
+centring by row/column means (no n×n centering matrix). Linear kernels switch to the
+O(n·d²) feature form when n ≥ max(d1, d2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
+from alignkit.metrics._moments import LinearMoments, cka_ratio
+from alignkit.metrics._registry import register
+
+KERNELS: tuple[str, ...] = ("linear", "rbf_median", "rbf_abs")
+FORMS: tuple[str, ...] = ("auto", "gram", "feature")
+
+
+def _sq_dists(G: torch.Tensor) -> torch.Tensor:
+    diag = torch.diagonal(G)
+    return (diag[:, None] + diag[None, :] - 2.0 * G).clamp_min(0.0)
+
+
+def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sigma: float = 1.0) -> torch.Tensor:
+    """The n×n kernel matrix in float64.
+
+    ``rbf_median``: ``exp(−D²/(2·threshold²·median(D²)))``, median over all n² entries
+    (Kornblith et al. 2019, ``gram_rbf``). ``rbf_abs``: ``exp(−D²/(2σ²))`` with absolute σ (PRH).
+    """
+    x = X.double()
+    G = x @ x.T
+    if kernel == "linear":
+        return G
+    D2 = _sq_dists(G)
+    if kernel == "rbf_median":
+        med = torch.median(D2.flatten())
+        if not med > 0:
+            raise ValueError("rbf_median kernel: the median squared distance is 0 (too many duplicate rows)")
+        return torch.exp(-D2 / (2.0 * threshold**2 * med))
+    return torch.exp(-D2 / (2.0 * sigma**2))
+
+
+def center_gram(K: torch.Tensor) -> torch.Tensor:
+    """``HKH`` by row/column means, O(n²), in place."""
+    r = K.mean(dim=1, keepdim=True)
+    c = K.mean(dim=0, keepdim=True)
+    total = K.mean()
+    return K.sub_(r).sub_(c).add_(total)
+
+
+def u_center_gram(K: torch.Tensor) -> torch.Tensor:
+    """U-centering (Song et al. 2012), in place: zero diagonal, then
+    ``K̃_ij − r_i/(n−2) − r_j/(n−2) + 1ᵀK̃1/((n−1)(n−2))`` off the diagonal, 0 on it.
+    Then ``HSIC_u(K, L) = ⟨U(K), U(L)⟩_F / (n(n−3))``."""
+    n = K.shape[0]
+    K.fill_diagonal_(0.0)
+    r = K.sum(dim=1)
+    total = r.sum()
+    K.sub_(r[:, None] / (n - 2)).sub_(r[None, :] / (n - 2)).add_(total / ((n - 1) * (n - 2)))
+    K.fill_diagonal_(0.0)
+    return K
+
+
+def centred_gram(K: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """HKH (biased) or U(K) (debiased), in place."""
+    return u_center_gram(K) if debiased else center_gram(K)
+
+
+def hsic_centred(Kc: torch.Tensor, Lc: torch.Tensor, debiased: bool) -> float:
+    """HSIC from centred kernels: biased ``tr(KHLH)/(n−1)²`` (Gretton et al. 2005) or unbiased
+    ``⟨U(K),U(L)⟩/(n(n−3))`` (Song et al. 2012)."""
+    n = Kc.shape[0]
+    inner = float((Kc * Lc).sum())
+    return inner / (n * (n - 3)) if debiased else inner / (n - 1) ** 2
+
+
+def _choose_form(form: str, kernel: str, n: int, d1: int, d2: int) -> str:
+    if kernel != "linear":
+        if form == "feature":
+            raise ValueError(f"form='feature' exists only for kernel='linear'; got kernel={kernel!r}")
+        return "gram"
+    if form == "auto":
+        return "gram" if n < max(d1, d2) else "feature"
+    return form
+
+
+def linear_moments(x: torch.Tensor, y: torch.Tensor) -> LinearMoments:
+    """Moments of column-centred X and Y (exact for both estimators by shift invariance)."""
+    xc = x.double() - x.double().mean(dim=0, keepdim=True)
+    yc = y.double() - y.double().mean(dim=0, keepdim=True)
+    return LinearMoments.of(xc, yc)
+
+
+def _check_not_constant(t: torch.Tensor, name: str) -> None:
+    if bool((t == t[:1]).all()):
+        raise ValueError(f"{name} is constant across items (every row identical): its similarity is undefined")
+
+
+def _validated(
+    X: ArrayLike, Y: ArrayLike, kernel: str, form: str, debiased: bool
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    check_choice(kernel, KERNELS, "kernel")
+    check_choice(form, FORMS, "form")
+    x, y = as_pair(X, Y)
+    n = x.shape[0]
+    check_min_rows(n, 4 if debiased else 2, "debiased HSIC/CKA" if debiased else "HSIC/CKA")
+    _check_not_constant(x, "X")
+    _check_not_constant(y, "Y")
+    return x, y, _choose_form(form, kernel, n, x.shape[1], y.shape[1])
+
+
+@register(
+    "hsic",
+    family="kernel",
+    range=(float("-inf"), float("inf")),
+    invariances=("orthogonal", "translation", "permutation"),
+    cost="O(n·d²) linear feature form; O(n²d) Gram",
+    description="Hilbert–Schmidt independence criterion (biased /(n−1)² or unbiased Song 2012). Scale-dependent.",
+    defaults={"kernel": "linear", "debiased": True},
+)
+def hsic(
+    X: ArrayLike,
+    Y: ArrayLike,
+    *,
+    kernel: str = "linear",
+    debiased: bool = True,
+    form: str = "auto",
+    threshold: float = 1.0,
+    sigma: float = 1.0,
+) -> float:
+    """HSIC between X and Y.
+
+    Biased: ``tr(KHLH)/(n−1)²`` (Gretton et al., ALT 2005). Unbiased (Song et al., JMLR 2012):
+    ``[tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))``.
+    """
+    x, y, form = _validated(X, Y, kernel, form, debiased)
+    n = x.shape[0]
+    if form == "feature":
+        m = linear_moments(x, y)
+        return m.hsic_unbiased_xy() if debiased else m.hsic_biased_xy() / (n - 1) ** 2
+    K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
+    L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
+    return hsic_centred(K, L, debiased)
+
+
+@register(
+    "cka",
+    family="kernel",
+    range=(-1.0, 1.0),
+    invariances=("orthogonal", "isotropic_scale", "translation", "permutation"),
+    cost="O(n·(d1²+d2²+d1d2)) linear feature form; O(n²(d1+d2)) Gram",
+    description="Centred kernel alignment (Kornblith 2019). Debiased (default) ≈ 0 on independent data; "
+    "biased is in [0, 1] and inflated when d ≫ n.",
+    defaults={"kernel": "linear", "debiased": True},
+)
+def cka(
+    X: ArrayLike,
+    Y: ArrayLike,
+    *,
+    kernel: str = "linear",
+    debiased: bool = True,
+    form: str = "auto",
+    threshold: float = 1.0,
+    sigma: float = 1.0,
+) -> float:
+    """Centred kernel alignment ``HSIC(K,L)/sqrt(HSIC(K,K)·HSIC(L,L))``.
+
+    Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations Revisited",
+    ICML 2019; debiased HSIC from Song et al., JMLR 2012.
+
+    kernel : "linear", "rbf_median" (bandwidth = threshold × median distance, Kornblith's
+        ``gram_rbf``) or "rbf_abs" (absolute σ, PRH's convention). The two RBFs differ; never alias.
+    debiased : use the unbiased HSIC estimator (needs n ≥ 4); the headline choice, since biased CKA
+        is high even for random data when d ≫ n (Murphy et al., ICLR 2024).
+    form : "auto" (Gram when n < max(d1, d2), else feature form), "gram" or "feature" (linear only).
+    """
+    x, y, form = _validated(X, Y, kernel, form, debiased)
+    if form == "feature":
+        return linear_moments(x, y).cka(debiased)
+    K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
+    L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
+    return cka_ratio(hsic_centred(K, L, debiased), hsic_centred(K, K, debiased), hsic_centred(L, L, debiased))

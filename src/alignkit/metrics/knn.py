@@ -1,0 +1,305 @@
+"""Neighbourhood-agreement measures between two row-paired spaces.
+
+Every function accepts raw arrays (the kNN graph is computed here) or precomputed
+:class:`~alignkit.neighbors.KNNGraph` objects, so one graph per space serves every measure and
+every layer pair. After the kNN step each measure costs O(n·k) or O(n·k²).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from alignkit._validation import ArrayLike, as_pair, check_k, check_min_rows
+from alignkit.metrics._registry import register
+from alignkit.neighbors import KNNGraph, knn_graph, overlap_counts
+
+GraphOrArray = KNNGraph | ArrayLike
+
+_KNN_INVARIANCES = ("orthogonal", "isotropic_scale", "permutation")
+
+
+def as_graph(X: GraphOrArray, k: int, metric: str = "cosine", backend: str = "exact", name: str = "X") -> KNNGraph:
+    """Use a precomputed graph (truncated to k) or compute one from an array."""
+    if isinstance(X, KNNGraph):
+        if k > X.k:
+            raise ValueError(f"{name} is a KNNGraph with k={X.k}; cannot read k={k} neighbours from it")
+        return X if k == X.k else X.truncate(k)
+    return knn_graph(X, k, metric=metric, backend=backend)  # type: ignore[arg-type]
+
+
+def graph_pair(X: GraphOrArray, Y: GraphOrArray, k: int, metric: str, backend: str) -> tuple[KNNGraph, KNNGraph]:
+    """Both graphs, checked to describe the same number of paired items."""
+    if not isinstance(X, KNNGraph) and not isinstance(Y, KNNGraph):
+        X, Y = as_pair(X, Y)
+    gx = as_graph(X, k, metric, backend, "X")
+    gy = as_graph(Y, k, metric, backend, "Y")
+    if gx.n != gy.n:
+        raise ValueError(f"X and Y must be paired by row: X has {gx.n} items, Y has {gy.n}")
+    return gx, gy
+
+
+def mutual_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row overlap fraction |S_A(i) ∩ S_B(i)| / k."""
+    return overlap_counts(a, b).double() / a.shape[1]
+
+
+@register(
+    "mutual_knn",
+    family="knn",
+    range=(0.0, 1.0),
+    invariances=_KNN_INVARIANCES,
+    cost="O(n²d) kNN + O(nk²)",
+    description="Mean fraction of shared k nearest neighbours (PRH headline metric). Null ≈ k/(n−1).",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=True,
+)
+def mutual_knn(
+    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
+) -> float:
+    """Mutual k-nearest-neighbour alignment.
+
+    ``mknn = (1/n) Σ_i |S_X(i) ∩ S_Y(i)| / k``, with S the k nearest neighbours (self excluded).
+    Huh, Cheung, Wang, Isola, "The Platonic Representation Hypothesis", ICML 2024.
+    """
+    gx, gy = graph_pair(X, Y, k, metric, backend)
+    return float(mutual_knn_rows(gx.indices, gy.indices).mean())
+
+
+def cycle_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 where i is among the X-neighbours of one of its Y-neighbours."""
+    n = a.shape[0]
+    rows = torch.arange(n)
+    out = torch.empty(n, dtype=torch.float64)
+    chunk = max(1, 2**22 // (a.shape[1] * b.shape[1]))
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        paths = a[b[s:e]]  # (m, kb, ka): X-neighbours of each Y-neighbour
+        out[s:e] = (paths == rows[s:e, None, None]).flatten(1).any(dim=1).double()
+    return out
+
+
+@register(
+    "cycle_knn",
+    family="knn",
+    range=(0.0, 1.0),
+    symmetric=False,
+    invariances=_KNN_INVARIANCES,
+    cost="O(n²d) kNN + O(nk²)",
+    description="Fraction of items that return to themselves along i →Y-kNN→ j →X-kNN→ i. Asymmetric.",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=True,
+)
+def cycle_knn(
+    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
+) -> float:
+    """Cycle kNN: ``(1/n) Σ_i 1[i ∈ ∪_{j ∈ S_Y(i)} S_X(j)]`` (PRH, Huh et al. 2024).
+
+    Null under independence ≈ ``1 − (1 − k/(n−1))^k``. Not symmetric in (X, Y).
+    """
+    gx, gy = graph_pair(X, Y, k, metric, backend)
+    return float(cycle_knn_rows(gx.indices, gy.indices).mean())
+
+
+def jaccard_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    m = overlap_counts(a, b).double()
+    return m / (2 * a.shape[1] - m)
+
+
+@register(
+    "jaccard_knn",
+    family="knn",
+    range=(0.0, 1.0),
+    invariances=_KNN_INVARIANCES,
+    cost="O(n²d) kNN + O(nk²)",
+    description="Mean Jaccard index of the two k-neighbour sets (ReSi).",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=True,
+)
+def jaccard_knn(
+    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
+) -> float:
+    """kNN Jaccard similarity ``(1/n) Σ_i m_i / (2k − m_i)``, m_i = |S_X(i) ∩ S_Y(i)|.
+
+    Klabunde et al., "ReSi: A Comprehensive Benchmark for Representational Similarity Measures",
+    ICLR 2025.
+    """
+    gx, gy = graph_pair(X, Y, k, metric, backend)
+    return float(jaccard_knn_rows(gx.indices, gy.indices).mean())
+
+
+def _sequence_dp(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
+    """Row-wise LCS length or edit distance of two (n, k) sequences, DP vectorised over rows."""
+    n, ka = a.shape
+    kb = b.shape[1]
+    eq = a[:, :, None] == b[:, None, :]  # (n, ka, kb)
+    if mode == "lcs":
+        prev = torch.zeros((n, kb + 1), dtype=torch.long)
+        for i in range(ka):
+            cur = torch.zeros_like(prev)
+            for j in range(kb):
+                match = prev[:, j] + 1
+                best = torch.maximum(prev[:, j + 1], cur[:, j])
+                cur[:, j + 1] = torch.where(eq[:, i, j], match, best)
+            prev = cur
+        return prev[:, kb]
+    prev = torch.arange(kb + 1).repeat(n, 1)
+    for i in range(ka):
+        cur = torch.empty_like(prev)
+        cur[:, 0] = i + 1
+        for j in range(kb):
+            sub = prev[:, j] + (~eq[:, i, j]).long()
+            cur[:, j + 1] = torch.minimum(torch.minimum(prev[:, j + 1] + 1, cur[:, j] + 1), sub)
+        prev = cur
+    return prev[:, kb]
+
+
+def lcs_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _sequence_dp(a, b, "lcs").double() / a.shape[1]
+
+
+@register(
+    "lcs_knn",
+    family="knn",
+    range=(0.0, 1.0),
+    invariances=_KNN_INVARIANCES,
+    cost="O(n²d) kNN + O(nk²)",
+    description="Longest common subsequence of the two ranked k-neighbour lists, divided by k (PRH).",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=True,
+)
+def lcs_knn(X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact") -> float:
+    """Mean LCS length of the ordered neighbour lists, normalised to [0, 1] by k.
+
+    PRH (Huh et al. 2024) reports the raw length in [0, k]; we divide by k so the range is honest.
+    """
+    gx, gy = graph_pair(X, Y, k, metric, backend)
+    return float(lcs_knn_rows(gx.indices, gy.indices).mean())
+
+
+def edit_distance_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 1.0 - _sequence_dp(a, b, "edit").double() / a.shape[1]
+
+
+@register(
+    "edit_distance_knn",
+    family="knn",
+    range=(0.0, 1.0),
+    invariances=_KNN_INVARIANCES,
+    cost="O(n²d) kNN + O(nk²)",
+    description="1 − mean Levenshtein distance between the ranked k-neighbour lists / k (PRH).",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=True,
+)
+def edit_distance_knn(
+    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
+) -> float:
+    """``1 − mean_i edit(S_X(i), S_Y(i)) / k`` over the ranked neighbour lists (PRH, Huh et al. 2024)."""
+    gx, gy = graph_pair(X, Y, k, metric, backend)
+    return float(edit_distance_knn_rows(gx.indices, gy.indices).mean())
+
+
+# Row-wise forms, used by the permutation and bootstrap fast paths.
+ROWWISE = {
+    "mutual_knn": mutual_knn_rows,
+    "cycle_knn": cycle_knn_rows,
+    "jaccard_knn": jaccard_knn_rows,
+    "lcs_knn": lcs_knn_rows,
+    "edit_distance_knn": edit_distance_knn_rows,
+}
+
+
+# ---------------------------------------------------------------------------------------- CKNNA
+
+
+def _mutual_pairs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ordered pairs (i, j) with j in both neighbour lists of i."""
+    hit = (a[:, :, None] == b[:, None, :]).any(dim=2)  # (n, k): a[i, p] also in b[i]
+    rows = torch.arange(a.shape[0])[:, None].expand_as(a)
+    return rows[hit], a[hit]
+
+
+def _kernel_values(F: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(i.numel(), dtype=torch.float64)
+    step = 1 << 18
+    for s in range(0, i.numel(), step):
+        e = s + step
+        out[s:e] = (F[i[s:e]].double() * F[j[s:e]].double()).sum(dim=1)
+    return out
+
+
+def sparse_hsic_u(n: int, i: torch.Tensor, j: torch.Tensor, kv: torch.Tensor, lv: torch.Tensor) -> float:
+    """Unbiased HSIC (Song et al. 2012) of two kernels that are zero off the pairs (i, j).
+
+    ``[tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))``, in O(#pairs).
+    The pairs must exclude the diagonal. tr(K̃L̃) = Σ K̃_ij L̃_ji needs the reverse pairs.
+    """
+    key = i * n + j
+    order = torch.argsort(key)
+    key_sorted = key[order]
+    rev = j * n + i
+    pos = torch.searchsorted(key_sorted, rev).clamp_max(max(key.numel() - 1, 0))
+    found = key_sorted[pos] == rev if key.numel() else torch.zeros(0, dtype=torch.bool)
+    trace = float((kv[found] * lv[order[pos[found]]]).sum())
+    col_k = torch.zeros(n, dtype=torch.float64).index_add_(0, j, kv)
+    row_l = torch.zeros(n, dtype=torch.float64).index_add_(0, i, lv)
+    mid = float(col_k @ row_l)
+    sk, sl = float(kv.sum()), float(lv.sum())
+    return (trace + sk * sl / ((n - 1) * (n - 2)) - 2.0 * mid / (n - 2)) / (n * (n - 3))
+
+
+def cknna_from_graphs(Fx: torch.Tensor, Fy: torch.Tensor, gx: KNNGraph, gy: KNNGraph, eps: float = 1e-6) -> float:
+    """CKNNA given prepared features (kernel = inner product) and their kNN graphs."""
+    n = Fx.shape[0]
+    i, j = _mutual_pairs(gx.indices, gy.indices)
+    sim_kl = sparse_hsic_u(n, i, j, _kernel_values(Fx, i, j), _kernel_values(Fy, i, j))
+    ix, jx = _mutual_pairs(gx.indices, gx.indices)
+    kx = _kernel_values(Fx, ix, jx)
+    sim_kk = sparse_hsic_u(n, ix, jx, kx, kx)
+    iy, jy = _mutual_pairs(gy.indices, gy.indices)
+    ly = _kernel_values(Fy, iy, jy)
+    sim_ll = sparse_hsic_u(n, iy, jy, ly, ly)
+    return sim_kl / (max(sim_kk * sim_ll, 0.0) ** 0.5 + eps)
+
+
+@register(
+    "cknna",
+    family="knn",
+    range=(-1.0, 1.0),
+    invariances=("orthogonal", "isotropic_scale", "permutation"),
+    cost="O(n²d) kNN + O(nk(d + log nk))",
+    description="Centred kernel alignment restricted to mutual-neighbour pairs (PRH). Needs k >= 2.",
+    defaults={"k": 10, "metric": "cosine"},
+    knn_based=False,
+)
+def cknna(
+    X: ArrayLike,
+    Y: ArrayLike,
+    k: int = 10,
+    *,
+    metric: str = "cosine",
+    backend: str = "exact",
+    eps: float = 1e-6,
+    knn_x: KNNGraph | None = None,
+    knn_y: KNNGraph | None = None,
+) -> float:
+    """Centred kernel nearest-neighbour alignment (unbiased form).
+
+    ``CKNNA = HSIC_u(M∘K, M∘L) / (sqrt(HSIC_u(M_K∘K, M_K∘K)·HSIC_u(M_L∘L, M_L∘L)) + eps)`` with
+    K = XXᵀ (rows L2-normalised for ``metric='cosine'``), M = kNN(K)∘kNN(L) (self excluded).
+    Computed on the ≤ n·k non-zeros only. Huh et al., "The Platonic Representation Hypothesis",
+    ICML 2024 (PRH ``cknna`` with ``unbiased=True``).
+    """
+    if metric not in ("cosine", "ip"):
+        raise ValueError(f"metric must be 'cosine' or 'ip' for cknna (its kernel is an inner product); got {metric!r}")
+    x, y = as_pair(X, Y)
+    n = x.shape[0]
+    check_min_rows(n, 4, "cknna (unbiased HSIC)")
+    k = check_k(k, n)
+    if k < 2:
+        raise ValueError(f"k must be >= 2 for cknna; got k={k}")
+    if metric == "cosine":
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    gx = as_graph(knn_x, k, name="knn_x") if knn_x is not None else knn_graph(x, k, metric=metric, backend=backend)
+    gy = as_graph(knn_y, k, name="knn_y") if knn_y is not None else knn_graph(y, k, metric=metric, backend=backend)
+    return cknna_from_graphs(x.cpu(), y.cpu(), gx, gy, eps)
