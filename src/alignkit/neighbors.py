@@ -56,10 +56,10 @@ class KNNGraph:
 
         ``knn_{Yπ}[i] = π⁻¹[knn_Y[π(i)]]``: O(n·k), no new similarity search.
         """
-        perm = torch.as_tensor(perm, dtype=torch.long)
-        inv = torch.empty_like(perm)
-        inv[perm] = torch.arange(perm.numel())
-        return KNNGraph(inv[self.indices[perm]], self.metric, self.backend, self.recall, dict(self.meta))
+        perm = torch.as_tensor(perm, dtype=torch.long).cpu()
+        inv = torch.empty_like(perm).index_put_((perm,), torch.arange(perm.numel()))
+        relabelled = inv.index_select(0, self.indices.index_select(0, perm).flatten()).view(self.indices.shape)
+        return KNNGraph(relabelled, self.metric, self.backend, self.recall, self.meta)
 
 
 def _prepare(X: torch.Tensor, metric: str) -> torch.Tensor:

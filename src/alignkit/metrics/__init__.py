@@ -5,12 +5,19 @@ looks them up by name (``'mutual_knn?k=10'`` ids work too); ``describe()`` lists
 """
 
 from alignkit.metrics._registry import MeasureInfo, describe, get, measure, names, parse_measure_id
+from alignkit.metrics.cca import canonical_correlations, cca, pwcca, svcca
 from alignkit.metrics.kernel import cka, hsic
 from alignkit.metrics.knn import cknna, cycle_knn, edit_distance_knn, jaccard_knn, lcs_knn, mutual_knn
+from alignkit.metrics.predictive import linear_predictivity, linear_predictivity_scores
 from alignkit.metrics.preprocess import preprocess
+from alignkit.metrics.retrieval import retrieval_alignment, retrieval_mrr, retrieval_ranks, retrieval_scores
+from alignkit.metrics.rsa import rdm, rsa
+from alignkit.metrics.shape import procrustes, shape_distance
 
 __all__ = [
     "MeasureInfo",
+    "canonical_correlations",
+    "cca",
     "cka",
     "cknna",
     "cycle_knn",
@@ -20,9 +27,21 @@ __all__ = [
     "hsic",
     "jaccard_knn",
     "lcs_knn",
+    "linear_predictivity",
+    "linear_predictivity_scores",
     "measure",
     "mutual_knn",
     "names",
     "parse_measure_id",
     "preprocess",
+    "procrustes",
+    "pwcca",
+    "rdm",
+    "retrieval_alignment",
+    "retrieval_mrr",
+    "retrieval_ranks",
+    "retrieval_scores",
+    "rsa",
+    "shape_distance",
+    "svcca",
 ]

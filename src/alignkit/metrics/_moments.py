@@ -85,6 +85,41 @@ class LinearMoments:
     def __add__(self, other: LinearMoments) -> LinearMoments:
         return LinearMoments(*(getattr(self, f) + getattr(other, f) for f in _ORDER))
 
+    def shifted(self, dx: torch.Tensor, dy: torch.Tensor) -> LinearMoments:
+        """Exact moments of (x + dx, y + dy) from those of (x, y); lets workers with different
+        reference shifts merge their states."""
+        dx, dy = dx.double(), dy.double()
+        n = self.n
+        ex, ey = dx @ dx, dy @ dy  # ‖δ‖², ‖ε‖²
+        da, eb = dx @ self.a, dy @ self.b
+        Sxy_dy, SxyT_dx = self.Sxy @ dy, self.Sxy.T @ dx
+        Sxx_dx, Syy_dy = self.Sxx @ dx, self.Syy @ dy
+        return LinearMoments(
+            n,
+            self.a + n * dx,
+            self.b + n * dy,
+            self.Sxx + torch.outer(self.a, dx) + torch.outer(dx, self.a) + n * torch.outer(dx, dx),
+            self.Syy + torch.outer(self.b, dy) + torch.outer(dy, self.b) + n * torch.outer(dy, dy),
+            self.Sxy + torch.outer(self.a, dy) + torch.outer(dx, self.b) + n * torch.outer(dx, dy),
+            self.qx + 2 * da + n * ex,
+            self.qy + 2 * eb + n * ey,
+            self.pxy
+            + 2 * (dy @ self.v)
+            + ey * self.qx
+            + 2 * (dx @ self.u)
+            + 4 * (dx @ Sxy_dy)
+            + 2 * ey * da
+            + ex * self.qy
+            + 2 * ex * eb
+            + n * ex * ey,
+            self.pxx + 4 * (dx @ self.wx) + 4 * (dx @ Sxx_dx) + 2 * ex * self.qx + 4 * ex * da + n * ex * ex,
+            self.pyy + 4 * (dy @ self.wy) + 4 * (dy @ Syy_dy) + 2 * ey * self.qy + 4 * ey * eb + n * ey * ey,
+            self.u + 2 * Sxy_dy + ey * self.a + (self.qy + 2 * eb + n * ey) * dx,
+            self.v + 2 * SxyT_dx + ex * self.b + (self.qx + 2 * da + n * ex) * dy,
+            self.wx + 2 * Sxx_dx + ex * self.a + (self.qx + 2 * da + n * ex) * dx,
+            self.wy + 2 * Syy_dy + ey * self.b + (self.qy + 2 * eb + n * ey) * dy,
+        )
+
     def to(self, device: torch.device | str) -> LinearMoments:
         return LinearMoments(self.n, *(getattr(self, f).to(device) for f in _ORDER[1:]))
 

@@ -247,27 +247,32 @@ def sparse_hsic_u(n: int, i: torch.Tensor, j: torch.Tensor, kv: torch.Tensor, lv
     return (trace + sk * sl / ((n - 1) * (n - 2)) - 2.0 * mid / (n - 2)) / (n * (n - 3))
 
 
-def cknna_from_graphs(Fx: torch.Tensor, Fy: torch.Tensor, gx: KNNGraph, gy: KNNGraph, eps: float = 1e-6) -> float:
-    """CKNNA given prepared features (kernel = inner product) and their kNN graphs."""
-    n = Fx.shape[0]
+def cknna_cross(Fx: torch.Tensor, Fy: torch.Tensor, gx: KNNGraph, gy: KNNGraph) -> float:
+    """``HSIC_u(M∘K, M∘L)`` with M the mutual-neighbour mask of the two graphs."""
     i, j = _mutual_pairs(gx.indices, gy.indices)
-    sim_kl = sparse_hsic_u(n, i, j, _kernel_values(Fx, i, j), _kernel_values(Fy, i, j))
-    ix, jx = _mutual_pairs(gx.indices, gx.indices)
-    kx = _kernel_values(Fx, ix, jx)
-    sim_kk = sparse_hsic_u(n, ix, jx, kx, kx)
-    iy, jy = _mutual_pairs(gy.indices, gy.indices)
-    ly = _kernel_values(Fy, iy, jy)
-    sim_ll = sparse_hsic_u(n, iy, jy, ly, ly)
-    return sim_kl / (max(sim_kk * sim_ll, 0.0) ** 0.5 + eps)
+    return sparse_hsic_u(Fx.shape[0], i, j, _kernel_values(Fx, i, j), _kernel_values(Fy, i, j))
+
+
+def cknna_self(F: torch.Tensor, g: KNNGraph) -> float:
+    """``HSIC_u(M_K∘K, M_K∘K)``, the normaliser of one space (its own kNN mask)."""
+    i, j = _mutual_pairs(g.indices, g.indices)
+    kv = _kernel_values(F, i, j)
+    return sparse_hsic_u(F.shape[0], i, j, kv, kv)
+
+
+def cknna_ratio(cross: float, self_x: float, self_y: float, eps: float = 1e-6) -> float:
+    return cross / (max(self_x * self_y, 0.0) ** 0.5 + eps)
 
 
 @register(
     "cknna",
     family="knn",
     range=(-1.0, 1.0),
+    symmetric=False,
     invariances=("orthogonal", "isotropic_scale", "permutation"),
     cost="O(n²d) kNN + O(nk(d + log nk))",
-    description="Centred kernel alignment restricted to mutual-neighbour pairs (PRH). Needs k >= 2.",
+    description="Centred kernel alignment restricted to mutual-neighbour pairs (PRH). Needs k >= 2. "
+    "Nearly symmetric (the masked kernels are not).",
     defaults={"k": 10, "metric": "cosine"},
     knn_based=False,
 )
@@ -302,4 +307,5 @@ def cknna(
         y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
     gx = as_graph(knn_x, k, name="knn_x") if knn_x is not None else knn_graph(x, k, metric=metric, backend=backend)
     gy = as_graph(knn_y, k, name="knn_y") if knn_y is not None else knn_graph(y, k, metric=metric, backend=backend)
-    return cknna_from_graphs(x.cpu(), y.cpu(), gx, gy, eps)
+    x, y = x.cpu(), y.cpu()
+    return cknna_ratio(cknna_cross(x, y, gx, gy), cknna_self(x, gx), cknna_self(y, gy), eps)

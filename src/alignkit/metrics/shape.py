@@ -1,0 +1,130 @@
+"""Generalised shape metrics (partial whitening + optimal rotation) and the Procrustes similarity.
+
+Williams, Kunz, Kornblith, Linderman, "Generalized Shape Metrics on Neural Representations", NeurIPS 2021
+(ahwillia/netrep ``LinearMetric``).
+
+Normalisation (ours; METHODS §1.10 leaves it open). Centre the columns, take the thin SVD
+``X_c = U S Vᵀ`` (directions with ``s_i ≤ max(n, d)·eps·s_1`` dropped), and rescale so the top singular
+value is 1: ``σ = s/s_1``, i.e. the eigenvalues of ``X̄ᵀX̄`` with ``X̄ = X_c/s_1`` are ``λ = σ²`` ∈ (0, 1].
+Partial whitening ``X_α = X̄ V diag(α + (1−α)λ^{−1/2}) Vᵀ = U diag(ασ + 1 − α) Vᵀ`` maps the spectrum
+linearly onto (1 − α, 1]: α = 1 keeps it, α = 0 flattens it (full whitening, ``X_0 = U Vᵀ``). Each X_α is then
+scaled to unit Frobenius norm. netrep instead uses the raw ``XᵀX`` and preserves the total variance, so for
+0 < α < 1 its interpolation depends on the data's scale; both agree at α ∈ {0, 1} for the angular score.
+
+Distances, after zero-padding to equal width and the optimal rotation (``svd(X_αᵀY_α)``):
+angular ``θ = arccos‖X̂_αᵀŶ_α‖_*`` ∈ [0, π/2] and Euclidean ``‖X̂_αR − Ŷ_α‖_F = sqrt(2 − 2cos θ)`` ∈ [0, √2]
+(the chord; both scale-free, both metrics). Since only ``U diag(g)`` matters up to a rotation on the
+right, everything runs in the n × r factors; no d × d matrix is formed.
+
+Identities (tested): at α = 0 with ranks r_x, r_y, ``cos θ = Σρ_i/sqrt(r_x·r_y)`` (= mean canonical
+correlation when r_x = r_y); at α = 1, ``cos θ = procrustes(X, Y)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
+from alignkit.metrics._registry import register
+from alignkit.metrics.cca import MIN_ROWS, centred_basis
+
+SCORES: tuple[str, ...] = ("angular", "euclidean")
+_SHAPE_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation")
+
+
+def _check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(f"alpha must be a number in [0, 1]; got {alpha!r}")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (1 = Procrustes, 0 = CCA / full whitening); got {alpha}")
+    return alpha
+
+
+def whitened_factor(x: torch.Tensor, alpha: float, *, center: bool = True, name: str = "X") -> torch.Tensor:
+    """``U diag(g)/‖g‖`` with ``g = α·s/s_1 + 1 − α``: the unit-norm partially whitened X_α up to a rotation."""
+    U, s = centred_basis(x, name, center=center)
+    g = alpha * (s / s[0]) + (1.0 - alpha)
+    return U * (g / g.norm())
+
+
+def aligned_fit(A: torch.Tensor, B: torch.Tensor) -> tuple[float, float]:
+    """For unit-Frobenius A (n×a), B (n×b): the Procrustes score ``‖AᵀB‖_*`` and the residual
+    ``min_R ‖[A, 0]R − [B, 0]‖_F`` over orthogonal R, computed from the aligned matrices themselves
+    (not as sqrt(2 − 2·score)) so that near-identical inputs give ~1e-16, not ~1e-8."""
+    P, S, Qh = torch.linalg.svd(A.T @ B)
+    Ar, Br = A @ P, B @ Qh.T
+    width = max(Ar.shape[1], Br.shape[1])
+    Ar = torch.nn.functional.pad(Ar, (0, width - Ar.shape[1]))
+    Br = torch.nn.functional.pad(Br, (0, width - Br.shape[1]))
+    score = min(max(float(S.sum()), 0.0), 1.0)
+    return score, float(torch.linalg.matrix_norm(Ar - Br))
+
+
+def _validated(X: ArrayLike, Y: ArrayLike, estimator: str) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = as_pair(X, Y)
+    check_min_rows(x.shape[0], MIN_ROWS, estimator)
+    return x, y
+
+
+@register(
+    "shape_distance",
+    family="shape",
+    range=(0.0, math.pi / 2),
+    higher_is_better=False,
+    invariances=_SHAPE_INVARIANCES,
+    cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·r²)",
+    description="Generalised shape metric (Williams 2021): a true metric. Angular in [0, π/2] (default) or "
+    "Euclidean chord in [0, √2]. alpha=1: Procrustes (θ = arccos procrustes); alpha=0: CCA, then also invariant "
+    "to invertible linear maps. Scale-free normalisation (see module doc).",
+    defaults={"alpha": 1.0, "score": "angular"},
+)
+def shape_distance(
+    X: ArrayLike, Y: ArrayLike, *, alpha: float = 1.0, score: str = "angular", center: bool = True
+) -> float:
+    """Generalised shape distance between X and Y (a distance: 0 = same shape).
+
+    Partially whiten each side (``X_α = U diag(α·s/s_1 + 1 − α) Vᵀ`` of the centred X, scaled to unit
+    Frobenius norm), zero-pad, rotate optimally (``USVᵀ = svd(X_αᵀY_α)``), then
+    ``score="angular"``: ``θ = arccos⟨X_αU, Y_αV⟩_F`` ∈ [0, π/2]; ``score="euclidean"``:
+    ``‖X_αU − Y_αV‖_F = 2 sin(θ/2)`` ∈ [0, √2]. Both satisfy the triangle inequality.
+
+    Williams, Kunz, Kornblith, Linderman, "Generalized Shape Metrics on Neural Representations", NeurIPS 2021.
+    α = 1 is the Procrustes distance (``θ = arccos procrustes(X, Y)``); α = 0 is invariant to invertible linear
+    maps and ``cos θ = Σρ_i/sqrt(r_x r_y)`` (mean canonical correlation for equal ranks), so it shares CCA's
+    small-n inflation. For 0 < α < 1 the normalisation differs from netrep's (see the module docstring).
+    """
+    alpha = _check_alpha(alpha)
+    check_choice(score, SCORES, "score")
+    x, y = _validated(X, Y, "shape_distance")
+    A = whitened_factor(x, alpha, center=center, name="X")
+    B = whitened_factor(y, alpha, center=center, name="Y")
+    _, chord = aligned_fit(A, B)
+    if score == "euclidean":
+        return chord
+    return 2.0 * math.asin(min(chord / 2.0, math.sqrt(0.5)))
+
+
+@register(
+    "procrustes",
+    family="shape",
+    range=(0.0, 1.0),
+    invariances=_SHAPE_INVARIANCES,
+    cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·r²)",
+    description="Orthogonal Procrustes similarity ‖X̃ᵀỸ‖_* of centred unit-Frobenius inputs, in [0, 1]. "
+    "Not invariant to invertible linear maps; arccos of it is shape_distance(alpha=1).",
+)
+def procrustes(X: ArrayLike, Y: ArrayLike, *, center: bool = True) -> float:
+    """Procrustes similarity ``‖X̃ᵀỸ‖_* = max_R ⟨X̃R, Ỹ⟩_F`` ∈ [0, 1], X̃ = X_c/‖X_c‖_F (zero-padded widths).
+
+    1 iff Y is a rotated, scaled, translated copy of X. ``1 − procrustes`` is anatome's Procrustes distance,
+    ``arccos(procrustes)`` the angular shape metric at α = 1 (Williams et al., NeurIPS 2021); the optimal R is
+    Schönemann's, "A generalized solution of the orthogonal Procrustes problem", Psychometrika 1966.
+    """
+    x, y = _validated(X, Y, "procrustes")
+    A = whitened_factor(x, 1.0, center=center, name="X")
+    B = whitened_factor(y, 1.0, center=center, name="Y")
+    return aligned_fit(A, B)[0]

@@ -1,0 +1,380 @@
+"""CCA / SVCCA / PWCCA and generalised shape metrics / Procrustes against dense numpy/scipy references."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import alignkit
+from alignkit.metrics import canonical_correlations, cca, procrustes, pwcca, shape_distance, svcca
+from alignkit.metrics._registry import get
+
+# small-n inflation warnings are tested explicitly below; elsewhere they are noise
+pytestmark = pytest.mark.filterwarnings("ignore:.*inflated:UserWarning")
+
+TOL = 1e-8
+
+
+# ---- independent dense references ------------------------------------------------------------------------------
+
+
+def _centre(X):
+    return X - X.mean(axis=0)
+
+
+def _inv_sqrt(C, reg=0.0):
+    lam, V = np.linalg.eigh(C + reg * np.eye(len(C)))
+    return (V / np.sqrt(lam)) @ V.T
+
+
+def ref_cca(X, Y, reg=0.0):
+    """ρ and the X-side canonical weight vectors from svd(C_xx^{-1/2} C_xy C_yy^{-1/2}), C = XcᵀXc/n."""
+    Xc, Yc = _centre(X), _centre(Y)
+    n = len(X)
+    Wx = _inv_sqrt(Xc.T @ Xc / n, reg)
+    Wy = _inv_sqrt(Yc.T @ Yc / n, reg)
+    U, rho, _ = np.linalg.svd(Wx @ (Xc.T @ Yc / n) @ Wy)
+    k = min(X.shape[1], Y.shape[1])
+    return rho[:k], Wx @ U[:, :k]
+
+
+def ref_pwcca(X, Y, reg=0.0):
+    rho, Ax = ref_cca(X, Y, reg)
+    Xc = _centre(X)
+    H = Xc @ Ax
+    H /= np.linalg.norm(H, axis=0)
+    alpha = np.abs(Xc.T @ H).sum(axis=0)
+    return (alpha * rho).sum() / alpha.sum()
+
+
+def ref_svcca(X, Y, keep):
+    def reduce(Z):
+        U, s, _ = np.linalg.svd(_centre(Z), full_matrices=False)
+        if isinstance(keep, int):
+            k = keep
+        else:
+            frac = np.cumsum(s**2) / np.sum(s**2)
+            k = int(np.argmax(frac >= keep - 1e-12)) + 1
+        return U[:, :k] * s[:k]
+
+    return ref_cca(reduce(X), reduce(Y))[0].mean()
+
+
+def _pad(A, width):
+    return np.hstack([A, np.zeros((A.shape[0], width - A.shape[1]))])
+
+
+def ref_shape(X, Y, alpha, score="angular"):
+    """netrep-style: centre, zero-pad, eig of X̄ᵀX̄ (X̄ = X_c / top singular value), partial whitening
+    V diag(α + (1−α)λ^{-1/2}) Vᵀ on λ > 0, unit Frobenius, rotate by svd(X_αᵀY_α)."""
+    d = max(X.shape[1], Y.shape[1])
+
+    def whiten(Z):
+        Zc = _pad(_centre(Z), d)
+        lam, V = np.linalg.eigh(Zc.T @ Zc)
+        Zb = Zc / np.sqrt(lam.max())
+        lam = lam / lam.max()
+        keep = lam > 1e-12
+        D = np.zeros_like(lam)
+        D[keep] = alpha + (1 - alpha) / np.sqrt(lam[keep])
+        Zw = Zb @ (V * D) @ V.T
+        return Zw / np.linalg.norm(Zw)
+
+    Xw, Yw = whiten(X), whiten(Y)
+    U, _, Vt = np.linalg.svd(Xw.T @ Yw)
+    A, B = Xw @ U, Yw @ Vt.T
+    if score == "euclidean":
+        return np.linalg.norm(A - B)
+    return np.arccos(np.clip(np.sum(A * B), -1.0, 1.0))
+
+
+def _data(seed, n=200, d1=6, d2=4, noise=1.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d1)) @ rng.normal(size=(d1, d1)) + rng.normal(size=d1)
+    Y = X[:, :d2] @ rng.normal(size=(d2, d2)) + noise * rng.normal(size=(n, d2)) + 3.0
+    return X, Y
+
+
+def _invertible(rng, d, spread=2.0):
+    Q1, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    Q2, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return (Q1 * np.exp(rng.uniform(-spread, spread, size=d))) @ Q2
+
+
+def _orthogonal(rng, d):
+    return np.linalg.qr(rng.normal(size=(d, d)))[0]
+
+
+# ---- CCA ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_correlations_match_dense_whitened_svd_and_principal_angles(seed):
+    X, Y = _data(seed, d1=6, d2=4)
+    rho = canonical_correlations(X, Y)
+    assert rho.dtype == torch.float64 and rho.shape == (4,)
+    ref, _ = ref_cca(X, Y)
+    np.testing.assert_allclose(rho.numpy(), ref, atol=TOL)
+    angles = sla.subspace_angles(_centre(X), _centre(Y))  # descending angles = ascending cosines
+    np.testing.assert_allclose(np.sort(rho.numpy()), np.sort(np.cos(angles)), atol=TOL)
+    assert cca(X, Y) == pytest.approx(ref.mean(), abs=TOL)
+    assert cca(X, Y, summary="mean_sq") == pytest.approx((ref**2).mean(), abs=TOL)
+
+
+@pytest.mark.parametrize("reg", [1e-3, 0.1, 5.0])
+def test_regularised_cca_matches_dense(reg):
+    Y, X = _data(3, d1=7, d2=5)  # X narrower than Y
+    ref, _ = ref_cca(X, Y, reg)
+    np.testing.assert_allclose(canonical_correlations(X, Y, reg=reg).numpy(), ref, atol=TOL)
+    assert cca(X, Y, reg=reg) < cca(X, Y)
+
+
+def test_structured_planted_correlations():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 5))
+    Y = np.hstack([X[:, :2] @ rng.normal(size=(2, 2)), rng.normal(size=(300, 3))])
+    rho = canonical_correlations(X, Y).numpy()
+    np.testing.assert_allclose(rho[:2], 1.0, atol=TOL)
+    assert rho[2] < 0.3
+    np.testing.assert_allclose(rho, ref_cca(X, Y)[0], atol=TOL)
+
+
+def test_rank_deficient_inputs_drop_null_directions():
+    X, Y = _data(5, d1=4, d2=3)
+    Xdup = np.hstack([X, X[:, :1], X[:, 1:2] - 2 * X[:, 2:3]])  # duplicate and collinear columns
+    rho = canonical_correlations(Xdup, Y)
+    assert torch.isfinite(rho).all() and rho.shape == (3,)
+    np.testing.assert_allclose(rho.numpy(), canonical_correlations(X, Y).numpy(), atol=TOL)
+    # the same in float32: the tolerance follows the input dtype
+    rho32 = canonical_correlations(Xdup.astype(np.float32), Y.astype(np.float32))
+    assert rho32.shape == (3,) and torch.isfinite(rho32).all()
+    # d > n: finite, every correlation ≈ 1, and a warning
+    rng = np.random.default_rng(6)
+    A, B = rng.normal(size=(20, 50)), rng.normal(size=(20, 30))
+    with pytest.warns(UserWarning, match="inflated"):
+        value = cca(A, B)
+    assert value == pytest.approx(1.0, abs=1e-8)
+    assert np.isfinite(pwcca(A, B)) and np.isfinite(svcca(A, B))
+
+
+def test_small_n_warning_and_none_when_n_large():
+    X, Y = _data(7, n=40, d1=6, d2=4)
+    for f in (cca, pwcca, canonical_correlations):
+        with pytest.warns(UserWarning, match=r"n=40 .*inflated"):
+            f(X, Y)
+    X, Y = _data(7, n=60, d1=6, d2=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cca(X, Y)
+        pwcca(X, Y)
+        svcca(X, Y, keep=3)
+
+
+def test_null_independent_is_low_and_inflates_at_small_n():
+    rng = np.random.default_rng(8)
+    X, Y = rng.normal(size=(4000, 4)), rng.normal(size=(4000, 4))
+    assert cca(X, Y) < 0.05
+    assert procrustes(X, Y) < 0.1
+    assert shape_distance(X, Y, alpha=0.0) > 1.5
+    small_x, small_y = X[:25, :], Y[:25, :]
+    big = np.hstack([small_x, rng.normal(size=(25, 16))]), np.hstack([small_y, rng.normal(size=(25, 16))])
+    assert cca(*big) > 0.5  # pitfall: spurious correlations at n ≈ d
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), spread=st.floats(0.0, 2.5))
+def test_cca_family_invariant_to_invertible_linear_maps(seed, spread):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(80, 4))
+    Y = X[:, :3] + rng.normal(size=(80, 3))
+    Xt = X @ _invertible(rng, 4, spread) + rng.normal(size=4) * 10
+    Yt = Y @ _invertible(rng, 3, spread) - 5.0
+    np.testing.assert_allclose(canonical_correlations(Xt, Yt).numpy(), canonical_correlations(X, Y).numpy(), atol=1e-9)
+    assert shape_distance(Xt, Yt, alpha=0.0) == pytest.approx(shape_distance(X, Y, alpha=0.0), abs=1e-8)
+    # Procrustes / shape α=1: invariant to rotation + isotropic scale + translation
+    c = float(np.exp(rng.uniform(-3, 3)))
+    Xo, Yo = c * X @ _orthogonal(rng, 4) + 1.0, Y @ _orthogonal(rng, 3) / c
+    assert procrustes(Xo, Yo) == pytest.approx(procrustes(X, Y), abs=1e-10)
+    assert shape_distance(Xo, Yo, alpha=0.5) == pytest.approx(shape_distance(X, Y, alpha=0.5), abs=1e-8)
+
+
+def test_procrustes_and_svcca_not_invariant_to_invertible_linear_maps():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(200, 4))
+    Y = X[:, :3] + rng.normal(size=(200, 3))
+    A = np.diag([20.0, 1.0, 1.0, 0.05])
+    assert abs(procrustes(X @ A, Y) - procrustes(X, Y)) > 1e-2
+    assert abs(shape_distance(X @ A, Y, alpha=1.0) - shape_distance(X, Y, alpha=1.0)) > 1e-2
+    assert abs(svcca(X @ A, Y, keep=2) - svcca(X, Y, keep=2)) > 1e-2
+    assert cca(X @ A, Y) == pytest.approx(cca(X, Y), abs=1e-10)
+
+
+# ---- SVCCA / PWCCA -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99, 2, 3])
+def test_svcca_matches_dense(keep):
+    X, Y = _data(10, d1=8, d2=6, noise=0.5)
+    assert svcca(X, Y, keep=keep) == pytest.approx(ref_svcca(X, Y, keep), abs=TOL)
+
+
+def test_svcca_keep_all_is_cca():
+    X, Y = _data(11)
+    assert svcca(X, Y, keep=1.0) == pytest.approx(cca(X, Y), abs=TOL)
+    assert alignkit.measure("svcca?keep=3", X, Y) == pytest.approx(ref_svcca(X, Y, 3), abs=TOL)
+
+
+@pytest.mark.parametrize(("seed", "d1", "d2", "reg"), [(12, 6, 4, 0.0), (13, 3, 5, 0.0), (14, 5, 5, 0.3)])
+def test_pwcca_matches_dense(seed, d1, d2, reg):
+    X, Y = _data(seed, d1=d1, d2=min(d1, d2))
+    if d2 > d1:
+        Y = np.hstack([Y, np.random.default_rng(seed).normal(size=(len(Y), d2 - d1))])
+    assert pwcca(X, Y, reg=reg) == pytest.approx(ref_pwcca(X, Y, reg), abs=TOL)
+
+
+def test_pwcca_properties():
+    rng = np.random.default_rng(15)
+    X = rng.normal(size=(300, 5)) * np.array([5.0, 3.0, 1.0, 0.5, 0.2])
+    Y = X[:, :3] @ rng.normal(size=(3, 3)) + rng.normal(size=(300, 3))
+    p = pwcca(X, Y)
+    assert 0.0 <= p <= 1.0
+    assert abs(p - pwcca(Y, X)) > 1e-3  # asymmetric: weights come from X
+    assert abs(p - cca(X, Y)) > 1e-3
+    perm = rng.permutation(5)
+    assert pwcca(-3.0 * X[:, perm] + 7.0, Y @ _orthogonal(rng, 3)) == pytest.approx(p, abs=1e-10)
+    assert abs(pwcca(X @ _orthogonal(rng, 5), Y) - p) > 1e-4  # L1 weights: not rotation invariant in X
+    assert get("pwcca").symmetric is False
+
+
+# ---- shape metrics / Procrustes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("score", ["angular", "euclidean"])
+def test_shape_matches_dense_netrep_style(alpha, score):
+    X, Y = _data(16, n=150, d1=7, d2=4)
+    assert shape_distance(X, Y, alpha=alpha, score=score) == pytest.approx(ref_shape(X, Y, alpha, score), abs=TOL)
+    # structured: Y carries only part of X, plus rank deficiency
+    rng = np.random.default_rng(17)
+    Z = np.hstack([X[:, :2] @ rng.normal(size=(2, 2)), X[:, :1]])
+    assert shape_distance(X, Z, alpha=alpha, score=score) == pytest.approx(ref_shape(X, Z, alpha, score), abs=TOL)
+
+
+def test_alpha0_identity_with_canonical_correlations():
+    X, Y = _data(18, d1=5, d2=5)
+    rho = canonical_correlations(X, Y).numpy()
+    assert shape_distance(X, Y, alpha=0.0) == pytest.approx(np.arccos(rho.mean()), abs=TOL)
+    # unequal widths: cos θ = Σρ / sqrt(d1·d2), not the mean
+    X, Y = _data(19, d1=6, d2=3)
+    rho = canonical_correlations(X, Y).numpy()
+    assert shape_distance(X, Y, alpha=0.0) == pytest.approx(np.arccos(rho.sum() / np.sqrt(18)), abs=TOL)
+
+
+def test_alpha1_is_procrustes_and_matches_scipy():
+    X, Y = _data(20, d1=6, d2=4)
+    p = procrustes(X, Y)
+    assert shape_distance(X, Y, alpha=1.0) == pytest.approx(np.arccos(p), abs=TOL)
+    Xn = _pad(_centre(X) / np.linalg.norm(_centre(X)), 6)
+    Yn = _pad(_centre(Y) / np.linalg.norm(_centre(Y)), 6)
+    R, scale = sla.orthogonal_procrustes(Xn, Yn)
+    assert p == pytest.approx(scale, abs=TOL)
+    assert p == pytest.approx(np.linalg.svd(Xn.T @ Yn, compute_uv=False).sum(), abs=TOL)
+    residual = np.linalg.norm(Xn @ R - Yn)
+    assert shape_distance(X, Y, alpha=1.0, score="euclidean") == pytest.approx(residual, abs=TOL)
+    assert residual**2 == pytest.approx(2 - 2 * p, abs=TOL)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("score", ["angular", "euclidean"])
+def test_metric_axioms(alpha, score):
+    rng = np.random.default_rng(21)
+    base = rng.normal(size=(60, 5))
+    for _ in range(6):
+        reps = [base @ rng.normal(size=(5, d)) + rng.normal(size=(60, d)) * rng.uniform(0.1, 2) for d in (3, 5, 6)]
+        d = {
+            (i, j): shape_distance(reps[i], reps[j], alpha=alpha, score=score)
+            for i in range(3)
+            for j in range(3)
+            if i != j
+        }
+        for i, j in d:
+            assert d[i, j] == pytest.approx(d[j, i], abs=1e-10)
+            assert d[i, j] >= 0
+            k = 3 - i - j
+            assert d[i, j] <= d[i, k] + d[k, j] + 1e-10
+    X = reps[0]
+    assert shape_distance(X, X, alpha=alpha, score=score) < 1e-7
+    assert shape_distance(X, 2 * X @ _orthogonal(rng, 3) - 1, alpha=alpha, score=score) < 1e-7
+    assert procrustes(X, X) == pytest.approx(1.0, abs=1e-12)
+    assert cca(X, X) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_shape_padding_and_ranges():
+    X, Y = _data(22, d1=5, d2=3)
+    assert shape_distance(X, np.hstack([Y, np.zeros((len(Y), 4))]), alpha=0.5) == pytest.approx(
+        shape_distance(X, Y, alpha=0.5), abs=TOL
+    )
+    assert 0 <= shape_distance(X, Y, score="euclidean") <= np.sqrt(2)
+    assert 0 <= shape_distance(X, Y) <= np.pi / 2
+    # center=False: translation is no longer removed
+    assert abs(shape_distance(X + 10, Y, center=False) - shape_distance(X, Y, center=False)) > 1e-3
+
+
+def test_torch_input_and_registry_metadata():
+    X, Y = _data(23)
+    tx, ty = torch.tensor(X, dtype=torch.float32), torch.tensor(Y, dtype=torch.float32)
+    for name in ("cca", "svcca", "pwcca", "shape_distance", "procrustes"):
+        value = alignkit.measure(name, tx, ty)
+        assert isinstance(value, float)
+        assert value == pytest.approx(alignkit.measure(name, X, Y), abs=1e-5)
+    assert get("shape_distance").higher_is_better is False
+    assert "invertible_linear" in get("cca").invariances
+    assert "invertible_linear" not in get("procrustes").invariances
+    assert get("cca").symmetric and get("procrustes").symmetric
+    assert get("procrustes").range == (0.0, 1.0)
+
+
+# ---- bad inputs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", [cca, svcca, pwcca, shape_distance, procrustes, canonical_correlations])
+def test_bad_inputs_raise(f):
+    X, Y = _data(24, n=30)
+    with pytest.raises(ValueError, match="paired by row"):
+        f(X, Y[:-1])
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X contains 1 NaN"):
+        f(Xn, Y)
+    with pytest.raises(ValueError, match="at least 3 items"):
+        f(X[:2], Y[:2])
+    with pytest.raises(ValueError, match="Y is constant"):
+        f(X, np.ones_like(Y))
+
+
+def test_bad_parameters_raise():
+    X, Y = _data(25, n=60)
+    for keep in (0, -2, 0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="keep"):
+            svcca(X, Y, keep=keep)
+    with pytest.raises(ValueError, match=r"keep=7 directions exceeds X's width"):
+        svcca(X, Y, keep=7)
+    with pytest.raises(TypeError, match="keep"):
+        svcca(X, Y, keep=True)
+    for alpha in (-0.1, 1.01):
+        with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+            shape_distance(X, Y, alpha=alpha)
+    with pytest.raises(ValueError, match="score must be one of"):
+        shape_distance(X, Y, score="cosine")
+    with pytest.raises(ValueError, match="summary must be one of"):
+        cca(X, Y, summary="max")
+    with pytest.raises(ValueError, match="reg must be"):
+        cca(X, Y, reg=-1.0)
+    with pytest.raises(ValueError, match="reg must be"):
+        pwcca(X, Y, reg=float("nan"))

@@ -1,0 +1,187 @@
+"""kNN engine and kNN-family measures against dense references, properties and nulls."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import alignkit
+from alignkit.metrics import cknna, cycle_knn, edit_distance_knn, jaccard_knn, lcs_knn, mutual_knn
+from alignkit.neighbors import knn_graph, overlap_counts
+from dense_reference import (
+    cknna_dense,
+    cycle_knn_dense,
+    edit_knn_dense,
+    jaccard_knn_dense,
+    knn_dense,
+    lcs_knn_dense,
+    mutual_knn_dense,
+    shared_latent,
+)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+@pytest.mark.parametrize("block_size", [None, 7])
+def test_exact_knn_matches_dense_argsort(rng, metric, block_size):
+    X = rng.standard_normal((120, 9))
+    g = knn_graph(X, 6, metric=metric, block_size=block_size)
+    np.testing.assert_array_equal(g.indices.numpy(), knn_dense(X, 6, metric))
+    assert g.backend == "exact" and g.recall is None
+
+
+def test_self_excluded_by_index_with_duplicate_rows(rng):
+    X = rng.standard_normal((50, 5))
+    X[10] = X[3]  # exact duplicate: distance 0, must still be a neighbour, self never
+    g = knn_graph(X, 3)
+    idx = g.indices.numpy()
+    assert 10 in idx[3] and 3 in idx[10]
+    assert not (idx == np.arange(50)[:, None]).any()
+
+
+def test_float32_and_torch_inputs_agree(rng):
+    X = rng.standard_normal((100, 16))
+    a = knn_graph(X, 5).indices
+    b = knn_graph(torch.tensor(X, dtype=torch.float32), 5).indices
+    assert (a == b).float().mean() > 0.99  # float32 may reorder exact near-ties only
+
+
+def test_permuted_graph_equals_graph_of_permuted_rows(rng):
+    X = rng.standard_normal((80, 6))
+    perm = torch.randperm(80, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(
+        knn_graph(X, 5).permuted(perm).indices.numpy(), knn_graph(X[perm.numpy()], 5).indices.numpy()
+    )
+
+
+def test_truncate_keeps_nearest():
+    X = np.random.default_rng(0).standard_normal((60, 4))
+    np.testing.assert_array_equal(knn_graph(X, 8).truncate(3).indices.numpy(), knn_graph(X, 3).indices.numpy())
+
+
+def test_faiss_backend_reports_measured_recall(rng):
+    pytest.importorskip("faiss")
+    centers = rng.standard_normal((20, 32)) * 4
+    X = centers[rng.integers(0, 20, 4000)] + rng.standard_normal((4000, 32))
+    g = knn_graph(X, 10, backend="faiss", nprobe=64, recall_sample=300)
+    assert g.backend == "faiss" and g.indices.shape == (4000, 10)
+    assert not (g.indices.numpy() == np.arange(4000)[:, None]).any()
+    exact = knn_graph(X, 10)
+    rows = np.arange(4000)
+    true_recall = float(overlap_counts(g.indices[rows], exact.indices[rows]).sum()) / (4000 * 10)
+    assert g.recall is not None and abs(g.recall - true_recall) < 0.05
+    assert g.recall > 0.9
+
+
+REFERENCES = {
+    "mutual_knn": (mutual_knn, mutual_knn_dense),
+    "jaccard_knn": (jaccard_knn, jaccard_knn_dense),
+    "cycle_knn": (cycle_knn, cycle_knn_dense),
+    "lcs_knn": (lcs_knn, lcs_knn_dense),
+    "edit_distance_knn": (edit_distance_knn, edit_knn_dense),
+    "cknna": (cknna, cknna_dense),
+}
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize("structured", [False, True])
+def test_measures_match_dense_reference(rng, name, structured):
+    if structured:
+        X, Y = shared_latent(rng, n=90)
+    else:
+        X, Y = rng.standard_normal((90, 7)), rng.standard_normal((90, 11))
+    ours, ref = REFERENCES[name]
+    for k in (2, 5):
+        assert ours(X, Y, k) == pytest.approx(ref(X, Y, k), abs=1e-8)
+        assert alignkit.measure(f"{name}?k={k}", X, Y) == pytest.approx(ref(X, Y, k), abs=1e-8)
+
+
+def test_graphs_are_reused_across_measures(rng):
+    X, Y = shared_latent(rng, n=100)
+    gx, gy = knn_graph(X, 10), knn_graph(Y, 10)
+    for name in ("mutual_knn", "jaccard_knn", "cycle_knn", "lcs_knn"):
+        f = REFERENCES[name][0]
+        assert f(gx, gy, 10) == f(X, Y, 10)
+        assert f(gx, gy, 4) == f(X, Y, 4)  # truncated from the k=10 graph
+    with pytest.raises(ValueError, match="k=10"):
+        mutual_knn(gx, gy, 12)
+
+
+def test_knn_null_values():
+    """Independent spaces: mutual kNN ≈ k/(n−1) = 0.0098, cycle ≈ 1−(1−k/(n−1))^k ≈ 0.094 (n=1024, k=10)."""
+    g = np.random.default_rng(7)
+    mk, cy = [], []
+    for _ in range(12):  # replicate sd: 0.0017 (mknn), 0.015 (cycle)
+        X, Y = g.standard_normal((1024, 16)), g.standard_normal((1024, 16))
+        mk.append(mutual_knn(X, Y, 10))
+        cy.append(cycle_knn(X, Y, 10))
+    assert np.mean(mk) == pytest.approx(10 / 1023, abs=0.0016)
+    assert np.mean(cy) == pytest.approx(1 - (1 - 10 / 1023) ** 10, abs=0.014)
+
+
+def test_identity_and_rotation_give_one(rng):
+    X = rng.standard_normal((150, 12))
+    Q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    for name in ("mutual_knn", "jaccard_knn", "cycle_knn", "lcs_knn", "edit_distance_knn"):
+        assert REFERENCES[name][0](X, X @ Q * 3.0, 10) == pytest.approx(1.0)
+    assert cknna(X, X @ Q, 10) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_symmetry_and_asymmetry(rng):
+    X, Y = shared_latent(rng, n=200)
+    for f in (mutual_knn, jaccard_knn, lcs_knn, edit_distance_knn):
+        assert f(X, Y, 10) == pytest.approx(f(Y, X, 10), abs=1e-12)
+    assert cycle_knn(X, Y, 10) != cycle_knn(Y, X, 10)
+    # PRH's CKNNA masks make K̃, L̃ asymmetric, so 1ᵀK̃L̃1 ≠ 1ᵀL̃K̃1: nearly, not exactly, symmetric.
+    assert cknna(X, Y, 10) == pytest.approx(cknna(Y, X, 10), abs=2e-3)
+    assert not alignkit.metrics.get("cknna").symmetric
+
+
+def test_triangle_like_bound_per_row(rng):
+    """|S_A∩S_C| ≥ |S_A∩S_B| + |S_B∩S_C| − k for every row (METHODS §1.2)."""
+    A, B = shared_latent(rng, n=150)
+    C = B + 0.5 * rng.standard_normal(B.shape)
+    ga, gb, gc = (knn_graph(M, 10).indices for M in (A, B, C))
+    assert bool((overlap_counts(ga, gc) >= overlap_counts(ga, gb) + overlap_counts(gb, gc) - 10).all())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.01, 100.0))
+def test_knn_invariances(seed, scale):
+    g = np.random.default_rng(seed)
+    X, Y = g.standard_normal((60, 6)), g.standard_normal((60, 5))
+    Q, _ = np.linalg.qr(g.standard_normal((6, 6)))
+    row_scale = g.uniform(0.1, 10.0, size=(60, 1))
+    perm = g.permutation(60)
+    base = mutual_knn(X, Y, 5)
+    assert mutual_knn(X @ Q * scale, Y, 5) == pytest.approx(base)  # orthogonal + isotropic scale
+    assert mutual_knn(X * row_scale, Y, 5) == pytest.approx(base)  # per-row positive scale (cosine)
+    assert mutual_knn(X[perm], Y[perm], 5) == pytest.approx(base)  # joint row permutation
+
+
+def test_knn_not_invariant_to_anisotropic_scaling(rng):
+    X = rng.standard_normal((200, 10))
+    D = np.diag(np.geomspace(0.01, 10, 10))
+    assert mutual_knn(X, X @ D, 10) < 0.9
+
+
+def test_ranges(rng):
+    X, Y = shared_latent(rng, n=120)
+    for name in ("mutual_knn", "jaccard_knn", "cycle_knn", "lcs_knn", "edit_distance_knn"):
+        assert 0.0 <= REFERENCES[name][0](X, Y, 7) <= 1.0
+
+
+def test_bad_input_messages(rng):
+    X = rng.standard_normal((20, 3))
+    with pytest.raises(ValueError, match="k must be < n"):
+        mutual_knn(X, X, 20)
+    with pytest.raises(ValueError, match="k must be >= 2 for cknna"):
+        cknna(X, X, 1)
+    with pytest.raises(ValueError, match="paired by row"):
+        mutual_knn(X, X[:10], 3)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        mutual_knn(X, X, 3, metric="manhattan")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        knn_graph(X, 3, backend="annoy")
+    with pytest.raises(TypeError, match="k must be an integer"):
+        mutual_knn(X, X, 2.5)
