@@ -22,6 +22,13 @@ def _sq_dists(G: torch.Tensor) -> torch.Tensor:
     return (diag[:, None] + diag[None, :] - 2.0 * G).clamp_min(0.0)
 
 
+def _median(v: torch.Tensor) -> torch.Tensor:
+    """numpy's median (mean of the two middle values for an even count); torch.median takes the lower."""
+    m = v.numel()
+    lo = v.kthvalue((m + 1) // 2).values
+    return lo if m % 2 else (lo + v.kthvalue(m // 2 + 1).values) / 2
+
+
 def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sigma: float = 1.0) -> torch.Tensor:
     """The n×n kernel matrix in float64.
 
@@ -34,7 +41,7 @@ def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sig
         return G
     D2 = _sq_dists(G)
     if kernel == "rbf_median":
-        med = torch.median(D2.flatten())
+        med = _median(D2.flatten())
         if not med > 0:
             raise ValueError("rbf_median kernel: the median squared distance is 0 (too many duplicate rows)")
         return torch.exp(-D2 / (2.0 * threshold**2 * med))
