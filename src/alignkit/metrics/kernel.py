@@ -1,8 +1,8 @@
 """HSIC and centred kernel alignment (CKA): linear / RBF kernels, biased / debiased, Gram or feature form.
 
-Never an O(n³) product: Gram-form terms use ``tr(K̃L̃) = Σ K̃∘L̃`` and ``1ᵀK̃L̃1 = (K̃1)·(L̃1)``,
-centring by row/column means (no n×n centering matrix). Linear kernels switch to the
-O(n·d²) feature form when n ≥ max(d1, d2).
+Never an O(n³) product and no n×n centering matrix: the Gram form centres (HKH) or U-centres a
+kernel by its row/column sums and takes one O(n²) inner product; linear kernels switch to the
+O(n·d²) feature form when n ≥ max(d1, d2), which needs only ``X_cᵀY_c`` and the row norms.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
-from alignkit.metrics._moments import LinearMoments, cka_ratio
+from alignkit.metrics._moments import cka_ratio
 from alignkit.metrics._registry import register
 
 KERNELS: tuple[str, ...] = ("linear", "rbf_median", "rbf_abs")
@@ -92,11 +92,25 @@ def _choose_form(form: str, kernel: str, n: int, d1: int, d2: int) -> str:
     return form
 
 
-def linear_moments(x: torch.Tensor, y: torch.Tensor) -> LinearMoments:
-    """Moments of column-centred X and Y (exact for both estimators by shift invariance)."""
+def centred_features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column-centred float64 features and their row squared norms ``r_i = ‖x_i − x̄‖²``."""
     xc = x.double() - x.double().mean(dim=0, keepdim=True)
-    yc = y.double() - y.double().mean(dim=0, keepdim=True)
-    return LinearMoments.of(xc, yc)
+    return xc, (xc * xc).sum(dim=1)
+
+
+def feature_hsic(xa: torch.Tensor, ra: torch.Tensor, xb: torch.Tensor, rb: torch.Tensor, debiased: bool) -> float:
+    """Linear HSIC from centred features (feature form, O(n·d1·d2)).
+
+    Biased: ``‖X_cᵀY_c‖_F²/(n−1)²``. Unbiased (centred data, so the raw-moment terms of METHODS §1.7
+    with a = b = 0): ``[‖X_cᵀY_c‖² − ⟨r_x,r_y⟩ + Σr_x·Σr_y/((n−1)(n−2)) − 2⟨r_x,r_y⟩/(n−2)] / (n(n−3))``.
+    """
+    n = xa.shape[0]
+    s2 = float(((xa.T @ xb) ** 2).sum())
+    if not debiased:
+        return s2 / (n - 1) ** 2
+    p = float(ra @ rb)
+    t2 = float(ra.sum()) * float(rb.sum())
+    return (s2 - p + t2 / ((n - 1) * (n - 2)) - 2.0 * p / (n - 2)) / (n * (n - 3))
 
 
 def _check_not_constant(t: torch.Tensor, name: str) -> None:
@@ -142,10 +156,8 @@ def hsic(
     ``[tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))``.
     """
     x, y, form = _validated(X, Y, kernel, form, debiased)
-    n = x.shape[0]
     if form == "feature":
-        m = linear_moments(x, y)
-        return m.hsic_unbiased_xy() if debiased else m.hsic_biased_xy() / (n - 1) ** 2
+        return feature_hsic(*centred_features(x), *centred_features(y), debiased)
     K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
     L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
     return hsic_centred(K, L, debiased)
@@ -184,7 +196,10 @@ def cka(
     """
     x, y, form = _validated(X, Y, kernel, form, debiased)
     if form == "feature":
-        return linear_moments(x, y).cka(debiased)
+        xa, ra = centred_features(x)
+        xb, rb = centred_features(y)
+        xy = feature_hsic(xa, ra, xb, rb, debiased)
+        return cka_ratio(xy, feature_hsic(xa, ra, xa, ra, debiased), feature_hsic(xb, rb, xb, rb, debiased))
     K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
     L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
     return cka_ratio(hsic_centred(K, L, debiased), hsic_centred(K, K, debiased), hsic_centred(L, L, debiased))

@@ -18,7 +18,7 @@ import torch
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k, check_min_rows
 from alignkit.metrics import _registry
 from alignkit.metrics._moments import cka_ratio
-from alignkit.metrics.kernel import FORMS, KERNELS, centred_gram, gram
+from alignkit.metrics.kernel import FORMS, KERNELS, centred_features, centred_gram, feature_hsic, gram
 from alignkit.metrics.knn import ROWWISE, as_graph, cknna_cross, cknna_ratio, cknna_self
 from alignkit.metrics.preprocess import preprocess
 from alignkit.neighbors import KNNGraph, knn_graph
@@ -116,26 +116,16 @@ class LinearFeatureMeasure(PreparedMeasure):
     def min_rows(self) -> int:
         return 4 if self.debiased else 2
 
-    def _hsic(self, xa: torch.Tensor, ra: torch.Tensor, xb: torch.Tensor, rb: torch.Tensor) -> float:
-        n = xa.shape[0]
-        s2 = float(((xa.T @ xb) ** 2).sum())
-        if not self.debiased:
-            return s2 / (n - 1) ** 2
-        p = float(ra @ rb)
-        t2 = float(ra.sum()) * float(rb.sum())
-        return (s2 - p + t2 / ((n - 1) * (n - 2)) - 2.0 * p / (n - 2)) / (n * (n - 3))
-
     def prepare(self, x: torch.Tensor) -> _Feat:
-        xc = x.double() - x.double().mean(dim=0, keepdim=True)
-        r = (xc * xc).sum(dim=1)
-        return _Feat(xc, r, self._hsic(xc, r, xc, r))
+        xc, r = centred_features(x)
+        return _Feat(xc, r, feature_hsic(xc, r, xc, r, self.debiased))
 
     def permute(self, p: _Feat, perm: torch.Tensor) -> _Feat:
         perm = perm.to(p.xc.device)
         return _Feat(p.xc[perm], p.r[perm], p.self_hsic)
 
     def score(self, pa: _Feat, pb: _Feat) -> float:
-        xy = self._hsic(pa.xc, pa.r, pb.xc.to(pa.xc.device), pb.r.to(pa.xc.device))
+        xy = feature_hsic(pa.xc, pa.r, pb.xc.to(pa.xc.device), pb.r.to(pa.xc.device), self.debiased)
         return xy if self.name == "hsic" else cka_ratio(xy, pa.self_hsic, pb.self_hsic)
 
 
