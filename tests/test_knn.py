@@ -185,3 +185,19 @@ def test_bad_input_messages(rng):
         knn_graph(X, 3, backend="annoy")
     with pytest.raises(TypeError, match="k must be an integer"):
         mutual_knn(X, X, 2.5)
+
+
+def test_approximate_scores_carry_recall_never_silently(rng):
+    pytest.importorskip("faiss")
+    centers = rng.standard_normal((10, 16)) * 4
+    X = centers[rng.integers(0, 10, 2000)] + rng.standard_normal((2000, 16))
+    Y = X + 0.5 * rng.standard_normal(X.shape)
+    exact = mutual_knn(X, Y, 10)
+    approx = mutual_knn(X, Y, 10, backend="faiss")
+    assert type(exact) is float
+    assert set(approx.recall) == {"X", "Y"} and all(0.8 < r <= 1 for r in approx.recall.values())
+    assert "recall@k" in repr(approx) and approx == pytest.approx(exact, abs=0.05)
+    res = alignkit.permutation_test("mutual_knn", X, Y, n_perm=3, backend="faiss")
+    assert set(res.knn_recall) == {"X", "Y"} and "knn_recall_X" in res.as_dict()
+    at = alignkit.atlas([X], {"y": Y}, "mutual_knn", backend="faiss")
+    assert set(at.knn_recall) == {"spaces_a['0']", "spaces_b['y']"} and "min_knn_recall" in at.summary()

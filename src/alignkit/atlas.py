@@ -21,7 +21,7 @@ import torch
 
 from alignkit._validation import ArrayLike, as_matrix
 from alignkit.metrics import _registry
-from alignkit.metrics.prepared import check_rows, prepared_measure, split_params
+from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure, split_params
 from alignkit.metrics.preprocess import preprocess
 from alignkit.stats.permutation import check_n_perm, permutations
 
@@ -69,6 +69,7 @@ class AtlasResult:
     params: dict[str, Any]
     null: np.ndarray | None = field(default=None, repr=False)  # (n_perm, L1, L2)
     seed: int | None = None
+    knn_recall: dict[str, float] = field(default_factory=dict)  # per layer, approximate backends only
 
     def _sign(self) -> float:
         return 1.0 if self.higher_is_better else -1.0
@@ -121,6 +122,8 @@ class AtlasResult:
     def summary(self) -> dict[str, Any]:
         a, b, s = self.best
         out: dict[str, Any] = {"metric": self.metric, "best_a": a, "best_b": b, "best_score": s}
+        if self.knn_recall:
+            out["min_knn_recall"] = min(self.knn_recall.values())
         if self.null is not None:
             cell = self.p_values
             i, j = self.names_a.index(a), self.names_b.index(b)
@@ -224,6 +227,7 @@ def atlas(
         null = np.stack(draws)
     best_possible = info.max_score if info.higher_is_better else info.range[0]
     used = {**own, **prep}
+    recall = {name: r for (name, _), p in zip(layers, prepared, strict=True) if (r := knn_recall(p)) is not None}
     return AtlasResult(
         metric,
         list(tensors_a),
@@ -234,6 +238,7 @@ def atlas(
         used,
         null,
         seed if n_perm else None,
+        recall,
     )
 
 

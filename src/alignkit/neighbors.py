@@ -62,6 +62,30 @@ class KNNGraph:
         return KNNGraph(relabelled, self.metric, self.backend, self.recall, self.meta)
 
 
+class ApproximateScore(float):
+    """A score computed on approximate kNN graphs: a float that carries the measured recall@k.
+
+    ``score.recall`` maps "X"/"Y" to the recall of each graph against exact search on a sample.
+    """
+
+    recall: dict[str, float]
+
+    def __new__(cls, value: float, recall: dict[str, float]) -> ApproximateScore:
+        obj = super().__new__(cls, value)
+        obj.recall = recall
+        return obj
+
+    def __repr__(self) -> str:
+        rec = ", ".join(f"{k}={v:.3f}" for k, v in self.recall.items())
+        return f"{float(self)!r} (approximate kNN, recall@k {rec})"
+
+
+def with_recall(value: float, **graphs: KNNGraph) -> float:
+    """``value`` as a plain float when every graph is exact, else an :class:`ApproximateScore`."""
+    recall = {name: g.recall for name, g in graphs.items() if g.recall is not None}
+    return ApproximateScore(value, recall) if recall else float(value)
+
+
 def _prepare(X: torch.Tensor, metric: str) -> torch.Tensor:
     if metric == "cosine":
         return X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)

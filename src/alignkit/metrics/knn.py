@@ -11,7 +11,7 @@ import torch
 
 from alignkit._validation import ArrayLike, as_pair, check_k, check_min_rows
 from alignkit.metrics._registry import register
-from alignkit.neighbors import KNNGraph, knn_graph, overlap_counts
+from alignkit.neighbors import KNNGraph, knn_graph, overlap_counts, with_recall
 
 GraphOrArray = KNNGraph | ArrayLike
 
@@ -62,7 +62,7 @@ def mutual_knn(
     Huh, Cheung, Wang, Isola, "The Platonic Representation Hypothesis", ICML 2024.
     """
     gx, gy = graph_pair(X, Y, k, metric, backend)
-    return float(mutual_knn_rows(gx.indices, gy.indices).mean())
+    return with_recall(float(mutual_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 def cycle_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,7 @@ def cycle_knn(
     Null under independence ≈ ``1 − (1 − k/(n−1))^k``. Not symmetric in (X, Y).
     """
     gx, gy = graph_pair(X, Y, k, metric, backend)
-    return float(cycle_knn_rows(gx.indices, gy.indices).mean())
+    return with_recall(float(cycle_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 def jaccard_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -124,7 +124,7 @@ def jaccard_knn(
     ICLR 2025.
     """
     gx, gy = graph_pair(X, Y, k, metric, backend)
-    return float(jaccard_knn_rows(gx.indices, gy.indices).mean())
+    return with_recall(float(jaccard_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 def _sequence_dp(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
@@ -173,7 +173,7 @@ def lcs_knn(X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cos
     PRH (Huh et al. 2024) reports the raw length in [0, k]; we divide by k so the range is honest.
     """
     gx, gy = graph_pair(X, Y, k, metric, backend)
-    return float(lcs_knn_rows(gx.indices, gy.indices).mean())
+    return with_recall(float(lcs_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 def edit_distance_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -195,7 +195,7 @@ def edit_distance_knn(
 ) -> float:
     """``1 − mean_i edit(S_X(i), S_Y(i)) / k`` over the ranked neighbour lists (PRH, Huh et al. 2024)."""
     gx, gy = graph_pair(X, Y, k, metric, backend)
-    return float(edit_distance_knn_rows(gx.indices, gy.indices).mean())
+    return with_recall(float(edit_distance_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 # Row-wise forms, used by the permutation and bootstrap fast paths.
@@ -308,4 +308,5 @@ def cknna(
     gx = as_graph(knn_x, k, name="knn_x") if knn_x is not None else knn_graph(x, k, metric=metric, backend=backend)
     gy = as_graph(knn_y, k, name="knn_y") if knn_y is not None else knn_graph(y, k, metric=metric, backend=backend)
     x, y = x.cpu(), y.cpu()
-    return cknna_ratio(cknna_cross(x, y, gx, gy), cknna_self(x, gx), cknna_self(y, gy), eps)
+    value = cknna_ratio(cknna_cross(x, y, gx, gy), cknna_self(x, gx), cknna_self(y, gy), eps)
+    return with_recall(value, X=gx, Y=gy)

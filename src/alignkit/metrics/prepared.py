@@ -269,6 +269,12 @@ class _AutoLinear(PreparedMeasure):
         return self._impl.score(pa, pb)
 
 
+def knn_recall(prepared: Any) -> float | None:
+    """The measured recall@k of a prepared space's approximate kNN graph (None when exact or not kNN)."""
+    graph = prepared if isinstance(prepared, KNNGraph) else getattr(prepared, "graph", None)
+    return graph.recall if isinstance(graph, KNNGraph) else None
+
+
 def prepare_space(X: ArrayLike, name: str, prep: dict[str, Any]) -> torch.Tensor:
     """Validate one space and apply the registry's preprocessing options."""
     return preprocess(X, name=name, **prep) if prep else as_matrix(X, name)

@@ -18,7 +18,7 @@ import torch
 
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
-from alignkit.metrics.prepared import check_rows, prepared_measure, split_params
+from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure, split_params
 from alignkit.metrics.preprocess import preprocess
 
 
@@ -45,6 +45,7 @@ class PermutationResult:
     best_score: float | None = 1.0
     seed: int = 0
     q: float = 0.95
+    knn_recall: dict[str, float] = field(default_factory=dict)  # approximate kNN backends only
 
     @property
     def n_perm(self) -> int:
@@ -96,6 +97,7 @@ class PermutationResult:
             "threshold": self.threshold,
             "n_perm": self.n_perm,
             "seed": self.seed,
+            **{f"knn_recall_{k}": v for k, v in self.knn_recall.items()},
         }
 
 
@@ -145,7 +147,8 @@ def permutation_test(
     null = np.array(
         [pm.score(pa, pm.permute(pb, p)) for p in _progress(permutations(x.shape[0], n_perm, seed), progress)]
     )
-    return PermutationResult(measure, raw, null, info.higher_is_better, _best(info), seed, q)
+    recall = {k: r for k, p in (("X", pa), ("Y", pb)) if (r := knn_recall(p)) is not None}
+    return PermutationResult(measure, raw, null, info.higher_is_better, _best(info), seed, q, recall)
 
 
 def _progress(items: list[torch.Tensor], show: bool) -> Any:
