@@ -78,3 +78,13 @@ def test_preprocess_options_through_measure(rng):
     assert clipped > alignkit.measure("cka", X, Y)
     with pytest.raises(ValueError, match="clip_quantile must be in"):
         alignkit.measure("cka", X, Y, clip_quantile=1.5)
+
+
+def test_measure_own_parameter_wins_over_preprocessing_name(rng):
+    """procrustes takes its own ``center``: it must reach the measure, not the preprocessing step."""
+    X = rng.standard_normal((40, 4)) + 5.0
+    Y = X @ np.linalg.qr(rng.standard_normal((4, 4)))[0] - 7.0  # a translation: only centring undoes it
+    assert alignkit.measure("procrustes", X, Y, center=False) == pytest.approx(
+        alignkit.metrics.procrustes(X, Y, center=False)
+    )
+    assert alignkit.measure("procrustes", X, Y, center=False) != pytest.approx(alignkit.metrics.procrustes(X, Y))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -124,6 +125,14 @@ def describe(name: str | None = None) -> list[dict[str, Any]] | dict[str, Any]:
 PREPROCESS_KEYS = ("clip_quantile", "center", "normalize")
 
 
+def split_preprocess(info: MeasureInfo, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(preprocessing options, the measure's own parameters). A measure that takes a parameter of
+    the same name itself (``procrustes(center=...)``) gets it; it is not treated as preprocessing."""
+    own_names = set(inspect.signature(info.func).parameters)
+    prep = {k: v for k, v in params.items() if k in PREPROCESS_KEYS and k not in own_names}
+    return prep, {k: v for k, v in params.items() if k not in prep}
+
+
 def measure(name: str, X: Any, Y: Any, **params: Any) -> float:
     """Compute measure ``name`` (optionally ``'name?k=10'``) between row-paired X and Y.
 
@@ -133,8 +142,7 @@ def measure(name: str, X: Any, Y: Any, **params: Any) -> float:
     """
     info = get(name)
     _, id_params = parse_measure_id(name)
-    merged = {**id_params, **params}
-    prep = {key: merged.pop(key) for key in PREPROCESS_KEYS if key in merged}
+    prep, merged = split_preprocess(info, {**id_params, **params})
     if prep:
         X = _preprocess(X, name="X", **prep)
         Y = _preprocess(Y, name="Y", **prep)

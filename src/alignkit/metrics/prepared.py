@@ -208,9 +208,7 @@ def prepared_measure(
     """
     name, id_params = _registry.parse_measure_id(measure)
     info = _registry.get(name)
-    params = {**id_params, **params}
-    for key in _registry.PREPROCESS_KEYS:
-        params.pop(key, None)
+    _, params = _registry.split_preprocess(info, {**id_params, **params})
     _check_params(name, info.func, params)
     full = {**_signature_defaults(info.func), **params}
     if name in ROWWISE:
@@ -282,10 +280,8 @@ def prepare_space(X: ArrayLike, name: str, prep: dict[str, Any]) -> torch.Tensor
 
 def split_params(measure: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate preprocessing options from the measure's own parameters."""
-    _, id_params = _registry.parse_measure_id(measure)
-    merged = {**id_params, **params}
-    prep = {k: merged.pop(k) for k in _registry.PREPROCESS_KEYS if k in merged}
-    return prep, merged
+    name, id_params = _registry.parse_measure_id(measure)
+    return _registry.split_preprocess(_registry.get(name), {**id_params, **params})
 
 
 def check_rows(pm: PreparedMeasure, n: int) -> None:
