@@ -58,28 +58,32 @@ class LinearMoments:
         )
 
     @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor, *, products_dtype: torch.dtype = torch.float64) -> LinearMoments:
-        """Moments of one batch (x, y already shifted). Products in ``products_dtype``, sums in float64."""
-        xp, yp = x.to(products_dtype), y.to(products_dtype)
-        x64, y64 = x.double(), y.double()
-        rx = (x64 * x64).sum(dim=1)
-        ry = (y64 * y64).sum(dim=1)
+    def of(cls, x: torch.Tensor, y: torch.Tensor) -> LinearMoments:
+        """Moments of one batch (x, y already shifted), computed in the batch's dtype and returned
+        as float64 sums. No n×d temporaries beyond the inputs."""
+        rx = torch.einsum("ij,ij->i", x, x)
+        ry = torch.einsum("ij,ij->i", y, y)
         return cls(
             int(x.shape[0]),
-            x64.sum(dim=0),
-            y64.sum(dim=0),
-            (xp.T @ xp).double(),
-            (yp.T @ yp).double(),
-            (xp.T @ yp).double(),
-            rx.sum(),
-            ry.sum(),
-            (rx * ry).sum(),
-            (rx * rx).sum(),
-            (ry * ry).sum(),
-            ry @ x64,
-            rx @ y64,
-            rx @ x64,
-            ry @ y64,
+            *(
+                t.double()
+                for t in (
+                    x.sum(dim=0),
+                    y.sum(dim=0),
+                    x.T @ x,
+                    y.T @ y,
+                    x.T @ y,
+                    rx.sum(),
+                    ry.sum(),
+                    rx @ ry,
+                    rx @ rx,
+                    ry @ ry,
+                    ry @ x,
+                    rx @ y,
+                    rx @ x,
+                    ry @ y,
+                )
+            ),
         )
 
     def __add__(self, other: LinearMoments) -> LinearMoments:

@@ -22,8 +22,8 @@ class StreamingCKA:
     ...     s.update(xb, yb)
     >>> s.compute()  # doctest: +SKIP
 
-    precision : dtype of the per-batch matrix products ("float64" exact, default; "float32" is
-        faster on large batches and still sums in float64).
+    precision : dtype of the per-batch products ("float64", default, exact; "float32" is about twice
+        as fast on large batches, rounds within a batch, and still sums batches in float64).
     """
 
     def __init__(self, debiased: bool = True, precision: str = "float64") -> None:
@@ -52,9 +52,10 @@ class StreamingCKA:
                 f"({self.moments.a.shape[0]}, {self.moments.b.shape[0]})"
             )
         dtype = torch.float64 if self.precision == "float64" else torch.float32
-        xs = (x.double() - self.shift_x.to(x.device)).to(dtype)
-        ys = (y.double() - self.shift_y.to(x.device)).to(dtype)
-        self.moments = self.moments + LinearMoments.of(xs, ys, products_dtype=dtype)
+        # One working copy per side, shifted in place (the batch may be large).
+        xs = x.to(dtype=dtype, copy=True).sub_(self.shift_x.to(device=x.device, dtype=dtype))
+        ys = y.to(dtype=dtype, copy=True).sub_(self.shift_y.to(device=x.device, dtype=dtype))
+        self.moments = self.moments + LinearMoments.of(xs, ys)
         return self
 
     def merge(self, other: StreamingCKA) -> StreamingCKA:
