@@ -13,6 +13,15 @@ import torch
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics._moments import LinearMoments
 
+_CHUNK_BYTES = 32 * 2**20
+
+
+def _column_mean(x: torch.Tensor) -> torch.Tensor:
+    """float64 column means without a float64 copy of the whole batch."""
+    step = max(1024, _CHUNK_BYTES // (8 * x.shape[1]))
+    total = sum(x[s : s + step].double().sum(dim=0) for s in range(0, x.shape[0], step))
+    return total / x.shape[0]
+
 
 class StreamingCKA:
     """Streaming linear CKA, biased and debiased (Kornblith et al., ICML 2019; Song et al., JMLR 2012).
@@ -43,8 +52,8 @@ class StreamingCKA:
         """Add a batch of paired rows."""
         x, y = as_pair(X, Y)
         if self.moments is None:
-            self.shift_x = x.double().mean(dim=0)
-            self.shift_y = y.double().mean(dim=0)
+            self.shift_x = _column_mean(x)
+            self.shift_y = _column_mean(y)
             self.moments = LinearMoments.zeros(x.shape[1], y.shape[1], device=x.device)
         elif x.shape[1] != self.moments.a.shape[0] or y.shape[1] != self.moments.b.shape[0]:
             raise ValueError(
@@ -52,10 +61,14 @@ class StreamingCKA:
                 f"({self.moments.a.shape[0]}, {self.moments.b.shape[0]})"
             )
         dtype = torch.float64 if self.precision == "float64" else torch.float32
-        # One working copy per side, shifted in place (the batch may be large).
-        xs = x.to(dtype=dtype, copy=True).sub_(self.shift_x.to(device=x.device, dtype=dtype))
-        ys = y.to(dtype=dtype, copy=True).sub_(self.shift_y.to(device=x.device, dtype=dtype))
-        self.moments = self.moments + LinearMoments.of(xs, ys)
+        shift_x = self.shift_x.to(device=x.device, dtype=dtype)
+        shift_y = self.shift_y.to(device=x.device, dtype=dtype)
+        # Work in row chunks so the working copies stay small however large the batch is.
+        step = max(1024, _CHUNK_BYTES // (8 * (x.shape[1] + y.shape[1])))
+        for start in range(0, x.shape[0], step):
+            xs = x[start : start + step].to(dtype=dtype, copy=True).sub_(shift_x)
+            ys = y[start : start + step].to(dtype=dtype, copy=True).sub_(shift_y)
+            self.moments = self.moments + LinearMoments.of(xs, ys)
         return self
 
     def merge(self, other: StreamingCKA) -> StreamingCKA:
