@@ -38,7 +38,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "bible" / "verses.tsv.gz"
-OUT_DIR = REPO / "src" / "alignkit" / "data"
+OUT_DIR = REPO / "src" / "alignkit" / "data" / "samples"
 
 
 def _version(dist: str) -> str:

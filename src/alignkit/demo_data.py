@@ -3,7 +3,7 @@
 2,000 Bible verses, row-paired: English (World English Bible) encoded by all-MiniLM-L6-v2 and
 Spanish (Reina-Valera 1909) encoded by multilingual-e5-small, both 384-d, stored as float16.
 Both texts are public domain. Made by ``scripts/make_demo_embeddings.py``; provenance (models,
-versions, seed, date, command) is in ``bible_demo.json`` and returned by :func:`bible_demo_info`.
+versions, seed, date, command) is in ``data/samples/bible_demo.json`` and returned by :func:`bible_demo_info`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ TENSOR_KEY = "embeddings"
 
 
 def _data_bytes(name: str) -> bytes:
-    resource = files("alignkit") / "data" / name
+    resource = files("alignkit") / "data" / "samples" / name
     try:
         return resource.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"bundled demo file alignkit/data/{name} is missing; reinstall alignkit or rebuild it with "
+            f"bundled demo file alignkit/data/samples/{name} is missing; reinstall alignkit or rebuild it with "
             "scripts/make_demo_embeddings.py"
         ) from None
 

@@ -1,0 +1,436 @@
+"""The embedding store: reuse, invalidation, resume after SIGKILL, corruption handling, memory-mapped reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from alignkit.data import Dataset, InMemory, TextLines
+from alignkit.encoders.base import Encoder
+from alignkit.space import Space
+from alignkit.store import EmbeddingStore, StoreWarning, default_root
+
+TESTS_DIR = Path(__file__).resolve().parent
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+
+
+class NGramEncoder(Encoder):
+    """Deterministic 3-layer text encoder: hashed character n-gram counts (n = 1, 2, 3), one n per layer.
+
+    Each output row also gets 1% of its batch mean, so (like padding in real models) results depend
+    on how items are batched: resumed runs must reproduce the exact batches to match.
+    """
+
+    id = "test:ngram"
+    modality = "text"
+    pooling = "mean"
+    default_batch_size = 3
+    length_key = len
+
+    def __init__(self, salt: str = "s", delay: float = 0.0, pooling: str = "mean") -> None:
+        super().__init__(device="cpu")
+        self.salt = salt
+        self.delay = delay
+        self.pooling = pooling
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
+        self._dims = {"ngram1": 8, "ngram2": 12, "ngram3": 16}
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._dims)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def identity(self) -> dict[str, Any]:
+        return {"id": self.id, "salt": self.salt}
+
+    @property
+    def rows_encoded(self) -> int:
+        return sum(n for n, _ in self.calls)
+
+    def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        layers = self.check_layers(layers)
+        self.calls.append((len(items), tuple(layers)))
+        if self.delay:
+            time.sleep(self.delay)
+        out = {}
+        for name in layers:
+            n, d = self.layer_names.index(name) + 1, self._dims[name]
+            X = np.zeros((len(items), d), dtype=np.float32)
+            for r, text in enumerate(items):
+                for j in range(len(text) - n + 1):
+                    X[r, zlib.crc32((self.salt + text[j : j + n]).encode()) % d] += 1.0
+            X = np.tanh(X / 4.0) + 0.01 * X.mean(axis=0, keepdims=True)
+            out[name] = torch.from_numpy(X.astype(np.float32))
+        return out
+
+
+def expected_embeddings(enc: NGramEncoder, texts: list[str], shard: int, batch: int) -> dict[str, np.ndarray]:
+    """What the store must produce: per shard, a stable sort by length, then fixed batches."""
+    out = {name: np.zeros((len(texts), d), np.float32) for name, d in enc.dims.items()}
+    for s in range(0, len(texts), shard):
+        chunk = texts[s : s + shard]
+        order = sorted(range(len(chunk)), key=lambda j: len(chunk[j]))
+        for b in range(0, len(order), batch):
+            rows = order[b : b + batch]
+            res = enc.encode([chunk[j] for j in rows])
+            for name, t in res.items():
+                out[name][[s + j for j in rows]] = t.numpy()
+    return out
+
+
+def make_lines(path: Path, n: int = 40, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 8)))) for _ in range(n)]
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return texts
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[TextLines, list[str]]:
+    texts = make_lines(tmp_path / "lines.txt")
+    return TextLines(tmp_path / "lines.txt"), texts
+
+
+def flip_bytes(path: Path, offset_from_end: int = 40) -> None:
+    """Corrupt a file in place (data region near its end), moving its mtime forward as time would."""
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(st.st_size - offset_from_end)
+        b = f.read(4)
+        f.seek(st.st_size - offset_from_end)
+        f.write(bytes(x ^ 0xFF for x in b))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+
+# ------------------------------------------------------------------------------------ basic contract
+
+
+def test_extract_values_reuse_and_spaces(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, texts = corpus
+    store = EmbeddingStore(tmp_path / "cache")
+    enc = NGramEncoder()
+    spaces = store.extract(enc, ds, shard_size=8, batch_size=3, progress=False)
+    assert list(spaces) == ["ngram1", "ngram2", "ngram3"]
+    assert enc.rows_encoded == 40 and all(n <= 3 for n, _ in enc.calls)
+    ref = expected_embeddings(NGramEncoder(), texts, shard=8, batch=3)
+    for name, sp in spaces.items():
+        assert isinstance(sp, Space) and sp.shape == (40, enc.dims[name])
+        np.testing.assert_array_equal(np.asarray(sp), ref[name])
+        assert sp.ids == ds.ids
+        assert isinstance(sp.array, np.memmap) and not sp.array.flags.writeable
+        with pytest.raises(ValueError):
+            sp.array[0, 0] = 1.0
+        for key in ("encoder", "dataset", "dataset_fingerprint", "pooling", "layer", "versions", "device", "dtype"):
+            assert key in sp.meta
+        assert sp.meta["layer"] == name and sp.meta["versions"]["numpy"] == np.__version__
+    # second run: a new store object and a new encoder object make no encoder call
+    enc2 = NGramEncoder()
+    again = EmbeddingStore(tmp_path / "cache").extract(enc2, TextLines(ds.path), shard_size=8, progress=False)
+    assert enc2.calls == []
+    np.testing.assert_array_equal(np.asarray(again["ngram2"]), ref["ngram2"])
+    assert store.has(enc2, ds) and store.has(enc2, ds, "ngram1")
+    assert store.get(enc2, ds, "ngram3").shape == (40, 16) and enc2.calls == []
+    (run,) = store.runs()
+    assert run["encoder"] == "test:ngram" and run["n"] == 40 and run["layers"] == ["ngram1", "ngram2", "ngram3"]
+    assert store.remove(enc2, ds) and store.runs() == [] and not store.has(enc2, ds)
+
+
+def test_invalidation_on_data_or_encoder_change(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, texts = corpus
+    store = EmbeddingStore(tmp_path / "cache")
+    store.extract(NGramEncoder(), ds, shard_size=16, progress=False)
+    # one changed line -> new dataset fingerprint -> everything re-encoded
+    changed = texts.copy()
+    changed[5] = changed[5] + " omega"
+    (tmp_path / "lines2.txt").write_text("\n".join(changed) + "\n", encoding="utf-8")
+    ds2 = TextLines(tmp_path / "lines2.txt")
+    assert ds2.fingerprint() != ds.fingerprint()
+    enc = NGramEncoder()
+    store.extract(enc, ds2, progress=False)
+    assert enc.rows_encoded == 40
+    # same texts in another order -> new fingerprint too
+    (tmp_path / "lines3.txt").write_text("\n".join(texts[::-1]) + "\n", encoding="utf-8")
+    assert TextLines(tmp_path / "lines3.txt").fingerprint() != ds.fingerprint()
+    # another encoder identity, or another pooling -> another run
+    for other in (NGramEncoder(salt="t"), NGramEncoder(pooling="cls")):
+        assert other.fingerprint() != NGramEncoder().fingerprint()
+        store.extract(other, ds, progress=False)
+        assert other.rows_encoded == 40
+    assert len(store.runs()) == 4
+
+
+def test_extra_layers_encode_only_what_is_missing(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, texts = corpus
+    store = EmbeddingStore(tmp_path)
+    enc = NGramEncoder()
+    first = store.extract(enc, ds, ["ngram2"], shard_size=8, progress=False)
+    assert list(first) == ["ngram2"] and {layers for _, layers in enc.calls} == {("ngram2",)}
+    with pytest.raises(KeyError, match="extract"):
+        store.get(enc, ds, "ngram1")
+    enc.calls.clear()
+    full = store.extract(enc, ds, progress=False)
+    assert {layers for _, layers in enc.calls} == {("ngram1", "ngram3")} and enc.rows_encoded == 40
+    ref = expected_embeddings(NGramEncoder(), texts, shard=8, batch=3)
+    for name in enc.layer_names:
+        np.testing.assert_array_equal(np.asarray(full[name]), ref[name])
+    enc.calls.clear()
+    store.extract(enc, ds, progress=False)
+    assert enc.calls == []
+
+
+# ------------------------------------------------------------------------------------ resume after kill
+
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_store import NGramEncoder
+from alignkit.data import TextLines
+from alignkit.store import EmbeddingStore
+EmbeddingStore({root!r}).extract(NGramEncoder(delay=0.25), TextLines({data!r}), shard_size=8, batch_size=3,
+                                 progress=False)
+print("finished")
+"""
+
+
+def _done_shards(run: Path) -> int:
+    return len(list(run.glob("shard-*.safetensors")))
+
+
+def test_resume_after_sigkill_is_byte_identical(tmp_path: Path) -> None:
+    data = tmp_path / "lines.txt"
+    make_lines(data)
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    code = CHILD.format(tests=str(TESTS_DIR), root=str(killed_root), data=str(data))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = killed_root / EmbeddingStore(killed_root).run_dir(NGramEncoder(), TextLines(data)).name
+    deadline = time.monotonic() + 120
+    try:
+        while not (run.is_dir() and _done_shards(run) >= 1):
+            if proc.poll() is not None:
+                pytest.fail(f"child exited early: {proc.communicate()}")
+            if time.monotonic() > deadline:
+                pytest.fail("child wrote no shard within 120 s")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = _done_shards(run)
+    assert 1 <= done < 5 and not list(run.glob("layer-*.npy")), "the child must die mid-run"
+
+    enc = NGramEncoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreWarning)  # an orphan shard (file written, manifest not) is no problem
+        resumed = EmbeddingStore(killed_root).extract(enc, TextLines(data), shard_size=8, batch_size=3, progress=False)
+    assert enc.rows_encoded == 40 - 8 * done, "finished shards must not be re-encoded"
+    assert not list(run.glob(".*.tmp")), "temporaries of the killed writer are cleaned"
+    clean = EmbeddingStore(clean_root).extract(
+        NGramEncoder(), TextLines(data), shard_size=8, batch_size=3, progress=False
+    )
+    for name in resumed:
+        a, b = Path(resumed[name].meta["store_file"]), Path(clean[name].meta["store_file"])
+        assert a.read_bytes() == b.read_bytes()
+
+
+# ------------------------------------------------------------------------------------ corruption
+
+
+def test_corrupt_shard_is_detected_and_remade(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    first = store.extract(NGramEncoder(), ds, shard_size=8, progress=False)
+    good = {name: np.array(sp) for name, sp in first.items()}
+    run = store.run_dir(NGramEncoder(), ds)
+    shard = sorted(run.glob("shard-000002-*.safetensors"))[0]
+    flip_bytes(shard)
+    # the shard is only read when a layer must be (re)consolidated: drop one consolidated file
+    Path(first["ngram1"].meta["store_file"]).unlink()
+    enc = NGramEncoder()
+    with pytest.warns(StoreWarning) as record:
+        again = store.extract(enc, ds, progress=False)
+    messages = [str(w.message) for w in record]
+    assert any("layer-ngram1.npy is missing" in m for m in messages)
+    assert any(shard.name in m and "corrupt" in m for m in messages)
+    assert enc.rows_encoded == 8, "only the corrupt shard is re-encoded"
+    for name in good:
+        np.testing.assert_array_equal(np.asarray(again[name]), good[name])
+
+
+def test_mismatched_orphan_shard_is_rejected(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    good = {k: np.array(v) for k, v in store.extract(NGramEncoder(), ds, shard_size=8, progress=False).items()}
+    run = store.run_dir(NGramEncoder(), ds)
+    (run / "manifest.json").unlink()
+    for f in run.glob("layer-*.npy"):
+        f.unlink()
+    s1 = sorted(run.glob("shard-000001-*"))[0]
+    s2 = sorted(run.glob("shard-000002-*"))[0]
+    s2.unlink()
+    s2.write_bytes(s1.read_bytes())  # rows 8:16 under the name of shard 2 (rows 16:24)
+    enc = NGramEncoder()
+    with pytest.warns(StoreWarning, match="expected 16:24"):
+        again = store.extract(enc, ds, progress=False)
+    assert enc.rows_encoded == 8
+    for name in good:
+        np.testing.assert_array_equal(np.asarray(again[name]), good[name])
+
+
+def test_corrupt_consolidated_file_is_remade(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    first = store.extract(NGramEncoder(), ds, shard_size=8, progress=False)
+    path = Path(first["ngram3"].meta["store_file"])
+    original = path.read_bytes()
+    del first
+    flip_bytes(path)
+    enc = NGramEncoder()
+    with pytest.warns(StoreWarning, match=f"{path.name}.*corrupt"):
+        again = store.extract(enc, ds, progress=False)
+    assert enc.calls == [], "re-made from the shards, no encoder call"
+    assert path.read_bytes() == original and again["ngram3"].shape == (40, 16)
+    # corrupt again and remove the shards: get() re-extracts
+    del again
+    flip_bytes(path)
+    for f in path.parent.glob("shard-*"):
+        f.unlink()
+    with pytest.warns(StoreWarning):
+        sp = store.get(enc, ds, "ngram3")
+    assert enc.rows_encoded == 40 and path.read_bytes() == original and sp.shape == (40, 16)
+
+
+def test_truncated_manifest_is_rebuilt(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    first = store.extract(NGramEncoder(), ds, shard_size=8, progress=False)
+    original = {k: Path(v.meta["store_file"]).read_bytes() for k, v in first.items()}
+    mpath = store.run_dir(NGramEncoder(), ds) / "manifest.json"
+    mpath.write_bytes(mpath.read_bytes()[: mpath.stat().st_size // 2])
+    assert store.runs()[0]["error"].startswith("manifest unreadable")
+    enc = NGramEncoder()
+    with pytest.warns(StoreWarning, match="manifest .* unreadable"):
+        again = store.extract(enc, ds, progress=False)
+    assert enc.calls == [], "shards are adopted from disk"
+    assert json.loads(mpath.read_text())["format"] == "alignkit-store/1"
+    for k, sp in again.items():
+        assert Path(sp.meta["store_file"]).read_bytes() == original[k]
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+class _Broken(NGramEncoder):
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        out = super().encode(items, layers)
+        if self.mode == "missing":
+            out.pop("ngram2", None)
+        elif self.mode == "batch":
+            out = {k: v[:-1] for k, v in out.items()}
+        elif self.mode == "nan":
+            out["ngram1"][0, 0] = float("nan")
+        return out
+
+
+class _Empty(Dataset):
+    name = "nothing"
+    modality = "text"
+
+    def items(self, start: int = 0, stop: int | None = None) -> list[Any]:
+        return []
+
+    def _content_hash(self, h: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "match"),
+    [("missing", "returned no layer 'ngram2'"), ("batch", "for a batch of 3 items"), ("nan", "NaN/Inf for items")],
+)
+def test_bad_encoder_output(tmp_path: Path, corpus: tuple[TextLines, list[str]], mode: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        EmbeddingStore(tmp_path).extract(_Broken(mode), corpus[0], progress=False)
+
+
+def test_bad_input(tmp_path: Path, corpus: tuple[TextLines, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    store = EmbeddingStore(tmp_path)
+    with pytest.raises(ValueError, match="'nothing' is empty"):
+        store.extract(NGramEncoder(), _Empty(), progress=False)
+    images = InMemory([np.zeros((4, 4), np.uint8)], "image", name="pics")
+    with pytest.raises(ValueError, match="takes text items but dataset 'pics' holds image"):
+        store.extract(NGramEncoder(), images, progress=False)
+    with pytest.raises(ValueError, match="no layer"):
+        store.extract(NGramEncoder(), corpus[0], ["ngram9"], progress=False)
+    with pytest.raises(ValueError, match="shard_size"):
+        store.extract(NGramEncoder(), corpus[0], shard_size=0, progress=False)
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "env-cache"))
+    assert default_root() == tmp_path / "env-cache" and EmbeddingStore().root == tmp_path / "env-cache"
+
+
+# ------------------------------------------------------------------------------------ memory
+
+
+class _Wide(Encoder):
+    """Fast encoder with wide layers (pseudo-random vectors seeded by the text) for the memory check."""
+
+    id = "test:wide"
+    modality = "text"
+    pooling = "mean"
+    default_batch_size = 64
+
+    def __init__(self) -> None:
+        super().__init__(device="cpu")
+
+    @property
+    def layer_names(self) -> list[str]:
+        return ["a", "b", "c", "d"]
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict.fromkeys(self.layer_names, 256)
+
+    def identity(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+    def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        layers = self.check_layers(layers)
+        base = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(256) for t in items])
+        return {name: torch.from_numpy((base * (i + 1)).astype(np.float32)) for i, name in enumerate(layers)}
+
+
+def test_peak_memory_is_one_shard_not_the_whole_run(tmp_path: Path) -> None:
+    n = 4096
+    ds = InMemory([f"item {i}" for i in range(n)], "text", name="many")
+    total = n * 4 * 256 * 4  # every layer of every item, float32: 16 MiB
+    store = EmbeddingStore(tmp_path)
+    ds.fingerprint()
+    tracemalloc.start()
+    try:
+        spaces = store.extract(_Wide(), ds, shard_size=256, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    shard = 256 * 4 * 256 * 4  # one shard of every layer: 1 MiB
+    # one shard's buffers + its serialised bytes + small change; never the whole run
+    assert peak < 3.5 * shard and peak < total / 4, f"peak {peak / 2**20:.1f} MiB"
+    assert spaces["d"].shape == (n, 256)
