@@ -21,7 +21,7 @@ import torch
 
 from alignkit._validation import ArrayLike, as_matrix
 from alignkit.metrics import _registry
-from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure, split_params
+from alignkit.metrics.prepared import GramMeasure, check_rows, knn_recall, prepared_measure, split_params
 from alignkit.metrics.preprocess import preprocess
 from alignkit.stats.permutation import check_n_perm, permutations
 
@@ -205,8 +205,9 @@ def atlas(
         n = int(sample)
     if k is not None:
         own["k"] = k_from_rule(k, n)
-    widest = max(t.shape[1] for t in [*tensors_a.values(), *tensors_b.values()])
-    pm = prepared_measure(info.name, max_dim=widest, **own)
+    widths = [t.shape[1] for t in [*tensors_a.values(), *tensors_b.values()]]
+    form = _linear_form(info.name, own, n, widths, n_perm)
+    pm = prepared_measure(info.name, max_dim=max(widths), linear_form=form, **own)
     check_rows(pm, n)
 
     def ready(t: torch.Tensor, name: str) -> Any:
@@ -221,10 +222,11 @@ def atlas(
     null = None
     if n_perm:
         n_perm = check_n_perm(n_perm)
-        draws = []
-        for perm in _bar(permutations(n, n_perm, seed), progress, "permutations"):
-            draws.append(_score_all(pm, pa, [pm.permute(p, perm) for p in pb]))
-        null = np.stack(draws)
+        draws = _bar(permutations(n, n_perm, seed), progress, "permutations")
+        if isinstance(pm, GramMeasure):
+            null = pm.null_matrices(pa, pb, draws)
+        else:
+            null = np.stack([_score_all(pm, pa, [pm.permute(p, perm) for p in pb]) for perm in draws])
     best_possible = info.max_score if info.higher_is_better else info.range[0]
     used = {**own, **prep}
     recall = {name: r for (name, _), p in zip(layers, prepared, strict=True) if (r := knn_recall(p)) is not None}
@@ -243,7 +245,22 @@ def atlas(
 
 
 def _score_all(pm: Any, pa: list[Any], pb: list[Any]) -> np.ndarray:
-    return np.array([[pm.score(a, b) for b in pb] for a in pa], dtype=np.float64)
+    return pm.score_matrix(pa, pb)
+
+
+_GRAM_STACK_BYTES = 1.5 * 2**30
+
+
+def _linear_form(name: str, own: dict[str, Any], n: int, widths: list[int], n_perm: int) -> str:
+    """Linear CKA/HSIC under a permutation null: per draw and pair the feature form costs n·d1·d2,
+    the stacked Gram form n² (one matmul for all pairs). Use the Gram form when it is cheaper and
+    every layer's n×n float64 Gram fits in the budget."""
+    if name not in ("cka", "hsic") or own.get("kernel", "linear") != "linear" or own.get("form", "auto") != "auto":
+        return "auto"
+    small = sorted(widths)[:2]
+    if n_perm and n < small[0] * small[-1] and len(widths) * n * n * 8 <= _GRAM_STACK_BYTES:
+        return "gram"
+    return "auto"
 
 
 def _bar(items: list[Any], show: bool, desc: str) -> Any:

@@ -10,9 +10,11 @@ computed once per space however many pairs or permutations use it.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k, check_min_rows
@@ -40,6 +42,10 @@ class PreparedMeasure:
 
     def min_rows(self) -> int:
         return 2
+
+    def score_matrix(self, pa: list[Any], pb: list[Any]) -> np.ndarray:
+        """Scores of every (a, b) pair, shape (len(pa), len(pb))."""
+        return np.array([[self.score(a, b) for b in pb] for a in pa], dtype=np.float64)
 
 
 @dataclass
@@ -164,6 +170,51 @@ class GramMeasure(PreparedMeasure):
     def score(self, pa: _Gram, pb: _Gram) -> float:
         xy = self._hsic(pa.kc, pb.kc.to(pa.kc.device))
         return xy if self.name == "hsic" else cka_ratio(xy, pa.self_hsic, pb.self_hsic)
+
+    def score_matrix(self, pa: list[_Gram], pb: list[_Gram]) -> np.ndarray:
+        """All pairs with one matmul of the stacked centred Grams, (L1, n²) @ (n², L2), as Nguyen,
+        Raghu, Kornblith (ICLR 2021) stack layer Grams."""
+        return self._ratios(_stack(pa) @ _stack(pb).T, pa, pb)
+
+    def null_matrices(self, pa: list[_Gram], pb: list[_Gram], perms: Iterable[torch.Tensor]) -> np.ndarray:
+        """Score matrices with every B layer permuted by each π in turn, shape (B, L1, L2).
+
+        U-centering and HKH commute with a joint row/column permutation, so the permuted centred
+        Gram is ``Kc[π][:, π]``; the B stack is written into one preallocated buffer per draw.
+        """
+        # S(A, B[π]) = S(A[π⁻¹], B): permute whichever side has fewer layers.
+        flip = len(pa) < len(pb)
+        fixed, moved = (pb, pa) if flip else (pa, pb)
+        left = _stack(fixed)
+        n = fixed[0].kc.shape[0]
+        buf = torch.empty((len(moved), n * n), dtype=left.dtype, device=left.device)
+        tmp = torch.empty((n, n), dtype=left.dtype, device=left.device)
+        out = []
+        for perm in perms:
+            perm = perm.to(left.device)
+            if flip:
+                perm = torch.argsort(perm)
+            for j, p in enumerate(moved):
+                torch.index_select(p.kc, 0, perm, out=tmp)
+                torch.index_select(tmp, 1, perm, out=buf[j].view(n, n))
+            inner = (buf @ left.T) if flip else (left @ buf.T)
+            out.append(self._ratios(inner, pa, pb))
+        return np.stack(out)
+
+    def _ratios(self, inner: torch.Tensor, pa: list[_Gram], pb: list[_Gram]) -> np.ndarray:
+        n = pa[0].kc.shape[0]
+        hsic = inner.double().cpu().numpy() / (n * (n - 3) if self.debiased else (n - 1) ** 2)
+        if self.name == "hsic":
+            return hsic
+        out = np.full(hsic.shape, np.nan)
+        for i, a in enumerate(pa):
+            for j, b in enumerate(pb):
+                out[i, j] = cka_ratio(float(hsic[i, j]), a.self_hsic, b.self_hsic)
+        return out
+
+
+def _stack(grams: list[_Gram]) -> torch.Tensor:
+    return torch.stack([g.kc.reshape(-1) for g in grams])
 
 
 @dataclass
