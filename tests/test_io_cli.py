@@ -433,12 +433,12 @@ def test_every_command_help_has_an_example():
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end():
-    result = runner.invoke(app, ["demo"])
+def test_quick_demo_runs_end_to_end():
+    result = runner.invoke(app, ["demo", "--quick"])
     assert result.exit_code == 0, result.output
     assert "True pairs" in result.stdout and "rows of B shuffled" in result.stdout
-    assert "cka (debiased)" in result.stdout and "smallest that 200 permutations" in result.stdout
-    data = json.loads(runner.invoke(app, ["demo", "--perm", "50", "--json"]).stdout)
+    assert "cka (debiased)" in result.stdout and "smallest that 100 permutations" in result.stdout
+    data = json.loads(runner.invoke(app, ["demo", "--quick", "--perm", "50", "--json"]).stdout)
     real = {r["measure"]: r for r in data["rows"] if r["pair"] == "EN MiniLM vs ES e5"}
     ctrl = {r["measure"]: r for r in data["rows"] if r["pair"] == "shuffled control"}
     assert all(r["p_value"] == pytest.approx(1 / 51) for r in real.values())

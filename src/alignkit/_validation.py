@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,10 @@ def as_matrix(X: ArrayLike, name: str = "X", *, dtype: torch.dtype | None = None
             raise TypeError(f"{name} must hold real numbers (int or float); got dtype {arr.dtype}")
         if arr.dtype.kind == "b":
             raise TypeError(f"{name} must hold real numbers, not booleans")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        with warnings.catch_warnings():
+            # Read-only inputs (memory-mapped stores) are fine: analyses never write to their inputs.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(arr))
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name} must hold real numbers; got dtype {t.dtype}")
     if t.ndim != 2:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._progress import progress as progress_bar
 from alignkit._validation import ArrayLike, as_matrix
 from alignkit.metrics import _registry
 from alignkit.metrics.prepared import GramMeasure, check_rows, knn_recall, prepared_measure, split_params
@@ -264,8 +265,4 @@ def _linear_form(name: str, own: dict[str, Any], n: int, widths: list[int], n_pe
 
 
 def _bar(items: list[Any], show: bool, desc: str) -> Any:
-    if not show:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)
+    return progress_bar(items, show=show, desc=desc)

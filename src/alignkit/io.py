@@ -8,10 +8,13 @@ or string data, ragged vectors, 1-D arrays and NaN/Inf values.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -323,22 +326,73 @@ def save_array(
     arr = np.ascontiguousarray(arr)
     if not p.parent.is_dir():
         raise FileNotFoundError(f"{p}: folder {p.parent} does not exist")
-    tmp = p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never follow or clobber an existing name; mode 0o666 lets the umask decide permissions.
+    with atomic_open(p) as f:
+        if ext == ".npy":
+            _write_npy(f, arr)
+        else:
+            _write_safetensors(f, arr, key, metadata)
+    return p
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing so that readers see the old file or the complete new one.
+
+    Bytes go to a temporary file in the same folder (created with O_EXCL: never follows or clobbers
+    an existing name; the umask decides permissions), are fsynced, then ``os.replace`` moves it over
+    ``path`` and the folder is fsynced. On any error the temporary is removed and ``path`` is untouched.
+    """
+    p = Path(path)
+    tmp = temp_path(p)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
-            if ext == ".npy":
-                _write_npy(f, arr)
-            else:
-                _write_safetensors(f, arr, key, metadata)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return p
+    fsync_dir(p.parent)
+
+
+def fsync_dir(d: Path) -> None:
+    """Make a rename in folder ``d`` durable (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def temp_path(path: str | os.PathLike[str]) -> Path:
+    """A fresh hidden temporary name beside ``path`` (for writers that need a path, e.g. memmaps)."""
+    p = Path(path)
+    return p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp"
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _to_numpy(array: Any) -> np.ndarray:

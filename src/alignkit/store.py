@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import warnings
 from collections.abc import Iterator, Mapping
@@ -43,8 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._progress import progress as progress_bar
 from alignkit.data.base import Dataset
 from alignkit.encoders.base import Encoder
+from alignkit.io import atomic_write_bytes, fsync_dir, sha256_file, temp_path
 from alignkit.space import Space
 
 STORE_FORMAT = "alignkit-store/1"
@@ -67,42 +68,6 @@ def default_root() -> Path:
 
 
 # ------------------------------------------------------------------------------------ file helpers
-
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):  # not possible on every platform / filesystem
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _now() -> str:
@@ -373,7 +338,7 @@ class _Run:
             }
         run = cls(path, manifest, ids)
         if not (path / IDS_FILE).is_file():
-            _atomic_write_bytes(path / IDS_FILE, json.dumps(ids).encode())
+            atomic_write_bytes(path / IDS_FILE, json.dumps(ids).encode())
         run.adopt_orphans(encoder)
         if fresh:
             run.save()
@@ -381,7 +346,7 @@ class _Run:
 
     def save(self) -> None:
         self.m["updated"] = _now()
-        _atomic_write_bytes(self.path / MANIFEST, json.dumps(self.m, indent=1).encode())
+        atomic_write_bytes(self.path / MANIFEST, json.dumps(self.m, indent=1).encode())
 
     def _referenced(self) -> set[str]:
         return {f["file"] for s in self.m["shards"] for f in s["files"]}
@@ -482,7 +447,7 @@ class _Run:
                     problem = "missing"
                 elif f.stat().st_size != entry["size"]:
                     problem = f"{f.stat().st_size} bytes, recorded {entry['size']} (truncated or replaced)"
-                elif _sha256_file(f) != entry["sha256"]:
+                elif sha256_file(f) != entry["sha256"]:
                     problem = "corrupt (sha256 mismatch)"
                 else:
                     _, problem = self._inspect_shard(f, shard, entry["layers"], None)
@@ -522,10 +487,8 @@ class _Run:
         self.m.setdefault("sessions", []).append(self.session)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
             total = sum(s["stop"] - s["start"] for _, s, _ in work)
-            bar = tqdm(total=total, desc=f"embedding {dataset.name} with {encoder.id}", unit="item")
+            bar = progress_bar(total=total, desc=f"embedding {dataset.name} with {encoder.id}", unit="item", leave=True)
         try:
             for i, shard, missing in work:
                 arrays = self._encode_shard(encoder, dataset, shard, missing, bs, bar)
@@ -599,7 +562,7 @@ class _Run:
         }
         data = save({layer: arrays[layer] for layer in layers}, metadata=meta)
         name = f"shard-{i:06d}-{_layers_tag(layers)}.safetensors"
-        _atomic_write_bytes(self.path / name, data)
+        atomic_write_bytes(self.path / name, data)
         shard["files"] = [e for e in shard["files"] if e["file"] != name]
         shard["files"].append(
             {"file": name, "layers": list(layers), "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
@@ -632,7 +595,7 @@ class _Run:
 
         n, d = self.m["n"], int(self.m["dims"][layer])
         final = self.path / f"layer-{safe_layer_name(layer)}.npy"
-        tmp = _tmp_name(final)
+        tmp = temp_path(final)
         try:
             mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d))
             for shard in self.m["shards"]:
@@ -646,12 +609,12 @@ class _Run:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            sha = _sha256_file(tmp)
+            sha = sha256_file(tmp)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         st = final.stat()
         _VERIFIED.add((str(final), st.st_size, st.st_mtime_ns, st.st_ino, sha))
         self.m["layers"][layer] = {
@@ -725,7 +688,7 @@ def _verify(f: Path, entry: dict[str, Any]) -> str | None:
     key = (str(f), st.st_size, st.st_mtime_ns, st.st_ino, entry["sha256"])
     if key in _VERIFIED:
         return None
-    if _sha256_file(f) != entry["sha256"]:
+    if sha256_file(f) != entry["sha256"]:
         return "corrupt (sha256 mismatch)"
     _VERIFIED.add(key)
     return None

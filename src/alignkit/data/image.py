@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from alignkit._progress import progress as progress_bar
 from alignkit.data.base import Dataset, update_array, update_str
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -133,9 +134,7 @@ class _FileFolder(Dataset):
         digests: list[bytes] = []
         iterator: Any = files
         if progress and len(files) > 2000:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(files, desc=f"checking {self.kind}s in {self.root.name}", unit=self.kind)
+            iterator = progress_bar(files, desc=f"checking {self.kind}s in {self.root.name}", unit=self.kind)
         for i, f in enumerate(iterator):
             try:
                 data = f.read_bytes()

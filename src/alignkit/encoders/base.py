@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from alignkit.io import sha256_file  # noqa: F401  (re-exported for encoders)
+
 MODALITIES = ("text", "image", "audio")
 
 
@@ -89,15 +91,6 @@ class Encoder(ABC):
 
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (weights hash for identities)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------ registry

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._progress import progress as bar
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
 
@@ -101,12 +102,8 @@ def bootstrap_ci(
         del info
     score = float(func(x, y, **params))
     g = torch.Generator().manual_seed(int(seed))
-    draws = range(int(n_boot))
-    if progress:
-        from tqdm.auto import tqdm
-
-        draws = tqdm(draws, desc="subsamples", leave=False)
     samples = []
+    draws = bar(range(int(n_boot)), show=progress, desc="subsamples")
     for _ in draws:
         rows = torch.randperm(n, generator=g)[:m].to(x.device)
         samples.append(float(func(x[rows], y[rows], **params)))

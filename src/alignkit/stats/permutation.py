@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._progress import progress as bar
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
 from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure, split_params
@@ -152,11 +153,7 @@ def permutation_test(
 
 
 def _progress(items: list[torch.Tensor], show: bool) -> Any:
-    if not show:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc="permutations", leave=False)
+    return bar(items, show=show, desc="permutations")
 
 
 __all__ = ["PermutationResult", "check_n_perm", "permutation_test", "permutations"]

@@ -1,0 +1,11 @@
+"""Encoders: items -> ``{layer: Tensor[B, d]}``, addressed by string ids.
+
+``load_encoder("offline:minilm-l6")`` builds one; ``available_encoders()`` lists the fixed ids and
+the families (``hf:``, ``st:``, ``torchvision:``, ``timm:``, ``open_clip:``, ``whisper:``). Heavy
+libraries (transformers, torchvision, ...) are imported only when an encoder is built.
+"""
+
+from alignkit.encoders import audio, offline_text, offline_vision_audio, text, vision  # noqa: F401  (registration)
+from alignkit.encoders.base import Encoder, available_encoders, load_encoder, register_family, register_named
+
+__all__ = ["Encoder", "available_encoders", "load_encoder", "register_family", "register_named"]

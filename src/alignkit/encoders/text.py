@@ -1,0 +1,478 @@
+"""Text encoders over Hugging Face ``transformers`` and ``sentence-transformers``.
+
+* :class:`HFTextEncoder` (ids ``"hf:<model name or local path>"``) runs ``transformers.AutoModel`` with
+  ``output_hidden_states=True`` and pools every hidden state: layers ``embeddings`` (hidden_states[0]),
+  ``layer_1`` … ``layer_L``. Pooling is ``mean`` (over real tokens, padding excluded), ``cls`` (the first
+  real token: position 0 under right padding) or ``last`` (the last *non-pad* token, under right or left
+  padding — reading position −1 under right padding would read a pad).
+* :class:`SentenceTransformerEncoder` (ids ``"st:<model name or local path>"``) returns the library's own
+  sentence embedding (its pooling, dense and normalisation modules) as layer ``final``, plus every hidden
+  layer of its transformer pooled by the model's own Pooling module as ``layer_0`` … ``layer_L``, all
+  from one forward pass (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019).
+
+Both sort a call's texts by length (``len(text)``, a token-count estimate) before batching, so each
+batch holds texts of similar length and little padding; results come back in the caller's order.
+Heavy libraries are imported on first use, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignkit.encoders.base import Encoder, register_family, sha256_file
+
+POOLINGS = ("mean", "cls", "last")
+
+#: files in a model folder that do not change what the model computes (left out of the weights hash)
+_HASH_SKIP_SUFFIXES = (".md", ".lock", ".metadata")
+
+
+def require(module: str, pip_name: str, extra: str, what: str) -> Any:
+    """Import ``module`` or fail with the ``pip install`` command that fixes it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs the package {pip_name!r}, which is not installed: "
+            f"pip install {pip_name}  (or: pip install 'alignkit[{extra}]')"
+        ) from exc
+
+
+def _text_length(item: Any) -> int:
+    return len(item) if isinstance(item, str) else 0
+
+
+def hash_model_folder(path: str | os.PathLike[str]) -> str:
+    """sha256 over every file of a model folder (relative name + content hash), docs and dot-files left out."""
+    root = Path(path)
+    h = hashlib.sha256()
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.suffix.lower() not in _HASH_SKIP_SUFFIXES
+    )
+    if not files:
+        raise FileNotFoundError(f"model folder {str(root)!r} holds no files to hash")
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + sha256_file(str(p)).encode() + b"\n")
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ pooling
+
+
+def pool_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool token states ``hidden[B, T, d]`` to ``[B, d]`` float32 using ``mask[B, T]`` (1 = real token).
+
+    ``mean`` averages the real tokens only; ``cls`` takes the first real token; ``last`` the last real
+    token (correct under left and right padding).
+    """
+    if hidden.ndim != 3 or mask.shape != hidden.shape[:2]:
+        raise ValueError(
+            f"pool_hidden: hidden must be [B, T, d] and mask [B, T]; got {tuple(hidden.shape)}, {tuple(mask.shape)}"
+        )
+    h = hidden.float()
+    m = mask.to(device=h.device)
+    if pooling == "mean":
+        w = m.to(h.dtype).unsqueeze(1)  # [B, 1, T]
+        total = torch.bmm(w, h).squeeze(1)
+        return total / w.sum(dim=2).clamp_min(1.0)
+    if pooling == "cls":
+        idx = m.to(torch.int32).argmax(dim=1)  # first real token
+    elif pooling == "last":
+        T = m.shape[1]
+        idx = (T - 1) - m.to(torch.int32).flip(1).argmax(dim=1)  # last real token
+    else:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+    return h[torch.arange(h.shape[0], device=h.device), idx.to(torch.long)]
+
+
+# ------------------------------------------------------------------------------------------ common base
+
+
+class TextEncoder(Encoder):
+    """Shared machinery: item checks, prefix, length-sorted batching, progress, order restored."""
+
+    modality = "text"
+    default_batch_size = 32
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int | None = None,
+        prefix: str = "",
+        progress: bool | None = None,
+    ) -> None:
+        super().__init__(device=device, dtype=dtype)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string; got {type(prefix).__name__}")
+        self.batch_size = batch_size or self.default_batch_size
+        self.prefix = prefix
+        self.progress = progress
+        self.length_key: Callable[[Any], int] | None = _text_length
+
+    def _check_texts(self, items: Sequence[Any]) -> list[str]:
+        if isinstance(items, str):
+            raise TypeError(f"encoder {self.id!r} takes a sequence of strings; got a single str (wrap it in a list)")
+        texts = list(items)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"encoder {self.id!r} takes text items (str); item {i} is {type(t).__name__}")
+        return texts
+
+    def _batches(self, texts: list[str]) -> Iterator[list[int]]:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # stable: ties keep input order
+        for s in range(0, len(order), self.batch_size):
+            yield order[s : s + self.batch_size]
+
+    def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Pooled embeddings ``{layer: Tensor[len(items), d]}`` (float32, CPU) in the order of ``items``."""
+        names = self.check_layers(layers)
+        texts = self._check_texts(items)
+        dims = self.dims
+        out = {name: torch.empty(len(texts), dims[name], dtype=torch.float32) for name in names}
+        if not texts:
+            return out
+        n_batches = -(-len(texts) // self.batch_size)
+        from tqdm.auto import tqdm
+
+        disable = True if n_batches <= 1 else (None if self.progress is None else not self.progress)
+        for idx in tqdm(self._batches(texts), total=n_batches, desc=f"encode {self.id}", disable=disable):
+            pooled = self._encode_batch([self.prefix + texts[i] for i in idx], names)
+            rows = torch.as_tensor(idx, dtype=torch.long)
+            for name in names:
+                out[name][rows] = pooled[name].to(device="cpu", dtype=torch.float32)
+        return out
+
+    def _encode_batch(self, texts: list[str], layers: list[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _inference(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.inference_mode()
+
+
+def _no_init() -> contextlib.AbstractContextManager[Any]:
+    """transformers' context that skips random weight init (the weights are loaded right after)."""
+    for mod in ("transformers.initialization", "transformers.modeling_utils"):
+        try:
+            return importlib.import_module(mod).no_init_weights()
+        except (ImportError, AttributeError):
+            continue
+    return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------------------ transformers
+
+
+class HFTextEncoder(TextEncoder):
+    """Every hidden state of a ``transformers`` model, pooled over tokens.
+
+    Layers: ``embeddings`` (the embedding output), ``layer_1`` … ``layer_L``. Encoder–decoder models
+    (T5, BART, …) use their encoder. Runs on ``device`` under ``torch.inference_mode()``, in ``dtype``
+    (the model's weights are cast; pooling accumulates in float32); outputs are float32 on the CPU.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike[str],
+        *,
+        pooling: str = "mean",
+        prefix: str = "",
+        max_length: int | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        local_files_only: bool | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+        encoder_id: str | None = None,
+        identity_extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, prefix=prefix, progress=progress)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
+        self.pooling = pooling
+        self.name_or_path = str(name_or_path)
+        self.revision = revision
+        self.id = encoder_id or f"hf:{self.name_or_path}"
+        self._identity_extra = dict(identity_extra or {})
+        self._identity_cache: dict[str, Any] | None = None
+        is_local = Path(self.name_or_path).is_dir()
+        if (model is None) != (tokenizer is None):
+            raise ValueError("give both model= and tokenizer= (or neither, to load them from name_or_path)")
+        if model is None:
+            transformers = require("transformers", "transformers", "text", f"encoder {self.id!r}")
+            kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": bool(trust_remote_code)}
+            if local_files_only is not None or is_local:
+                kwargs["local_files_only"] = bool(local_files_only) or is_local
+            try:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(self.name_or_path, **kwargs)
+                model = transformers.AutoModel.from_pretrained(self.name_or_path, **kwargs)
+            except OSError as exc:
+                raise OSError(
+                    f"could not load the transformers model {self.name_or_path!r} (a Hugging Face model id or a "
+                    f"local folder with config.json and weights): {exc}"
+                ) from exc
+        if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+            model = model.get_encoder()
+        if tokenizer.pad_token is None:  # decoder-only models often have none; pads are masked out anyway
+            if tokenizer.eos_token is None:
+                raise ValueError(f"tokenizer of {self.name_or_path!r} has neither a pad nor an eos token")
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.tokenizer = tokenizer
+        self.max_length = max_length or self._default_max_length()
+        self._names, self._dims = self._discover_layers()
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def _hidden_layer_names(self, n_states: int) -> list[str]:
+        return ["embeddings"] + [f"layer_{i}" for i in range(1, n_states)]
+
+    def _discover_layers(self) -> tuple[list[str], dict[str, int]]:
+        """Layer names and widths: from the config when it says, else from a one-text probe."""
+        cfg = self.model.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        n_layers = getattr(cfg, "num_hidden_layers", None)
+        width = getattr(cfg, "hidden_size", None)
+        if isinstance(n_layers, int) and isinstance(width, int):
+            names = self._hidden_layer_names(n_layers + 1)
+            return names, dict.fromkeys(names, width)
+        states = self._forward(["a"])[1]
+        names = self._hidden_layer_names(len(states))
+        return names, {n: int(s.shape[-1]) for n, s in zip(names, states, strict=True)}
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def _default_max_length(self) -> int | None:
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:  # tokenizers without a limit say 1e30
+            return tok_max
+        pos = getattr(self.model.config, "max_position_embeddings", None)
+        return int(pos) if isinstance(pos, int) and pos > 0 else None
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """Model id/path and revision, the commit hash when the config has one, a files hash for a local
+        folder; ``identity_extra`` fields (given by wrappers such as the offline encoders) override these."""
+        if self._identity_cache is None:
+            ident: dict[str, Any] = {"id": self.id, "model": self.name_or_path, "revision": self.revision}
+            commit = getattr(self.model.config, "_commit_hash", None)
+            if commit:
+                ident["commit_hash"] = commit
+            if Path(self.name_or_path).is_dir():
+                ident["weights_sha256"] = hash_model_folder(self.name_or_path)
+            self._identity_cache = {**ident, **self._identity_extra}
+        return dict(self._identity_cache)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=self.max_length is not None,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _forward(self, texts: list[str]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """(attention mask, hidden states) for one batch."""
+        enc = self._tokenize(texts)
+        with self._inference():
+            out = self.model(**enc, output_hidden_states=True, return_dict=True)
+        states = out.hidden_states
+        if states is None:
+            raise RuntimeError(f"model {self.name_or_path!r} returned no hidden states")
+        return enc["attention_mask"], tuple(states)
+
+    def _encode_batch(self, texts: list[str], layers: list[str]) -> dict[str, torch.Tensor]:
+        mask, states = self._forward(texts)
+        index = {name: i for i, name in enumerate(self._hidden_layer_names(len(states)))}
+        return {name: pool_hidden(states[index[name]], mask, self.pooling) for name in layers}
+
+
+# ------------------------------------------------------------------------------------------ sentence-transformers
+
+
+class SentenceTransformerEncoder(TextEncoder):
+    """A sentence-transformers model: ``final`` = its own embedding, ``layer_k`` = hidden state k, model-pooled.
+
+    ``final`` is exactly what ``SentenceTransformer.encode`` returns (its Pooling, any Dense, and its
+    Normalize module when the model has one). ``layer_0`` (embeddings) … ``layer_L`` are the transformer's
+    hidden states, each passed through the model's own Pooling module (so the mode — mean, cls, max,
+    last token, … — is the model's). ``layer_L`` pooled equals the sentence embedding before any
+    Dense/Normalize module. All layers come from one forward pass.
+    """
+
+    default_batch_size = 32
+
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike[str],
+        *,
+        prefix: str = "",
+        max_length: int | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        local_files_only: bool | None = None,
+        encoder_id: str | None = None,
+        identity_extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, prefix=prefix, progress=progress)
+        st = require("sentence_transformers", "sentence-transformers", "text", "the sentence-transformers encoder")
+        self.name_or_path = str(name_or_path)
+        self.revision = revision
+        self.id = encoder_id or f"st:{self.name_or_path}"
+        self._identity_extra = dict(identity_extra or {})
+        self._identity_cache: dict[str, Any] | None = None
+        is_local = Path(self.name_or_path).is_dir()
+        kwargs: dict[str, Any] = {"device": str(self.device), "trust_remote_code": bool(trust_remote_code)}
+        if revision is not None:
+            kwargs["revision"] = revision
+        if local_files_only is not None or is_local:
+            kwargs["local_files_only"] = bool(local_files_only) or is_local
+        try:
+            model = st.SentenceTransformer(self.name_or_path, **kwargs)
+        except OSError as exc:
+            raise OSError(
+                f"could not load the sentence-transformers model {self.name_or_path!r} (a Hugging Face model id or a "
+                f"local folder with modules.json): {exc}"
+            ) from exc
+        model.eval()
+        if self.dtype != torch.float32:
+            model.to(dtype=self.dtype)
+        if max_length is not None:
+            model.max_seq_length = int(max_length)
+        self.model = model
+        modules = list(model)
+        self._auto_model = getattr(modules[0], "auto_model", None) if modules else None
+        self._pooling_module = next((m for m in modules if type(m).__name__ == "Pooling"), None)
+        mode = getattr(self._pooling_module, "pooling_mode", None)
+        if mode is None and hasattr(self._pooling_module, "get_pooling_mode_str"):  # sentence-transformers < 5
+            mode = self._pooling_module.get_pooling_mode_str()
+        self.pooling = mode if isinstance(mode, str) else "+".join(mode) if mode else "model"
+        self._names, self._dims = self._discover_layers()
+
+    def _discover_layers(self) -> tuple[list[str], dict[str, int]]:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        final_dim = get_dim()
+        if self._auto_model is None or self._pooling_module is None:
+            # no transformer (e.g. static embeddings) or no Pooling module: only the final embedding
+            if final_dim is None:
+                final_dim = int(self.model.encode(["a"], convert_to_numpy=True).shape[1])
+            return ["final"], {"final": int(final_dim)}
+        # the transformer must hand its hidden states to the next modules (sentence-transformers stores
+        # them as features["all_layer_embeddings"] when the config asks for them)
+        self._auto_model.config.output_hidden_states = True
+        cfg = self._auto_model.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        n_layers = getattr(cfg, "num_hidden_layers", None)
+        pooled_dim = getattr(self._pooling_module, "pooling_output_dimension", None)
+        if pooled_dim is None and hasattr(self._pooling_module, "get_sentence_embedding_dimension"):
+            pooled_dim = self._pooling_module.get_sentence_embedding_dimension()
+        if not isinstance(n_layers, int) or not isinstance(pooled_dim, int) or final_dim is None:
+            feats = self._forward(["a"])
+            n_layers = len(feats["all_layer_embeddings"]) - 1
+            pooled_dim = int(self._pool(feats, feats["all_layer_embeddings"][0]).shape[-1])
+            final_dim = int(feats["sentence_embedding"].shape[-1])
+        names = [f"layer_{i}" for i in range(n_layers + 1)] + ["final"]
+        dims = dict.fromkeys(names[:-1], int(pooled_dim))
+        dims["final"] = int(final_dim)
+        return names, dims
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(self._dims)
+
+    def identity(self) -> dict[str, Any]:
+        """Model id/path and revision, the commit hash when the config has one, a files hash for a local
+        folder; ``identity_extra`` fields (given by wrappers such as the offline encoders) override these."""
+        if self._identity_cache is None:
+            ident: dict[str, Any] = {"id": self.id, "model": self.name_or_path, "revision": self.revision}
+            if self._auto_model is not None:
+                commit = getattr(self._auto_model.config, "_commit_hash", None)
+                if commit:
+                    ident["commit_hash"] = commit
+            if Path(self.name_or_path).is_dir():
+                ident["weights_sha256"] = hash_model_folder(self.name_or_path)
+            self._identity_cache = {**ident, **self._identity_extra}
+        return dict(self._identity_cache)
+
+    def _forward(self, texts: list[str]) -> dict[str, Any]:
+        from sentence_transformers.util import batch_to_device
+
+        prepare = getattr(self.model, "preprocess", None) or self.model.tokenize  # tokenize: sentence-transformers < 6
+        features = batch_to_device(prepare(texts), self.device)
+        with self._inference():
+            return self.model(features)
+
+    def _pool(self, features: dict[str, Any], states: torch.Tensor) -> torch.Tensor:
+        """The model's own Pooling module applied to one layer's token states."""
+        feats = {
+            k: v
+            for k, v in features.items()
+            if k not in ("token_embeddings", "sentence_embedding", "all_layer_embeddings")
+        }
+        feats["token_embeddings"] = states
+        with self._inference():
+            return self._pooling_module(feats)["sentence_embedding"].float()
+
+    def _encode_batch(self, texts: list[str], layers: list[str]) -> dict[str, torch.Tensor]:
+        features = self._forward(texts)
+        out: dict[str, torch.Tensor] = {}
+        hidden = features.get("all_layer_embeddings")
+        for name in layers:
+            if name == "final":
+                out[name] = features["sentence_embedding"].float()
+                continue
+            if hidden is None:
+                raise RuntimeError(f"model {self.name_or_path!r} returned no hidden states")
+            out[name] = self._pool(features, hidden[int(name.split("_")[1])])
+        return out
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+
+@register_family("hf", "transformers.AutoModel: every hidden state, pooled (mean / cls / last); needs the network")
+def _make_hf(name: str, **options: Any) -> HFTextEncoder:
+    return HFTextEncoder(name, **options)
+
+
+@register_family("st", "sentence-transformers model: its final embedding + every hidden layer, model-pooled")
+def _make_st(name: str, **options: Any) -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(name, **options)
