@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .base import Encoder, register_family
-from .vision import batch_starts, check_batch_size
+from .vision import batch_starts
 
 WHISPER_SAMPLE_RATE = 16_000
 
@@ -113,9 +113,7 @@ class WhisperStyleEncoder(Encoder):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         self.id = encoder_id
         self._identity = dict(identity)
         self.encoder = encoder.eval().to(device=self.device, dtype=self.dtype)

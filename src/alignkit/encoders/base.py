@@ -34,11 +34,26 @@ class Encoder(ABC):
     length_key: Callable[[Any], int] | None = None
     default_batch_size: int = 32
 
-    def __init__(self, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        """device: default CUDA when present; dtype: float32, float16 or bfloat16 (weights and
+        activations; outputs are always float32); batch_size: items per forward pass (None = the
+        encoder's default); progress: tqdm bars (None = only on a terminal)."""
         self.device = torch.device(device) if device is not None else default_device()
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be torch.float32, float16 or bfloat16; got {dtype}")
         self.dtype = dtype
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        self.batch_size = batch_size or self.default_batch_size
+        self.progress = progress
 
     @property
     @abstractmethod

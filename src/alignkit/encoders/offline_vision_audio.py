@@ -34,7 +34,7 @@ from torch import nn
 
 from .audio import WhisperStyleEncoder
 from .base import Encoder, register_named, sha256_file
-from .vision import batch_starts, check_batch_size, image_to_rgb_array
+from .vision import batch_starts, image_to_rgb_array
 
 # ------------------------------------------------------------------------------------------ package files
 
@@ -225,9 +225,7 @@ class OfflineMobileNetV2Encoder(Encoder):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         if weights_path is None:
             weights_path = find_package_file(
                 self.DISTRIBUTION,

@@ -115,14 +115,10 @@ class TextEncoder(Encoder):
         prefix: str = "",
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string; got {type(prefix).__name__}")
-        self.batch_size = batch_size or self.default_batch_size
         self.prefix = prefix
-        self.progress = progress
         self.length_key: Callable[[Any], int] | None = _text_length
 
     def _check_texts(self, items: Sequence[Any]) -> list[str]:

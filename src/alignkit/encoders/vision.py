@@ -216,15 +216,6 @@ def resolve_blocks(model: nn.Module, blocks: Sequence[str] | None = None) -> lis
     )
 
 
-def check_batch_size(batch_size: int | None, default: int) -> int:
-    """``batch_size`` validated (None = ``default``)."""
-    if batch_size is None:
-        return default
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
-    return batch_size
-
-
 def batch_starts(n: int, batch_size: int, progress: bool | None, desc: str) -> Iterator[int]:
     """Start offsets of the batches of ``n`` items, with a tqdm bar (``progress=None``: only on a terminal,
     never for a single batch)."""
@@ -374,9 +365,7 @@ class TorchvisionEncoder(HookedImageEncoder):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         tv = import_torchvision()
         try:
             weights_enum = tv.models.get_model_weights(name)
@@ -470,9 +459,7 @@ class TimmEncoder(HookedImageEncoder):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         timm = import_timm()
         self.id = f"timm:{name}"
         self.name = name
@@ -597,9 +584,7 @@ class OpenClipImageEncoder(_OpenClipBase):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         self._load(model_name, pretrained, "image")
         visual = self.model.visual
         transformer = getattr(visual, "transformer", None)
@@ -667,9 +652,7 @@ class OpenClipTextEncoder(_OpenClipBase):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> None:
-        super().__init__(device=device, dtype=dtype)
-        self.batch_size = check_batch_size(batch_size, self.default_batch_size)
-        self.progress = progress
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         oc = self._load(model_name, pretrained, "text")
         self.tokenizer = oc.get_tokenizer(model_name)
         transformer = getattr(self.model, "transformer", None)
