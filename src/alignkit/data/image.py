@@ -15,6 +15,7 @@ import io
 import os
 import struct
 import warnings
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +169,9 @@ class _FileFolder(Dataset):
             self._labels = np.asarray(kept_labels, dtype=np.int64)
             self._class_names = classes
 
+    @abstractmethod
     def _check(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Decode ``data`` fully; raise if it is not a readable item."""
 
     def _content_hash(self, h: Any) -> None:
         update_str(h, type(self).__name__)
@@ -185,8 +187,9 @@ class _FileFolder(Dataset):
                 "was built, so it changed since: rebuild the dataset"
             ) from None
 
+    @abstractmethod
     def _decode(self, data: bytes) -> Any:
-        raise NotImplementedError
+        """The item held in ``data``."""
 
     def items(self, start: int = 0, stop: int | None = None) -> list[Any]:
         start, stop = self._range(start, stop)

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib
 import os
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,9 @@ class TextEncoder(Encoder):
                 out[name][rows] = pooled[name].to(device="cpu", dtype=torch.float32)
         return out
 
+    @abstractmethod
     def _encode_batch(self, texts: list[str], layers: list[str]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Pooled outputs of one batch of texts for ``layers``."""
 
     def _inference(self) -> contextlib.AbstractContextManager[Any]:
         return torch.inference_mode()

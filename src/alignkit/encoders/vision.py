@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -305,11 +306,13 @@ class HookedImageEncoder(Encoder):
             self._dims = {name: int(t.shape[1]) for name, t in out.items()}
         return dict(self._dims)
 
+    @abstractmethod
     def _preprocess(self, items: Sequence[Any], start: int) -> torch.Tensor:
-        raise NotImplementedError
+        """The model-ready input batch."""
 
+    @abstractmethod
     def _final(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The final (pre-logits or projected) embedding of a batch."""
 
     @torch.no_grad()
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:

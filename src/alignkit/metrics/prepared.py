@@ -10,6 +10,7 @@ computed once per space however many pairs or permutations use it.
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,19 +27,22 @@ from alignkit.metrics.preprocess import preprocess
 from alignkit.neighbors import KNNGraph, knn_graph
 
 
-class PreparedMeasure:
+class PreparedMeasure(ABC):
     """Interface: ``prepare(x)`` once per space, ``permute(p, perm)``, ``score(pa, pb)``."""
 
     name: str
 
+    @abstractmethod
     def prepare(self, x: torch.Tensor) -> Any:
-        raise NotImplementedError
+        """What the measure needs from one space, computed once."""
 
+    @abstractmethod
     def permute(self, p: Any, perm: torch.Tensor) -> Any:
-        raise NotImplementedError
+        """The prepared form of the space with rows reordered by ``perm`` (cheaply)."""
 
+    @abstractmethod
     def score(self, pa: Any, pb: Any) -> float:
-        raise NotImplementedError
+        """The measure between two prepared spaces."""
 
     def min_rows(self) -> int:
         return 2
