@@ -1,0 +1,29 @@
+"""Learning alignment between two spaces from paired rows: scikit-learn-style aligners and losses.
+
+One explicit re-export (``name as name``) per line, so each module adds its own lines.
+"""
+
+from alignkit.align.base import Aligner as Aligner
+from alignkit.align.closed_form import ASIF as ASIF
+from alignkit.align.closed_form import CCAAligner as CCAAligner
+from alignkit.align.closed_form import Procrustes as Procrustes
+from alignkit.align.closed_form import Ridge as Ridge
+from alignkit.align.closed_form import VecMap as VecMap
+from alignkit.align.losses import CombinedLoss as CombinedLoss
+from alignkit.align.losses import GramVolumeLoss as GramVolumeLoss
+from alignkit.align.losses import InfoNCE as InfoNCE
+from alignkit.align.losses import SigLIP as SigLIP
+from alignkit.align.losses import alignment_loss as alignment_loss
+from alignkit.align.losses import calibrated_uniformity as calibrated_uniformity
+from alignkit.align.losses import geodesic_mix as geodesic_mix
+from alignkit.align.losses import gram_volume as gram_volume
+from alignkit.align.losses import gram_volume_loss as gram_volume_loss
+from alignkit.align.losses import info_nce as info_nce
+from alignkit.align.losses import intra_modal_loss as intra_modal_loss
+from alignkit.align.losses import mixup_negatives_loss as mixup_negatives_loss
+from alignkit.align.losses import mv_dhel as mv_dhel
+from alignkit.align.losses import mv_info_nce as mv_info_nce
+from alignkit.align.losses import siglip as siglip
+from alignkit.align.losses import structure_lambda as structure_lambda
+from alignkit.align.losses import structure_reg as structure_reg
+from alignkit.align.losses import uniformity_loss as uniformity_loss

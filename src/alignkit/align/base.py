@@ -1,0 +1,257 @@
+"""Base class for aligners: scikit-learn estimators fitted on paired rows, saved as safetensors + JSON.
+
+Conventions (scikit-learn): hyper-parameters are stored unchanged by ``__init__`` and validated in ``fit``,
+so ``get_params``/``set_params``/``sklearn.base.clone`` work; learned state lives in trailing-underscore
+attributes. ``fit(X, Y)`` takes two row-paired matrices (row i of X describes the same item as row i of Y).
+``transform_x`` / ``transform_y`` map each side into the shared space, ``translate`` maps X into Y's space
+where the method defines one, and ``score`` is the top-1 retrieval accuracy X → Y in the shared space.
+
+Computation is float64 torch on the input's device. Outputs are numpy float64 arrays, or float64 torch
+tensors when the input is a torch tensor. Learned arrays are numpy float64.
+
+``save(path)`` writes a folder with ``state.safetensors`` (the learned arrays) and ``config.json`` (class
+name, hyper-parameters, scalar learned state, alignkit version and the sha256 of the state file), each
+written atomically; no pickle. ``Aligner.load(path)`` (or ``Procrustes.load(path)``, which also checks the
+class) verifies the hash, so a corrupt or mismatched state file raises a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from alignkit._validation import ArrayLike, as_matrix, as_pair, check_min_rows
+from alignkit.io import atomic_write_bytes, atomic_write_text
+
+STATE_FILE = "state.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+_REGISTRY: dict[str, type[Aligner]] = {}
+
+
+def _version() -> str:
+    from alignkit import __version__
+
+    return __version__
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_to_json(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def _from_json(value: Any) -> Any:
+    # Hyper-parameters given as tuples come back from JSON as lists; tuples keep them hashable and equal.
+    if isinstance(value, list):
+        return tuple(_from_json(v) for v in value)
+    return value
+
+
+def _output(t: torch.Tensor, like: ArrayLike) -> Any:
+    if isinstance(like, torch.Tensor):
+        return t
+    return t.detach().cpu().numpy()
+
+
+def unit_rows(t: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their L2 norm (zero rows stay zero)."""
+    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
+
+
+class Aligner(BaseEstimator):
+    """Base class: subclasses implement ``_fit``, ``_transform_x``, ``_transform_y`` (and ``_translate``).
+
+    Class attributes: ``_arrays`` names the learned array attributes saved to ``state.safetensors``;
+    ``_scalars`` the learned scalar attributes saved in ``config.json``; ``_min_pairs`` the fewest
+    training pairs the method accepts.
+    """
+
+    _arrays: ClassVar[tuple[str, ...]] = ()
+    _scalars: ClassVar[tuple[str, ...]] = ()
+    _min_pairs: ClassVar[int] = 2
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def fit(self, X: ArrayLike, Y: ArrayLike) -> Aligner:
+        """Learn the alignment from paired rows ``X[i] ↔ Y[i]``; returns ``self``."""
+        x, y = as_pair(X, Y)
+        check_min_rows(x.shape[0], self._min_pairs_for(x, y), type(self).__name__)
+        self._fit(x.double(), y.double(), input_dtype=x.dtype)
+        self.n_features_x_ = int(x.shape[1])
+        self.n_features_y_ = int(y.shape[1])
+        self.n_pairs_ = int(x.shape[0])
+        return self
+
+    def _min_pairs_for(self, x: torch.Tensor, y: torch.Tensor) -> int:
+        return self._min_pairs
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------ transform
+
+    def _check_fitted(self, method: str) -> None:
+        if not hasattr(self, "n_features_x_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: call fit(X, Y) on paired rows "
+                f"before {method}()."
+            )
+
+    def _input(self, X: ArrayLike, side: str, method: str) -> torch.Tensor:
+        self._check_fitted(method)
+        name = side.upper()
+        t = as_matrix(X, name)
+        width = self.n_features_x_ if side == "x" else self.n_features_y_
+        if t.shape[1] != width:
+            raise ValueError(
+                f"{method}: {name} has {t.shape[1]} features but this {type(self).__name__} was fitted on "
+                f"{width}-dimensional {name}"
+            )
+        return t.double()
+
+    def _state(self, name: str, device: torch.device) -> torch.Tensor:
+        return torch.as_tensor(getattr(self, name), dtype=torch.float64, device=device)
+
+    def transform_x(self, X: ArrayLike) -> Any:
+        """Map rows of the X space into the shared space."""
+        return _output(self._transform_x(self._input(X, "x", "transform_x")), X)
+
+    def transform_y(self, Y: ArrayLike) -> Any:
+        """Map rows of the Y space into the shared space."""
+        return _output(self._transform_y(self._input(Y, "y", "transform_y")), Y)
+
+    def translate(self, X: ArrayLike) -> Any:
+        """Map rows of the X space into Y's own coordinates (only for methods that define it)."""
+        if type(self)._translate is Aligner._translate:
+            raise NotImplementedError(
+                f"{type(self).__name__} maps both sides into a shared space and has no X → Y translation; "
+                "use transform_x and transform_y"
+            )
+        return _output(self._translate(self._input(X, "x", "translate")), X)
+
+    def _transform_x(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _transform_y(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _translate(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, X: ArrayLike, Y: ArrayLike) -> float:
+        """Mean top-1 retrieval accuracy X → Y: the fraction of rows i whose partner ``Y[i]`` is the
+        cosine-nearest of all rows of Y to ``X[i]`` in the shared space (strict ranks: ties go to the
+        partner). Chance is 1/n."""
+        from alignkit.metrics.retrieval import retrieval_ranks
+
+        self._check_fitted("score")
+        x, y = as_pair(X, Y)
+        check_min_rows(x.shape[0], 2, "score")
+        ranks = retrieval_ranks(
+            self._transform_x(self._input(x, "x", "score")),
+            self._transform_y(self._input(y, "y", "score")),
+            metric="cosine",
+        )
+        return float((ranks == 1).double().mean())
+
+    # ---------------------------------------------------------------------------------- save / load
+
+    def _learned_arrays(self) -> list[str]:
+        return list(self._arrays)
+
+    def _learned_scalars(self) -> list[str]:
+        return ["n_features_x_", "n_features_y_", "n_pairs_", *self._scalars]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the fitted aligner to folder ``path`` (created if needed): ``state.safetensors`` + ``config.json``."""
+        from safetensors.numpy import save as st_save
+
+        self._check_fitted("save")
+        folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder}: exists and is not a folder; save() writes a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            name: np.ascontiguousarray(np.asarray(getattr(self, name), dtype=np.float64))
+            for name in self._learned_arrays()
+        }
+        blob = st_save(arrays, metadata={"format": "alignkit-aligner", "class": type(self).__name__})
+        config = {
+            "format": "alignkit-aligner",
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "params": {k: _to_json(v) for k, v in self.get_params(deep=False).items()},
+            "fitted": {k: _to_json(getattr(self, k)) for k in self._learned_scalars()},
+            "alignkit_version": _version(),
+            "state_sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        # State first: a reader that finds the new config also finds the state it hashes.
+        atomic_write_bytes(folder / STATE_FILE, blob)
+        atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Aligner:
+        """Read an aligner saved by :meth:`save`. Called on a subclass, also checks the saved class."""
+        from safetensors.numpy import load as st_load
+
+        folder = Path(path)
+        cfg_path, state_path = folder / CONFIG_FILE, folder / STATE_FILE
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder (an aligner is saved as a folder)")
+        for p in (cfg_path, state_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: missing; {folder} is not a complete saved aligner")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+            name, params, fitted = config["class"], config["params"], config["fitted"]
+            expected_hash = config["state_sha256"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{cfg_path}: corrupt aligner config ({type(exc).__name__}: {exc})") from exc
+        if config.get("format") != "alignkit-aligner":
+            raise ValueError(f"{cfg_path}: not an alignkit aligner config")
+        target = _REGISTRY.get(name)
+        if target is None:
+            raise ValueError(f"{cfg_path}: unknown aligner class {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        if not issubclass(target, cls):
+            raise TypeError(f"{folder} holds a saved {name}, not a {cls.__name__}; load it with {name}.load")
+        blob = state_path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != expected_hash:
+            raise ValueError(
+                f"{state_path}: corrupt or mismatched state file (its sha256 differs from the one recorded in "
+                f"{CONFIG_FILE}); re-save the aligner"
+            )
+        try:
+            arrays = st_load(blob)
+        except Exception as exc:
+            raise ValueError(f"{state_path}: corrupt safetensors file ({exc})") from exc
+        try:
+            obj = target(**{k: _from_json(v) for k, v in params.items()})
+        except TypeError as exc:
+            raise ValueError(f"{cfg_path}: parameters do not fit {name} ({exc})") from exc
+        for k, v in fitted.items():
+            setattr(obj, k, v)
+        missing = [k for k in obj._learned_arrays() if k not in arrays]
+        if missing:
+            raise ValueError(f"{state_path}: missing learned arrays {missing} for {name}")
+        for k in obj._learned_arrays():
+            setattr(obj, k, arrays[k])
+        return obj
