@@ -9,6 +9,11 @@ from alignkit.align.closed_form import CCAAligner as CCAAligner
 from alignkit.align.closed_form import Procrustes as Procrustes
 from alignkit.align.closed_form import Ridge as Ridge
 from alignkit.align.closed_form import VecMap as VecMap
+from alignkit.align.heads import LinearHead as LinearHead
+from alignkit.align.heads import MLPHead as MLPHead
+from alignkit.align.heads import ResLowRankHead as ResLowRankHead
+from alignkit.align.heads import StarMLP as StarMLP
+from alignkit.align.heads import build_head as build_head
 from alignkit.align.losses import CombinedLoss as CombinedLoss
 from alignkit.align.losses import GramVolumeLoss as GramVolumeLoss
 from alignkit.align.losses import InfoNCE as InfoNCE
@@ -27,3 +32,5 @@ from alignkit.align.losses import siglip as siglip
 from alignkit.align.losses import structure_lambda as structure_lambda
 from alignkit.align.losses import structure_reg as structure_reg
 from alignkit.align.losses import uniformity_loss as uniformity_loss
+from alignkit.align.trainer import HeadAligner as HeadAligner
+from alignkit.align.trainer import fit_heads as fit_heads

@@ -1,0 +1,153 @@
+"""Trainable heads that map a frozen embedding space into a shared space (the loss L2-normalises outputs).
+
+Heads follow SAIL (Zhang et al., "Assessing and Learning Alignment of Unimodal Vision and Language
+Models", CVPR 2025; lezhang7/SAIL ``model/linear.py``) and STRUCTURE's heads (METHODS §4.6):
+
+- ``LinearHead``     ``z = W·LN?(x) + b``, Xavier-uniform W, zero b.
+- ``MLPHead``        ``Linear → (act, Linear) × (n_layers − 1)``; hidden 4·d_in by default (SAIL SiglipMLP).
+- ``StarMLP``        ``z = g(ReLU6(f1(x̃)) ⊙ f2(x̃))``, x̃ = LayerNorm(x), f1, f2: d_in → e·d_in clamped to [−1e3, 1e3].
+- ``ResLowRankHead`` ``z = Px + σ(α)·W2·Dropout(GELU(W1 x))``; P, W1 orthogonal, W2 zero.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from alignkit._validation import check_choice
+
+HEADS: tuple[str, ...] = ("linear", "mlp", "star", "reslowrank")
+ACTIVATIONS: tuple[str, ...] = ("gelu", "relu", "silu")
+
+
+def _check_dim(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def _xavier_linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out, bias=bias)
+    nn.init.xavier_uniform_(layer.weight)
+    if bias:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _activation(name: str) -> nn.Module:
+    check_choice(name, ACTIVATIONS, "act")
+    return {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}[name]()
+
+
+class LinearHead(nn.Module):
+    """``z = W·x + b`` (optionally on LayerNorm(x)); Xavier-uniform W and zero b as in SAIL."""
+
+    def __init__(self, d_in: int, d_out: int, layernorm: bool = False) -> None:
+        super().__init__()
+        self.d_in, self.d_out = _check_dim(d_in, "d_in"), _check_dim(d_out, "d_out")
+        self.norm = nn.LayerNorm(d_in) if layernorm else nn.Identity()
+        self.proj = _xavier_linear(d_in, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(x))
+
+
+class MLPHead(nn.Module):
+    """``Linear → (act, Linear) × (n_layers − 1)`` (STRUCTURE; SAIL SiglipMLP is n_layers=2, GELU, hidden 4·d_in)."""
+
+    def __init__(self, d_in: int, d_out: int, hidden: int | None = None, n_layers: int = 2, act: str = "gelu") -> None:
+        super().__init__()
+        self.d_in, self.d_out = _check_dim(d_in, "d_in"), _check_dim(d_out, "d_out")
+        _check_dim(n_layers, "n_layers")
+        hidden = 4 * d_in if hidden is None else _check_dim(hidden, "hidden")
+        dims = [d_in] + [hidden] * (n_layers - 1) + [d_out]
+        layers: list[nn.Module] = [_xavier_linear(dims[0], dims[1])]
+        for a, b in itertools.pairwise(dims[1:]):
+            layers += [_activation(act), _xavier_linear(a, b)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class StarMLP(nn.Module):
+    """Star (gated) MLP, the SAIL paper's "GLU": ``z = g(ReLU6(f1(x̃)) ⊙ f2(x̃))`` with ``x̃ = LayerNorm(x)``.
+
+    f1, f2: d_in → expansion·d_in; g: expansion·d_in → d_out. Both branches are clamped to [−1e3, 1e3]
+    before the product so one large activation cannot overflow the product in low precision.
+    """
+
+    CLAMP = 1e3
+
+    def __init__(self, d_in: int, d_out: int, expansion: int = 8) -> None:
+        super().__init__()
+        self.d_in, self.d_out = _check_dim(d_in, "d_in"), _check_dim(d_out, "d_out")
+        hidden = _check_dim(expansion, "expansion") * d_in
+        self.norm = nn.LayerNorm(d_in)
+        self.f1 = _xavier_linear(d_in, hidden)
+        self.f2 = _xavier_linear(d_in, hidden)
+        self.g = _xavier_linear(hidden, d_out)
+        self.act = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        a = self.f1(x).clamp(-self.CLAMP, self.CLAMP)
+        b = self.f2(x).clamp(-self.CLAMP, self.CLAMP)
+        return self.g(self.act(a) * b)
+
+
+class ResLowRankHead(nn.Module):
+    """``z = Px + σ(α)·W2·Dropout(GELU(W1 x))``: a linear map plus a gated low-rank residual branch.
+
+    P (d_out × d_in) and W1 (rank × d_in) start orthogonal, W2 starts at zero, so the head starts as
+    the linear map P. SAIL records ``logit_α = −∞``; that never learns: with W2 = 0 and σ(−∞) = 0 the
+    gradient reaching W2 is σ(α)·… = 0 and the one reaching α is σ'(α)·W2… = 0, so both stay frozen
+    for ever. A finite −6 (σ ≈ 0.0025) starts almost as P yet lets W2, then α and W1, move.
+    """
+
+    def __init__(
+        self, d_in: int, d_out: int, rank: int = 64, dropout: float = 0.1, alpha_logit_init: float = -6.0
+    ) -> None:
+        super().__init__()
+        self.d_in, self.d_out = _check_dim(d_in, "d_in"), _check_dim(d_out, "d_out")
+        _check_dim(rank, "rank")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        if math.isnan(alpha_logit_init):
+            raise ValueError("alpha_logit_init must not be NaN")
+        self.P = nn.Linear(d_in, d_out, bias=False)
+        self.W1 = nn.Linear(d_in, rank, bias=False)
+        self.W2 = nn.Linear(rank, d_out, bias=False)
+        nn.init.orthogonal_(self.P.weight)
+        nn.init.orthogonal_(self.W1.weight)
+        nn.init.zeros_(self.W2.weight)
+        self.branch = nn.Sequential(nn.GELU(), nn.Dropout(dropout))
+        self.alpha_logit = nn.Parameter(torch.tensor(float(alpha_logit_init)))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.sigmoid(self.alpha_logit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.P(x) + self.alpha * self.W2(self.branch(self.W1(x)))
+
+
+_HEAD_CLASSES: dict[str, type[nn.Module]] = {
+    "linear": LinearHead,
+    "mlp": MLPHead,
+    "star": StarMLP,
+    "reslowrank": ResLowRankHead,
+}
+
+
+def build_head(kind: str, d_in: int, d_out: int, **kw: Any) -> nn.Module:
+    """A head by name (``linear``, ``mlp``, ``star``, ``reslowrank``); ``kw`` go to its constructor."""
+    check_choice(kind, HEADS, "head")
+    try:
+        return _HEAD_CLASSES[kind](d_in, d_out, **kw)
+    except TypeError as exc:
+        raise TypeError(f"head {kind!r}: {exc}") from exc

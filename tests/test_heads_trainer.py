@@ -1,0 +1,356 @@
+"""Trainable heads (SAIL / STRUCTURE) and the shared training loop: init properties, reproducibility, exact
+resume, learning a planted alignment, save/load and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.base import clone
+
+from alignkit.align.base import Aligner
+from alignkit.align.heads import LinearHead, MLPHead, ResLowRankHead, StarMLP, build_head
+from alignkit.align.trainer import HeadAligner, TrainResult, fit_heads, lr_factor
+
+try:
+    from alignkit.align.losses import SigLIP
+except ImportError:  # pragma: no cover - losses land separately
+    SigLIP = None
+
+
+class LocalInfoNCE(torch.nn.Module):
+    """Symmetric InfoNCE written here as an independent reference: ½[CE(S, I) + CE(Sᵀ, I)], S = âb̂ᵀ/τ."""
+
+    def __init__(self, temperature: float = 0.1, learnable: bool = True) -> None:
+        super().__init__()
+        t = torch.tensor(math.log(1.0 / temperature))
+        self.logit_scale = torch.nn.Parameter(t) if learnable else t
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        s = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T * self.logit_scale.exp()
+        target = torch.arange(a.shape[0])
+        return 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.T, target))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread avoids pool overhead on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def planted(n: int = 384, d_x: int = 16, d_y: int = 12, noise: float = 0.1, seed: int = 0):
+    """Y = X R + noise: a planted linear alignment."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d_x)).astype(np.float32)
+    R = rng.standard_normal((d_x, d_y)).astype(np.float32) / math.sqrt(d_x)
+    Y = X @ R + noise * rng.standard_normal((n, d_y)).astype(np.float32)
+    return X, Y
+
+
+def weights(*mods: torch.nn.Module) -> list[torch.Tensor]:
+    return [v.detach().clone() for m in mods for v in m.state_dict().values()]
+
+
+def no_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in history]
+
+
+# ------------------------------------------------------------------------------------------------ heads
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "star", "reslowrank"])
+def test_build_head_shapes(kind):
+    torch.manual_seed(0)
+    h = build_head(kind, 10, 7)
+    assert h(torch.randn(5, 10)).shape == (5, 7)
+
+
+def test_build_head_bad_name_and_kwargs():
+    with pytest.raises(ValueError, match="head must be one of"):
+        build_head("transformer", 4, 4)
+    with pytest.raises(TypeError, match="head 'linear'"):
+        build_head("linear", 4, 4, rank=3)
+    with pytest.raises(ValueError, match="d_out"):
+        LinearHead(4, 0)
+
+
+def test_linear_head_xavier_zero_bias():
+    torch.manual_seed(0)
+    h = LinearHead(64, 32, layernorm=True)
+    bound = math.sqrt(6.0 / (64 + 32))
+    assert h.proj.weight.abs().max() <= bound
+    assert h.proj.weight.abs().max() > 0.9 * bound  # uniform on [−bound, bound], not a narrower init
+    assert torch.equal(h.proj.bias, torch.zeros(32))
+    x = torch.randn(3, 64)
+    assert torch.allclose(h(x), F.layer_norm(x, (64,)) @ h.proj.weight.T, atol=1e-5)
+
+
+def test_mlp_head_structure():
+    h = MLPHead(6, 3, n_layers=3, act="relu")
+    linears = [m for m in h.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(6, 24), (24, 24), (24, 3)]
+    assert isinstance(h.net[1], torch.nn.ReLU)
+
+
+def test_star_mlp_matches_dense_formula_and_clamps():
+    torch.manual_seed(0)
+    h = StarMLP(5, 4, expansion=8)
+    assert h.f1.out_features == h.f2.out_features == 40 and h.g.in_features == 40
+    with torch.no_grad():
+        h.f2.weight.mul_(1e5)  # pushes f2 outside [−1e3, 1e3]
+    x = torch.randn(6, 5)
+    xn = F.layer_norm(x, (5,))
+    a = (xn @ h.f1.weight.T + h.f1.bias).clamp(-1e3, 1e3)
+    b = (xn @ h.f2.weight.T + h.f2.bias).clamp(-1e3, 1e3)
+    ref = (a.clamp(0, 6) * b) @ h.g.weight.T + h.g.bias
+    assert (xn @ h.f2.weight.T).abs().max() > 1e3
+    assert torch.allclose(h(x), ref, rtol=1e-5, atol=1e-3)
+
+
+def test_reslowrank_init_properties():
+    torch.manual_seed(0)
+    h = ResLowRankHead(32, 48, rank=8)
+    P, W1 = h.P.weight, h.W1.weight
+    assert torch.allclose(P.T @ P, torch.eye(32), atol=1e-5)  # 48×32: orthonormal columns
+    assert torch.allclose(W1 @ W1.T, torch.eye(8), atol=1e-5)  # 8×32: orthonormal rows
+    assert torch.equal(h.W2.weight, torch.zeros(48, 8))
+    assert float(h.alpha.detach()) == pytest.approx(1 / (1 + math.exp(6)))
+    x = torch.randn(4, 32)
+    assert torch.allclose(h(x), x @ P.T)  # starts as the linear map P
+
+
+def _branch_grads_after_one_step(alpha_logit_init: float) -> dict[str, float]:
+    torch.manual_seed(0)
+    h = ResLowRankHead(8, 8, rank=4, dropout=0.0, alpha_logit_init=alpha_logit_init)
+    opt = torch.optim.SGD(h.parameters(), lr=0.5)
+    x, target = torch.randn(16, 8), torch.randn(16, 8)
+    for _ in range(2):  # one step, then the gradients that the next step would use
+        opt.zero_grad()
+        ((h(x) - target) ** 2).mean().backward()
+        opt.step()
+    return {n: float(p.grad.abs().max()) for n, p in h.named_parameters() if n != "P.weight"}
+
+
+def test_reslowrank_minus_six_learns_but_minus_inf_never_does():
+    g = _branch_grads_after_one_step(-6.0)
+    assert all(v > 0 for v in g.values()), g  # W1, W2 and alpha_logit all receive gradient
+    g_inf = _branch_grads_after_one_step(-math.inf)
+    assert all(v == 0 for v in g_inf.values()), g_inf  # the METHODS pitfall: σ(−∞) = σ'(−∞) = 0
+
+
+# ----------------------------------------------------------------------------------------- schedule
+
+
+def test_lr_factor_warmup_then_cosine():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5)  # halfway through the cosine
+    assert lr_factor(100, 100, 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(0, 10, 0) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------ trainer
+
+
+def _run(X, Y, epochs=3, seed=0, **kw) -> TrainResult:
+    torch.manual_seed(seed)
+    hx, hy = ResLowRankHead(X.shape[1], 8, rank=4, dropout=0.2), ResLowRankHead(Y.shape[1], 8, rank=4, dropout=0.2)
+    loss = SigLIP() if SigLIP is not None else LocalInfoNCE()
+    kw.setdefault("lr", 1e-2)
+    return fit_heads(X, Y, hx, hy, loss, batch_size=64, epochs=epochs, seed=seed, progress=False, **kw)
+
+
+def test_fit_is_reproducible_with_a_seed_and_leaves_global_rng_alone():
+    X, Y = planted(n=200)
+    a = _run(X, Y, warmup_steps=2)
+    torch.manual_seed(123)
+    b = _run(X, Y, warmup_steps=2)
+    assert all(
+        torch.equal(u, v)
+        for u, v in zip(weights(a.head_x, a.head_y, a.loss), weights(b.head_x, b.head_y, b.loss), strict=True)
+    )
+    assert no_time(a.history) == no_time(b.history)
+    c = _run(X, Y, seed=1, warmup_steps=2)
+    assert not torch.equal(weights(c.head_x)[0], weights(a.head_x)[0])
+    hx, hy = LinearHead(16, 4), LinearHead(12, 4)
+    before = torch.get_rng_state()
+    fit_heads(X, Y, hx, hy, LocalInfoNCE(), batch_size=64, epochs=1, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)  # fit_heads forks the RNG
+
+
+def test_memory_mapped_inputs_give_the_same_fit(tmp_path):
+    X, Y = planted(n=160)
+    mx = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    my = np.lib.format.open_memmap(tmp_path / "y.npy", mode="w+", dtype=np.float32, shape=Y.shape)
+    mx[:], my[:] = X, Y
+    mx.flush(), my.flush()
+    mx, my = np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r")
+    a, b = _run(X, Y, epochs=2), _run(mx, my, epochs=2)
+    assert all(torch.equal(u, v) for u, v in zip(weights(a.head_x, a.head_y), weights(b.head_x, b.head_y), strict=True))
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    X, Y = planted(n=200)
+    full = _run(X, Y, epochs=4, warmup_steps=3)
+    part = _run(X, Y, epochs=4, warmup_steps=3, checkpoint_dir=tmp_path, stop_after=2)
+    assert not part.finished and len(part.history) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.json", "checkpoint.safetensors"]
+    doc = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert doc["epoch"] == 2 and doc["step"] == 2 * (200 // 64)
+    # Fresh heads with a different init: everything must come from the checkpoint.
+    torch.manual_seed(999)
+    hx, hy = ResLowRankHead(16, 8, rank=4, dropout=0.2), ResLowRankHead(12, 8, rank=4, dropout=0.2)
+    loss = SigLIP() if SigLIP is not None else LocalInfoNCE()
+    resumed = fit_heads(
+        X, Y, hx, hy, loss, batch_size=64, epochs=4, lr=1e-2, warmup_steps=3, seed=0, checkpoint_dir=tmp_path,
+        progress=False,
+    )  # fmt: skip
+    assert resumed.finished and len(resumed.history) == 4
+    for u, v in zip(
+        weights(full.head_x, full.head_y, full.loss), weights(resumed.head_x, resumed.head_y, resumed.loss), strict=True
+    ):
+        assert torch.equal(u, v)
+    assert no_time(full.history) == no_time(resumed.history)
+    with pytest.raises(ValueError, match=r"different configuration.*lr"):
+        _run(X, Y, epochs=4, warmup_steps=3, checkpoint_dir=tmp_path, lr=5e-3)
+
+
+def test_learns_planted_alignment():
+    X, Y = planted(n=640)
+    Xtr, Ytr, Xv, Yv = X[:384], Y[:384], X[384:], Y[384:]
+    torch.manual_seed(0)
+    res = fit_heads(
+        Xtr, Ytr, LinearHead(16, 16), LinearHead(12, 16), LocalInfoNCE(0.1), val=(Xv, Yv), batch_size=128,
+        epochs=15, lr=2e-2, weight_decay=0.0, seed=0, progress=False,
+    )  # fmt: skip
+    losses = [r["loss"] for r in res.history]
+    assert losses[-1] < 0.7 * losses[0]
+    chance = 1 / Xv.shape[0]
+    assert res.history[0]["val_r1"] is not None
+    assert res.best_val_r1 > 0.5 > 50 * chance
+    assert res.best_val_r1 == max(r["val_r1"] for r in res.history)
+    assert {"epoch", "step", "lr", "loss", "val_r1", "time_s", "param/logit_scale"} <= set(res.history[0])
+
+
+def test_early_stopping_restores_best_epoch():
+    X, Y = planted(n=256)
+
+    def anti(a, b):  # maximising InfoNCE drives retrieval down after the first epoch
+        return {"loss": -LocalInfoNCE(0.1, learnable=False)(a, b), "neg": torch.tensor(1.0)}
+
+    torch.manual_seed(0)
+    hx, hy = LinearHead(16, 8), LinearHead(12, 8)
+    # First learn the planted map, so that the first epoch of anti-training is the best one.
+    res0 = fit_heads(X, Y, hx, hy, LocalInfoNCE(0.1), batch_size=64, epochs=10, lr=2e-2, progress=False)
+    res = fit_heads(X, Y, res0.head_x, res0.head_y, anti, val=(X, Y), batch_size=64, epochs=20, lr=5e-2, patience=2,
+                    progress=False)  # fmt: skip
+    assert res.stopped_early and len(res.history) < 20
+    assert res.best_epoch == int(np.argmax([r["val_r1"] for r in res.history])) + 1
+    assert res.history[0]["loss/neg"] == 1.0
+    from alignkit.metrics.retrieval import retrieval_ranks
+
+    with torch.no_grad():
+        r1 = float(
+            (retrieval_ranks(res.head_x(torch.from_numpy(X)), res.head_y(torch.from_numpy(Y))) == 1).double().mean()
+        )
+    assert r1 == pytest.approx(res.best_val_r1)
+
+
+def test_weight_decay_excludes_loss_and_vector_parameters():
+    X, Y = planted(n=64)
+    torch.manual_seed(0)
+    loss = LocalInfoNCE(0.1)
+    hx, hy = LinearHead(16, 4, layernorm=True), LinearHead(12, 4)
+    start = float(loss.logit_scale.detach())
+    w0 = hx.proj.weight.detach().clone()
+    # lr tiny, decay huge: a decayed parameter would shrink by lr·wd per step; gradients are clipped tiny.
+    fit_heads(X, Y, hx, hy, loss, batch_size=64, epochs=1, lr=1e-3, weight_decay=500.0, grad_clip=1e-12, progress=False)
+    assert float(loss.logit_scale.detach()) == pytest.approx(start, abs=1e-5)
+    assert torch.allclose(hx.norm.weight, torch.ones(16), atol=1e-5)
+    assert torch.allclose(hx.proj.weight, 0.5 * w0, atol=1e-5)  # one step of decoupled decay: × (1 − lr·wd)
+
+
+def test_bad_input_errors():
+    X, Y = planted(n=32)
+    hx, hy, loss = LinearHead(16, 4), LinearHead(12, 4), LocalInfoNCE()
+    kw = {"epochs": 1, "progress": False}
+    with pytest.raises(ValueError, match="paired by row"):
+        fit_heads(X, Y[:-1], hx, hy, loss, **kw)
+    Xn = X.copy()
+    Xn[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit_heads(Xn, Y, hx, hy, loss, **kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        fit_heads(X, Y, hx, hy, loss, batch_size=1, **kw)
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_heads(X[:1], Y[:1], hx, hy, loss, **kw)
+    with pytest.raises(ValueError, match="head_y expects 16 input features but Y has 12"):
+        fit_heads(X, Y, hx, hx, loss, **kw)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit_heads(X, Y, hx, hy, loss, optimizer="sgd", **kw)
+    with pytest.raises(ValueError, match="X_val and Y_val"):
+        fit_heads(X, Y, hx, hy, loss, val=(X[:5], Y[:4]), **kw)
+    try:
+        import lion_pytorch  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="lion-pytorch"):
+            fit_heads(X, Y, hx, hy, loss, optimizer="lion", **kw)
+
+
+# ---------------------------------------------------------------------------------------- estimator
+
+
+needs_losses = pytest.mark.skipif(SigLIP is None, reason="alignkit.align.losses not available")
+
+
+@needs_losses
+def test_head_aligner_fit_transform_score_save_load(tmp_path):
+    X, Y = planted(n=400)
+    est = HeadAligner(head="linear", d_out=16, loss="infonce", epochs=12, batch_size=128, lr=2e-2, val_fraction=0.2,
+                      patience=5, weight_decay=0.0)  # fmt: skip
+    assert clone(est).get_params() == est.get_params()
+    est.fit(X, Y)
+    assert est.n_pairs_ == 320 and len(est.history_) >= 1
+    zx, zy = est.transform_x(X[:10]), est.transform_y(Y[:10])
+    assert zx.shape == (10, 16) and zy.shape == (10, 16) and zx.dtype == np.float64
+    assert np.allclose(np.linalg.norm(zx, axis=1), 1.0)
+    assert est.score(X[320:], Y[320:]) > 0.5
+    path = est.save(tmp_path / "head")
+    back = HeadAligner.load(path)
+    assert np.array_equal(back.transform_x(X), est.transform_x(X))
+    assert np.array_equal(back.transform_y(Y), est.transform_y(Y))
+    assert back.history_ == json.loads(json.dumps(est.history_))
+    generic = Aligner.load(path)
+    assert isinstance(generic, HeadAligner) and np.array_equal(generic.transform_y(Y), est.transform_y(Y))
+    (path / "state.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="sha256"):
+        HeadAligner.load(path)
+
+
+@needs_losses
+def test_head_aligner_shared_siglip_star_and_errors():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((96, 8)).astype(np.float32)
+    Y = X + 0.05 * rng.standard_normal((96, 8)).astype(np.float32)
+    est = HeadAligner(head="star", d_out=8, loss="siglip", shared=True, head_kwargs={"expansion": 2}, epochs=2,
+                      batch_size=32).fit(X, Y)  # fmt: skip
+    assert est.head_x_ is est.head_y_
+    assert "param/bias" in est.history_[0]
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        HeadAligner().head_x_  # noqa: B018
+    with pytest.raises(ValueError, match="shared=True"):
+        HeadAligner(shared=True, epochs=1).fit(X, Y[:, :4])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        HeadAligner(loss="triplet", epochs=1).fit(X, Y)
+    with pytest.raises(ValueError, match="transform_x: X has 3 features"):
+        est.transform_x(X[:, :3])
