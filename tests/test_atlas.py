@@ -110,3 +110,14 @@ def test_stacked_gram_null_matches_brute_force(rng, flip, metric):
         for i, a in enumerate(A.values()):
             for j, b in enumerate(B):
                 assert res.null[d, i, j] == pytest.approx(alignkit.measure(metric, a, b[perm.numpy()]), abs=1e-10)
+
+
+def test_select_layers_best_and_last(rng):
+    A, B = _layers(rng, n=150)
+    a, b, res = alignkit.select_layers(A, B, sample=100, seed=1)
+    assert (a, b) == res.best[:2] and res.params["k"] == k_from_rule("rice", 100)
+    assert alignkit.select_layers(A, B, mode="last", sample=None)[:2] == ("a2", "1")
+    a2, b2, res2 = alignkit.select_layers(A, B, metric="cka", sample=None, n_perm=9)
+    assert (a2, b2) == res2.best[:2] and res2.best_p_value is not None
+    with pytest.raises(ValueError, match="mode must be"):
+        alignkit.select_layers(A, B, mode="first")

@@ -1,7 +1,7 @@
 """alignkit: measure, learn and evaluate alignment between representation spaces."""
 
 from alignkit import metrics, stats
-from alignkit.atlas import AtlasResult, atlas, k_from_rule
+from alignkit.atlas import AtlasResult, atlas, k_from_rule, select_layers
 from alignkit.metrics import describe, measure
 from alignkit.neighbors import KNNGraph, knn_graph
 from alignkit.stats import StreamingCKA, bootstrap_ci, permutation_test
@@ -21,5 +21,6 @@ __all__ = [
     "measure",
     "metrics",
     "permutation_test",
+    "select_layers",
     "stats",
 ]

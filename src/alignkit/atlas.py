@@ -11,6 +11,7 @@ those maxima: that p-value and the chance-adjusted max are honest about the sele
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,3 +267,34 @@ def _linear_form(name: str, own: dict[str, Any], n: int, widths: list[int], n_pe
 
 def _bar(items: list[Any], show: bool, desc: str) -> Any:
     return progress_bar(items, show=show, desc=desc)
+
+
+def select_layers(
+    spaces_a: Spaces,
+    spaces_b: Spaces,
+    *,
+    metric: str = "mutual_knn",
+    k: int | str | None = "rice",
+    sample: int | None = 5000,
+    mode: str = "best",
+    seed: int = 0,
+    n_perm: int = 0,
+    **params: Any,
+) -> tuple[str, str, AtlasResult]:
+    """Pick the layer pair to align, as STRUCTURE does: score every pair on a sample of *training*
+    pairs (mutual kNN, k by the rice rule, 5,000 pairs by default) and take the best, or the last
+    layers (``mode="last"``) for comparison. Returns ``(layer_a, layer_b, atlas)``; with ``n_perm`` the
+    atlas carries the max-statistic null so the selection's significance is visible.
+
+    Gröger, Wen, Le, Brbić, "With Limited Data for Multimodal Alignment, Let the STRUCTURE Guide You",
+    NeurIPS 2025. Never select on test items: that leaks.
+    """
+    if mode not in ("best", "last"):
+        raise ValueError(f"mode must be 'best' or 'last'; got {mode!r}")
+    info = _registry.get(metric)
+    takes_k = "k" in inspect.signature(info.func).parameters
+    res = atlas(spaces_a, spaces_b, metric, k=k if takes_k else None, n_perm=n_perm, seed=seed, sample=sample, **params)
+    if mode == "last":
+        return res.names_a[-1], res.names_b[-1], res
+    a, b, _ = res.best
+    return a, b, res
