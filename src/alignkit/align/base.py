@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,7 +73,7 @@ def unit_rows(t: torch.Tensor) -> torch.Tensor:
     return t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
 
 
-class Aligner(BaseEstimator):
+class Aligner(BaseEstimator, ABC):
     """Base class: subclasses implement ``_fit``, ``_transform_x``, ``_transform_y`` (and ``_translate``).
 
     Class attributes: ``_arrays`` names the learned array attributes saved to ``state.safetensors``;
@@ -104,7 +105,9 @@ class Aligner(BaseEstimator):
         return self._min_pairs
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        raise NotImplementedError
+        """Learn the state from validated float64 pairs (closed forms implement this; trained
+        aligners such as HeadAligner override ``fit`` itself)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit or override fit")
 
     # ------------------------------------------------------------------------------------ transform
 
@@ -147,13 +150,16 @@ class Aligner(BaseEstimator):
             )
         return _output(self._translate(self._input(X, "x", "translate")), X)
 
+    @abstractmethod
     def _transform_x(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """X rows in the shared space."""
 
+    @abstractmethod
     def _transform_y(self, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Y rows in the shared space."""
 
     def _translate(self, x: torch.Tensor) -> torch.Tensor:
+        """X rows in Y's coordinates; only methods that define a translation override this."""
         raise NotImplementedError
 
     def score(self, X: ArrayLike, Y: ArrayLike) -> float:
