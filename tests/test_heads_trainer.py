@@ -14,12 +14,8 @@ from sklearn.base import clone
 
 from alignkit.align.base import Aligner
 from alignkit.align.heads import LinearHead, MLPHead, ResLowRankHead, StarMLP, build_head
+from alignkit.align.losses import SigLIP
 from alignkit.align.trainer import HeadAligner, TrainResult, fit_heads, lr_factor
-
-try:
-    from alignkit.align.losses import SigLIP
-except ImportError:  # pragma: no cover - losses land separately
-    SigLIP = None
 
 
 class LocalInfoNCE(torch.nn.Module):
@@ -308,10 +304,6 @@ def test_bad_input_errors():
 # ---------------------------------------------------------------------------------------- estimator
 
 
-needs_losses = pytest.mark.skipif(SigLIP is None, reason="alignkit.align.losses not available")
-
-
-@needs_losses
 def test_head_aligner_fit_transform_score_save_load(tmp_path):
     X, Y = planted(n=400)
     est = HeadAligner(head="linear", d_out=16, loss="infonce", epochs=12, batch_size=128, lr=2e-2, val_fraction=0.2,
@@ -335,7 +327,6 @@ def test_head_aligner_fit_transform_score_save_load(tmp_path):
         HeadAligner.load(path)
 
 
-@needs_losses
 def test_head_aligner_shared_siglip_star_and_errors():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((96, 8)).astype(np.float32)

@@ -9,7 +9,6 @@ ids and fingerprint are stable; unreadable or empty files follow ``on_error``.
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import numpy as np
@@ -58,16 +57,6 @@ class AudioFolder(_FileFolder):
     modality = "audio"
     extensions = AUDIO_EXTENSIONS
     kind = "audio"
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        on_error: str = "raise",
-        *,
-        name: str | None = None,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(root, on_error, name, progress)
 
     def _check(self, data: bytes) -> None:
         decode_wav(data)

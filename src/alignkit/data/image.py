@@ -118,7 +118,14 @@ class _FileFolder(Dataset):
     extensions: tuple[str, ...] = ()
     kind = "file"
 
-    def __init__(self, root: str | os.PathLike[str], on_error: str, name: str | None, progress: bool) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        on_error: str = "raise",
+        *,
+        name: str | None = None,
+        progress: bool = True,
+    ) -> None:
         super().__init__()
         self.on_error = check_on_error(on_error)
         self.root = check_folder(root)
@@ -217,7 +224,7 @@ class ImageFolder(_FileFolder):
         progress: bool = True,
     ) -> None:
         _pil()
-        super().__init__(root, on_error, name, progress)
+        super().__init__(root, on_error, name=name, progress=progress)
 
     def _check(self, data: bytes) -> None:
         decode_image(data)
