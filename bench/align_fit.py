@@ -7,6 +7,11 @@ the same closed form written here:
 - Procrustes: ``U, _, Vt = svd(XᵀY); R = U Vt``
 - Ridge (fixed λ): ``W = solve(X_cᵀX_c + λI, X_cᵀY_c)``; alignkit's default picks λ by GCV, timed too
 - CCA: ``C_xx^{-1/2} C_xy C_yy^{-1/2}`` through eigendecompositions, then its SVD
+- VecMap: unit/center/unit rows, whitening ``(XᵀX)^{-1/2}`` by eigh, SVD of the whitened cross-covariance,
+  re-weighting by ``S^0.5`` and de-whitening (Artetxe et al., AAAI 2018)
+
+Peak memory is the extra resident memory of each call over the process's RSS right before it
+(:func:`_common.measure`); the inputs are not counted. Both columns run in this process, one after the other.
 
 Usage: ``python bench/align_fit.py [--n 100000] [--d 768] [--repeats 2]``. Writes
 ``bench/results/align_fit.jsonl`` and prints a table.
@@ -14,25 +19,16 @@ Usage: ``python bench/align_fit.py [--n 100000] [--d 768] [--repeats 2]``. Write
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import LatentMixture, Results, base_parser, markdown_table, set_threads
+from _common import LatentMixture, Results, base_parser, markdown_table, measure, ratio, set_threads
 from alignkit.align import CCAAligner, Procrustes, Ridge, VecMap
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def dense_procrustes(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -59,6 +55,28 @@ def dense_cca(X: np.ndarray, Y: np.ndarray, reg: float) -> np.ndarray:
     return np.linalg.svd(M, compute_uv=False)
 
 
+def dense_vecmap(X: np.ndarray, Y: np.ndarray, reweight: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    def norm(M: np.ndarray) -> np.ndarray:
+        M = M.astype(np.float64)
+        M /= np.linalg.norm(M, axis=1, keepdims=True)
+        M -= M.mean(0)
+        M /= np.linalg.norm(M, axis=1, keepdims=True)
+        return M
+
+    def sqrt_gram(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w, V = np.linalg.eigh(M.T @ M)
+        w = np.sqrt(np.clip(w, 1e-300, None))
+        return (V / w) @ V.T, (V * w) @ V.T
+
+    xn, yn = norm(X), norm(Y)
+    wx1, dx = sqrt_gram(xn)
+    wy1, dy = sqrt_gram(yn)
+    U, s, Vt = np.linalg.svd(wx1 @ (xn.T @ yn) @ wy1)
+    V = Vt.T
+    w = s**reweight
+    return (wx1 @ U * w) @ (U.T @ dx @ U), (wy1 @ V * w) @ (V.T @ dy @ V)
+
+
 def main() -> None:
     ap = base_parser(__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000)
@@ -78,15 +96,27 @@ def main() -> None:
         ("Ridge(alpha=1)", lambda: Ridge(alpha=lam).fit(X, Y), lambda: dense_ridge(X, Y, lam)),
         ("Ridge (GCV)", lambda: Ridge().fit(X, Y), None),
         ("CCA(reg=1e-3)", lambda: CCAAligner(reg=1e-3).fit(X, Y), lambda: dense_cca(X, Y, 1e-3)),
-        ("VecMap", lambda: VecMap().fit(X, Y), None),
+        ("VecMap", lambda: VecMap().fit(X, Y), lambda: dense_vecmap(X, Y)),
     ]
     for name, ours, dense in cases:
-        t_ours = best_time(ours, args.repeats)
-        t_dense = best_time(dense, args.repeats) if dense is not None else None
-        row = {"aligner": name, "n": args.n, "d": args.d, "ours_s": t_ours, "dense_s": t_dense}
+        m_ours = measure(ours, repeats=args.repeats, budget_s=0.0)
+        m_dense = measure(dense, repeats=args.repeats, budget_s=0.0) if dense is not None else None
+        path = getattr(m_ours["value"], "_path", "gram")
+        row = {
+            "aligner": name,
+            "n": args.n,
+            "d": args.d,
+            "path": path,
+            "ours_s": m_ours["seconds"],
+            "dense_s": None if m_dense is None else m_dense["seconds"],
+            "ours_peak_mb": m_ours["peak_extra_mb"],
+            "dense_peak_mb": None if m_dense is None else m_dense["peak_extra_mb"],
+            "load_avg_1m": os.getloadavg()[0],
+        }
+        row["ratio"] = ratio(row["ours_s"], row["dense_s"])
         rows.append(row)
         out.add(row)
-        print(f"[align_fit] {name}: ours {t_ours:.2f} s" + (f", dense {t_dense:.2f} s" if t_dense else ""), flush=True)
+        print(f"[align_fit] {row}", flush=True)
     # agreement of the learned maps with the dense formulas
     R = Procrustes().fit(X, Y)
     agree = float(
@@ -98,14 +128,17 @@ def main() -> None:
             rows,
             [
                 ("aligner", lambda r: r["aligner"]),
-                ("n", lambda r: r["n"]),
-                ("d", lambda r: r["d"]),
-                ("ours s", lambda r: f"{r['ours_s']:.2f}"),
-                ("dense s", lambda r: "–" if r["dense_s"] is None else f"{r['dense_s']:.2f}"),
+                ("path", lambda r: r["path"]),
+                ("alignkit s", lambda r: f"{r['ours_s']:.2f}"),
+                ("plain numpy s", lambda r: "–" if r["dense_s"] is None else f"{r['dense_s']:.2f}"),
+                ("ratio", lambda r: "–" if r["ratio"] is None else f"{r['ratio']:.2f}"),
+                ("alignkit peak MB", lambda r: f"{r['ours_peak_mb']:.0f}"),
+                ("numpy peak MB", lambda r: "–" if r["dense_peak_mb"] is None else f"{r['dense_peak_mb']:.0f}"),
             ],
         )
     )
     print(f"Procrustes vs dense formula, max |Δ| on 100 mapped rows: {agree:.1e}")
+    print(f"n = {args.n}, d = {args.d}, threads = {args.threads}, load average at the end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,29 @@
 
 Every aligner is fitted on paired rows only (``fit(X, Y)``) and follows :class:`alignkit.align.base.Aligner`.
 All linear algebra is float64.
+
+Two numerically different routes compute the same closed forms (the linear-algebra background is in
+Golub & Van Loan, "Matrix Computations", 4th ed., §5.3 normal equations vs SVD, §8.1 symmetric eigenproblem):
+
+- **SVD path**: thin SVDs ``X = U S Vᵀ`` of the n × d training matrices. Cost O(n·d·min(n, d)) and an n × d
+  copy per side; accurate for any conditioning. Used when n < 2·d.
+- **Gram path**: the d × d products ``G = XᵀX``, ``H = YᵀY``, ``C = XᵀY`` accumulated in float64 over row
+  blocks of about 4M entries (so the preprocessed n × d matrices are never materialised), then eigh / SVD of
+  d × d matrices (numpy LAPACK on CPU, torch on other devices). ``eigh(G) = V diag(λ) Vᵀ`` gives
+  ``λ = s²`` and the same V, and ``UᵀY = S⁻¹VᵀC``, so every formula below is rewritten without U.
+  Used when n ≥ 2·d. At n = 2·d even isotropic data have cond(X) ≈ (1 + √½)/(1 − √½) ≈ 5.8
+  (Marchenko–Pastur), so squaring the condition number costs little, while the flop count falls from
+  ≈ 4n·d² (SVD) to ≈ n·d² per product.
+
+Rank rule. The SVD path keeps singular values ``s > max(n, d)·eps·s₁`` (numpy's ``matrix_rank``; eps of
+the input dtype where the method says so). The Gram path keeps ``λ > rtol·λ₁`` with
+``rtol = max((max(n, d)·eps)², ε_G)``: the same cutoff squared, floored at the Gram resolution
+``ε_G = max(n, d)·eps₆₄`` below which an eigenvalue of a float64 Gram matrix cannot be told from round-off.
+For float32 inputs (n ≥ 155) the squared cutoff is ≥ 10⁴·ε_G, so both paths take the same rank decision.
+For float64 inputs it is not, so the automatic choice checks the spectrum: the Gram result is used only when
+every eigenvalue that matters is ≥ 10⁴·ε_G·λ₁ (cond(X) ≲ 2·10³ at n = 10⁵); otherwise the fit is redone on
+the SVD path. Forcing a path (``est._solver = "gram"`` or ``"svd"``, private, for tests and benchmarks)
+skips that check.
 """
 
 from __future__ import annotations
@@ -57,6 +80,157 @@ def _procrustes_rotation(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor
     return U @ Vh, s
 
 
+# ------------------------------------------------------------------------------ Gram-path machinery
+
+SOLVERS: tuple[str, ...] = ("auto", "gram", "svd")
+_GRAM_MIN_RATIO = 2  # auto: Gram path when n >= 2·d (see the module docstring)
+_GRAM_MARGIN = 1e4  # auto: eigenvalues that matter must be >= this many Gram resolutions ε_G·λ₁
+_BLOCK_ELEMENTS = 1 << 22  # rows per block ≈ 4M / d: 32 MB of float64 temporaries per side
+_MIN_BLOCK_ROWS = 256
+_EPS64 = float(torch.finfo(torch.float64).eps)
+
+
+def _check_solver(est: Aligner) -> str:
+    return check_choice(getattr(est, "_solver", "auto"), SOLVERS, "_solver")
+
+
+def _gram_eps(n: int, d: int) -> float:
+    """ε_G = max(n, d)·eps₆₄: relative resolution of the eigenvalues of a float64 Gram matrix of n × d data."""
+    return max(n, d) * _EPS64
+
+
+def _gram_rtol(n: int, d: int, dtype: torch.dtype) -> float:
+    """Relative eigenvalue cutoff of the Gram path: the SVD path's ``max(n, d)·eps`` squared, floored at ε_G."""
+    return max((max(n, d) * float(torch.finfo(dtype).eps)) ** 2, _gram_eps(n, d))
+
+
+def _gram_resolves(lam: torch.Tensor, rtol: float, n: int, d: int, shift: float = 0.0) -> bool:
+    """Whether the Gram path answers as the SVD path would (auto mode only).
+
+    True when the rank cutoff itself is well resolved (``rtol ≥ 10⁴·ε_G``) or when every eigenvalue, after
+    adding ``shift`` (a ridge penalty that makes small directions irrelevant), is ≥ ``10⁴·ε_G·λ₁``.
+    ``lam`` is sorted in descending order.
+    """
+    eps_g = _gram_eps(n, d)
+    if rtol >= _GRAM_MARGIN * eps_g or lam.numel() == 0 or float(lam[0]) <= 0.0:
+        return True
+    return float(lam[-1]) + shift >= _GRAM_MARGIN * eps_g * float(lam[0])
+
+
+def _eigh_desc(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenpairs of the symmetric matrix G, eigenvalues descending (numpy LAPACK ``syevd`` on CPU: faster than
+    torch's for d × d matrices and not slowed by torch's thread pool under contention)."""
+    if G.device.type == "cpu":
+        w, V = np.linalg.eigh(G.numpy())
+        return torch.from_numpy(w[::-1].copy()), torch.from_numpy(V[:, ::-1].copy())
+    w, V = torch.linalg.eigh(G)
+    return w.flip(0), V.flip(1)
+
+
+def _svd_small(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD ``M = U diag(s) Vh`` of a small (d × d) matrix: numpy ``gesdd`` on CPU, with scipy's ``gesvd``
+    as the fallback when ``gesdd`` does not converge; torch elsewhere."""
+    if M.device.type != "cpu":
+        return torch.linalg.svd(M, full_matrices=False)
+    a = M.numpy()
+    try:
+        U, s, Vh = np.linalg.svd(a, full_matrices=False)
+    except np.linalg.LinAlgError:
+        import scipy.linalg
+
+        U, s, Vh = scipy.linalg.svd(a, full_matrices=False, lapack_driver="gesvd")
+    return torch.from_numpy(U), torch.from_numpy(s), torch.from_numpy(Vh)
+
+
+def _blocks(n: int, d: int) -> list[slice]:
+    rows = max(_MIN_BLOCK_ROWS, _BLOCK_ELEMENTS // max(d, 1))
+    return [slice(s, min(n, s + rows)) for s in range(0, n, rows)]
+
+
+def _normalize(t: torch.Tensor, steps: tuple[str, ...], means: list | None) -> tuple[torch.Tensor, list]:
+    """Apply the normalisation steps in order ("unit": rows to unit L2 norm; "center": subtract a mean).
+    ``means`` (one row per "center" step) are computed from ``t`` when None (fitting) and reused otherwise."""
+    out_means = []
+    i = 0
+    for step in steps:
+        if step == "unit":
+            t = unit_rows(t)
+        else:
+            m = t.mean(dim=0) if means is None else means[i]
+            out_means.append(m)
+            t = t - m
+            i += 1
+    return t, out_means
+
+
+def _stream_means(t: torch.Tensor, steps: tuple[str, ...]) -> list[torch.Tensor]:
+    """The means ``_normalize(t, steps, None)`` would compute, one streaming pass per "center" step, without
+    materialising the normalised n × d matrix."""
+    means: list[torch.Tensor] = []
+    n = t.shape[0]
+    for i, step in enumerate(steps):
+        if step == "center":
+            acc = torch.zeros(t.shape[1], dtype=t.dtype, device=t.device)
+            for b in _blocks(n, t.shape[1]):
+                acc += _normalize(t[b], steps[:i], means)[0].sum(dim=0)
+            means.append(acc / n)
+    return means
+
+
+class _Products:
+    """Cross-products of the normalised training pairs, accumulated in float64 over row blocks.
+
+    ``x̃ = normalize(x, steps_x)``, ``ỹ = normalize(y, steps_y)``: ``G = x̃ᵀx̃`` (if ``xx``), ``H = ỹᵀỹ``
+    (if ``yy``), ``C = x̃ᵀỹ`` (always), ``ss_x = ‖x̃‖_F²``, ``ss_y = ‖ỹ‖_F²``, and the "center" means.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        steps_x: tuple[str, ...],
+        steps_y: tuple[str, ...],
+        *,
+        xx: bool,
+        yy: bool,
+    ) -> None:
+        self.means_x = _stream_means(x, steps_x)
+        self.means_y = _stream_means(y, steps_y)
+        dx, dy = x.shape[1], y.shape[1]
+        kw = {"dtype": torch.float64, "device": x.device}
+        self.G = torch.zeros(dx, dx, **kw) if xx else None
+        self.H = torch.zeros(dy, dy, **kw) if yy else None
+        self.C = torch.zeros(dx, dy, **kw)
+        ss_x = torch.zeros((), **kw)
+        ss_y = torch.zeros((), **kw)
+        for b in _blocks(x.shape[0], max(dx, dy)):
+            xb = _normalize(x[b], steps_x, self.means_x)[0]
+            yb = _normalize(y[b], steps_y, self.means_y)[0]
+            if self.G is not None:
+                self.G.addmm_(xb.T, xb)
+            if self.H is not None:
+                self.H.addmm_(yb.T, yb)
+            self.C.addmm_(xb.T, yb)
+            ss_x += torch.linalg.vector_norm(xb).square()
+            ss_y += torch.linalg.vector_norm(yb).square()
+        # exact symmetry (addmm rounds the two triangles independently)
+        for name in ("G", "H"):
+            M = getattr(self, name)
+            if M is not None:
+                setattr(self, name, (M + M.T) / 2)
+        self.ss_x, self.ss_y = float(ss_x), float(ss_y)
+
+
+def _kept_eig(G: torch.Tensor, n: int, dtype: torch.dtype, *, check: bool) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(λ, V, ok)``: eigenpairs of the Gram matrix G with ``λ > rtol·λ₁`` (:func:`_gram_rtol` for input
+    dtype ``dtype``), and whether the auto check passed (always True when ``check`` is False)."""
+    lam, V = _eigh_desc(G)
+    rtol = _gram_rtol(n, G.shape[0], dtype)
+    ok = not check or _gram_resolves(lam, rtol, n, G.shape[0])
+    keep = lam > rtol * float(lam[0]) if float(lam[0]) > 0.0 else torch.zeros_like(lam, dtype=torch.bool)
+    return lam[keep], V[:, keep], ok
+
+
 # ----------------------------------------------------------------------------------------- Procrustes
 
 
@@ -75,6 +249,9 @@ class Procrustes(Aligner):
     has orthonormal columns (RᵀR = I, the exact constrained optimum); with d_x < d_y orthonormal rows
     (RRᵀ = I), so XR spans a d_x-dimensional subspace of Y's space. This equals zero-padding the narrower
     side and dropping the padded coordinates.
+
+    Computed from ``C = x̃ᵀỹ`` accumulated over row blocks (the preprocessed n × d matrices are never formed)
+    and a d_x × d_y LAPACK SVD; ``‖x̃‖_F²`` in the same pass.
 
     Learned: ``rotation_`` (d_x × d_y), ``mean_x_``, ``mean_y_`` (zeros unless ``center``), ``scale_``.
     Shared space = Y's (preprocessed) coordinates; ``translate(X) = s·prep(X)·R + mean_y_``.
@@ -98,14 +275,22 @@ class Procrustes(Aligner):
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
         center = _check_bool(self.center, "center")
         scale = _check_bool(self.scale, "scale")
-        _check_bool(self.normalize, "normalize")
-        x = self._prep(x, None)
-        y = self._prep(y, None)
-        mx = x.mean(dim=0) if center else torch.zeros_like(x[0])
-        my = y.mean(dim=0) if center else torch.zeros_like(y[0])
-        x, y = x - mx, y - my
-        R, s = _procrustes_rotation(x, y)
-        xx = float((x * x).sum())
+        normalize = _check_bool(self.normalize, "normalize")
+        if _check_solver(self) == "svd":  # reference route: materialise the preprocessed matrices
+            x = self._prep(x, None)
+            y = self._prep(y, None)
+            mx = x.mean(dim=0) if center else torch.zeros_like(x[0])
+            my = y.mean(dim=0) if center else torch.zeros_like(y[0])
+            x, y = x - mx, y - my
+            R, s = _procrustes_rotation(x, y)
+            xx = float((x * x).sum())
+        else:  # the same closed form from C = x̃ᵀỹ accumulated over row blocks (any n)
+            steps = ("unit",) * normalize + ("center",) * center
+            P = _Products(x, y, steps, steps, xx=False, yy=False)
+            mx = P.means_x[0] if center else torch.zeros_like(x[0])
+            my = P.means_y[0] if center else torch.zeros_like(y[0])
+            U, s, Vh = _svd_small(P.C)
+            R, xx = U @ Vh, P.ss_x
         if xx == 0.0:
             raise ValueError("Procrustes: X has no variance after preprocessing (all rows zero or identical)")
         self.rotation_ = _np(R)
@@ -124,22 +309,6 @@ class Procrustes(Aligner):
 
 
 # --------------------------------------------------------------------------------------------- VecMap
-
-
-def _normalize(t: torch.Tensor, steps: tuple[str, ...], means: torch.Tensor | None) -> tuple[torch.Tensor, list]:
-    """Apply vecmap's normalisation steps in order; ``means`` (one row per "center" step) are computed
-    from ``t`` when None (fitting) and reused otherwise."""
-    out_means = []
-    i = 0
-    for step in steps:
-        if step == "unit":
-            t = unit_rows(t)
-        else:
-            m = t.mean(dim=0) if means is None else means[i]
-            out_means.append(m)
-            t = t - m
-            i += 1
-    return t, out_means
 
 
 def _sqrt_gram(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +340,10 @@ class VecMap(Aligner):
     With ``whiten=False, reweight=0, dewhiten=False, normalize=()`` the similarities ``XU(YV)ᵀ`` equal
     Procrustes' ``X·UVᵀ·Yᵀ``. Unequal widths use the thin SVD (k = min(d_x, d_y) shared coordinates).
     The means for "center" come from the training pairs (vecmap uses the whole vocabulary).
+
+    Gram path (n ≥ 2·max(d_x, d_y), or ``whiten=False``): ``eigh(X_dᵀX_d) = V diag(λ) Vᵀ`` gives
+    ``W_x1 = V diag(λ^{-1/2}) Vᵀ`` and ``W_x1^{-1} = V diag(λ^{1/2}) Vᵀ`` over ``λ > rtol·λ₁`` (module
+    docstring), and step 2 is the SVD of ``W_x1 (X_dᵀY_d) W_y1``.
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ("map_x_", "map_y_", "centers_x_", "centers_y_", "singular_values_")
@@ -201,15 +374,37 @@ class VecMap(Aligner):
         p = _check_number(self.reweight, "reweight")
         dim = _check_count(self.dim, "dim")
         steps = self._steps()
-        x, mx = _normalize(x, steps, None)
-        y, my = _normalize(y, steps, None)
-        if whiten:
-            wx1, dx = _sqrt_gram(x, input_dtype)
-            wy1, dy = _sqrt_gram(y, input_dtype)
-        else:
-            wx1 = dx = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-            wy1 = dy = torch.eye(y.shape[1], dtype=y.dtype, device=y.device)
-        U, s, Vh = torch.linalg.svd((x @ wx1).T @ (y @ wy1), full_matrices=False)
+        solver = _check_solver(self)
+        n, dx, dy = x.shape[0], x.shape[1], y.shape[1]
+        gram = solver == "gram" or (solver == "auto" and (n >= _GRAM_MIN_RATIO * max(dx, dy) or not whiten))
+        if gram:
+            P = _Products(x, y, steps, steps, xx=whiten, yy=whiten)
+            mx, my = P.means_x, P.means_y
+            if whiten:
+                lx, Vx, okx = _kept_eig(P.G, n, input_dtype, check=solver == "auto")
+                ly, Vy, oky = _kept_eig(P.H, n, input_dtype, check=solver == "auto")
+                gram = okx and oky
+                if gram:
+                    sx, sy = lx.sqrt(), ly.sqrt()
+                    wx1, dxm = (Vx / sx) @ Vx.T, (Vx * sx) @ Vx.T
+                    wy1, dym = (Vy / sy) @ Vy.T, (Vy * sy) @ Vy.T
+                    M = wx1 @ P.C @ wy1  # (x̃W_x1)ᵀ(ỹW_y1), W symmetric
+            else:
+                wx1 = dxm = torch.eye(dx, dtype=x.dtype, device=x.device)
+                wy1 = dym = torch.eye(dy, dtype=y.dtype, device=y.device)
+                M = P.C
+        if not gram:
+            x, mx = _normalize(x, steps, None)
+            y, my = _normalize(y, steps, None)
+            if whiten:
+                wx1, dxm = _sqrt_gram(x, input_dtype)
+                wy1, dym = _sqrt_gram(y, input_dtype)
+            else:
+                wx1 = dxm = torch.eye(dx, dtype=x.dtype, device=x.device)
+                wy1 = dym = torch.eye(dy, dtype=y.dtype, device=y.device)
+            M = (x @ wx1).T @ (y @ wy1)
+        self._path = "gram" if gram else "svd"
+        U, s, Vh = _svd_small(M) if gram else torch.linalg.svd(M, full_matrices=False)
         V = Vh.T
         k = s.numel()
         if dim is not None and dim > k:
@@ -218,14 +413,14 @@ class VecMap(Aligner):
         map_x = wx1 @ U * w
         map_y = wy1 @ V * w
         if dewhiten:
-            map_x = map_x @ (U.T @ dx @ U)
-            map_y = map_y @ (V.T @ dy @ V)
+            map_x = map_x @ (U.T @ dxm @ U)
+            map_y = map_y @ (V.T @ dym @ V)
         if dim is not None:
             map_x, map_y = map_x[:, :dim], map_y[:, :dim]
         self.map_x_ = _np(map_x)
         self.map_y_ = _np(map_y)
-        self.centers_x_ = _np(torch.stack(mx)) if mx else np.zeros((0, x.shape[1]))
-        self.centers_y_ = _np(torch.stack(my)) if my else np.zeros((0, y.shape[1]))
+        self.centers_x_ = _np(torch.stack(mx)) if mx else np.zeros((0, dx))
+        self.centers_y_ = _np(torch.stack(my)) if my else np.zeros((0, dy))
         self.singular_values_ = _np(s)
 
     def _transform_x(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,6 +446,11 @@ class CCAAligner(Aligner):
     On the training pairs the mapped covariance is ``diag(s²/(s² + n·reg))`` (= I when reg = 0) and the
     cross-covariance is ``diag(ρ)``. Hotelling, "Relations between two sets of variates", Biometrika 1936.
 
+    Gram path (n ≥ 2·max(d_x, d_y)): ``eigh(X_cᵀX_c) = V_x diag(λ_x) V_xᵀ`` (λ = s², kept by the module's
+    rank rule), ``(C_xx + reg·I)^{-1/2} = V_x diag((λ_x/n + reg)^{-1/2})`` on the span, and ρ, A, B from the SVD
+    of ``diag((λ_x + n·reg)^{-1/2}) V_xᵀ X_cᵀY_c V_y diag((λ_y + n·reg)^{-1/2})`` — the same matrix
+    ``F_xᵀF_y`` as the SVD path (``U_xᵀU_y = S_x⁻¹V_xᵀX_cᵀY_cV_yS_y⁻¹``), so ``reg`` means the same on both.
+
     ``n_components`` : k, at most min(rank X_c, rank Y_c) (the default). Learned: ``weights_x_`` (d_x × k),
     ``weights_y_``, ``mean_x_``, ``mean_y_``, ``correlations_`` (k, descending).
     """
@@ -265,20 +465,39 @@ class CCAAligner(Aligner):
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
         k_req = _check_count(self.n_components, "n_components")
         reg = _check_number(self.reg, "reg")
+        solver = _check_solver(self)
         n = x.shape[0]
-        mx, my = x.mean(dim=0), y.mean(dim=0)
-        sides = []
-        for t, name in ((x - mx, "X"), (y - my, "Y")):
-            U, s, Vh = torch.linalg.svd(t, full_matrices=False)
-            r = int((s > _rank_tol(s, tuple(t.shape), input_dtype)).sum())
-            if r == 0:
-                raise ValueError(f"CCAAligner: {name} is constant across the training pairs (no variance)")
-            U, s, V = U[:, :r], s[:r], Vh[:r].T
-            w = s / torch.sqrt(s * s + n * reg)
-            # (C + reg·I)^{-1/2} restricted to the data span: V diag((s²/n + reg)^{-1/2})
-            sides.append((U * w, V / torch.sqrt(s * s / n + reg)))
-        (Fx, Px), (Fy, Py) = sides
-        A, rho, Bh = torch.linalg.svd(Fx.T @ Fy, full_matrices=False)
+        names = ("X", "Y")
+        gram = solver == "gram" or (solver == "auto" and n >= _GRAM_MIN_RATIO * max(x.shape[1], y.shape[1]))
+        if gram:
+            P = _Products(x, y, ("center",), ("center",), xx=True, yy=True)
+            mx, my = P.means_x[0], P.means_y[0]
+            sides = [_kept_eig(G, n, input_dtype, check=solver == "auto") for G in (P.G, P.H)]
+            gram = all(ok for _, _, ok in sides)
+        if gram:
+            scaled, whiteners = [], []
+            for (lam, V, _), name in zip(sides, names, strict=True):
+                if lam.numel() == 0:
+                    raise ValueError(f"CCAAligner: {name} is constant across the training pairs (no variance)")
+                scaled.append(V / torch.sqrt(lam + n * reg))  # V diag((λ + n·reg)^{-1/2})
+                whiteners.append(V / torch.sqrt(lam / n + reg))
+            A, rho, Bh = _svd_small(scaled[0].T @ P.C @ scaled[1])
+            (Px, Py) = whiteners
+        else:
+            mx, my = x.mean(dim=0), y.mean(dim=0)
+            factors, whiteners = [], []
+            for t, name in ((x - mx, "X"), (y - my, "Y")):
+                U, s, Vh = torch.linalg.svd(t, full_matrices=False)
+                r = int((s > _rank_tol(s, tuple(t.shape), input_dtype)).sum())
+                if r == 0:
+                    raise ValueError(f"CCAAligner: {name} is constant across the training pairs (no variance)")
+                U, s, V = U[:, :r], s[:r], Vh[:r].T
+                factors.append(U * (s / torch.sqrt(s * s + n * reg)))
+                # (C + reg·I)^{-1/2} restricted to the data span: V diag((s²/n + reg)^{-1/2})
+                whiteners.append(V / torch.sqrt(s * s / n + reg))
+            A, rho, Bh = torch.linalg.svd(factors[0].T @ factors[1], full_matrices=False)
+            (Px, Py) = whiteners
+        self._path = "gram" if gram else "svd"
         k_max = rho.numel()
         if k_req is not None and k_req > k_max:
             raise ValueError(
@@ -312,6 +531,10 @@ class Ridge(Aligner):
     relative to the spectrum of X_c; with ``fit_intercept=False`` the GCV curve is still the centred one).
     Hoerl & Kennard, "Ridge regression: biased estimation for nonorthogonal problems", Technometrics 1970.
 
+    Gram path (n ≥ 2·d_x): ``eigh(X_cᵀX_c) = V diag(s²) Vᵀ`` and ``C = X_cᵀY_c``, then
+    ``W = V diag(1/(s² + λ)) VᵀC`` and, with ``p_i = ‖(VᵀC)_i‖²/s_i²`` (the energy of Y_c along u_i),
+    ``GCV(λ) = n·[‖Y_c‖² − Σ p_i + Σ (λ/(s_i² + λ))² p_i] / (n − 1 − Σ s_i²/(s_i² + λ))²`` on the same grid.
+
     Learned: ``coef_`` (d_x × d_y), ``intercept_`` (d_y; zeros without intercept), ``alpha_``.
     Shared space = Y's coordinates: ``transform_x = translate = XW + b``, ``transform_y`` is the identity.
     """
@@ -327,6 +550,16 @@ class Ridge(Aligner):
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
         intercept = _check_bool(self.fit_intercept, "fit_intercept")
         lam = None if self.alpha is None else _check_number(self.alpha, "alpha")
+        solver = _check_solver(self)
+        n, d = x.shape
+        if solver == "gram" or (solver == "auto" and n >= _GRAM_MIN_RATIO * d):
+            fitted = self._fit_gram(x, y, lam, intercept, check=solver == "auto")
+            if fitted is not None:
+                W, mx, my, lam = fitted
+                self._path = "gram"
+                self._store(W, mx, my, lam)
+                return
+        self._path = "svd"
         mx = x.mean(dim=0) if intercept else torch.zeros_like(x[0])
         my = y.mean(dim=0) if intercept else torch.zeros_like(y[0])
         xc, yc = x - mx, y - my
@@ -344,10 +577,55 @@ class Ridge(Aligner):
         else:
             tol = _rank_tol(s, tuple(xc.shape), torch.float64)
             f = torch.where(s > tol, 1.0 / s.clamp_min(1e-300), torch.zeros_like(s))
-        W = (Vh.T * f) @ (U.T @ yc)
+        self._store((Vh.T * f) @ (U.T @ yc), mx, my, lam)
+
+    def _store(self, W: torch.Tensor, mx: torch.Tensor, my: torch.Tensor, lam: float) -> None:
         self.coef_ = _np(W)
         self.intercept_ = _np(my - mx @ W)
         self.alpha_ = float(lam)
+
+    def _fit_gram(
+        self, x: torch.Tensor, y: torch.Tensor, lam: float | None, intercept: bool, *, check: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None:
+        """``(W, x̄, ȳ, λ)`` from the centred products ``G_c = X_cᵀX_c``, ``C_c = X_cᵀY_c`` (row blocks), or
+        None when ``check`` finds the spectrum of G unresolved (the caller then takes the SVD path).
+
+        With ``eigh(G_c) = V diag(s²) Vᵀ``: ``UᵀY_c = diag(1/s) VᵀC_c``, so the GCV curve of
+        :func:`alignkit.metrics.predictive._gcv_curve` (eigenvalues above ε_G·s₁²; the energy of Y_c in the
+        dropped directions counts as unexplained) is evaluated without U. Without an intercept the fit uses
+        ``G = G_c + n·x̄x̄ᵀ``, ``C = C_c + n·x̄ȳᵀ`` (a sum: no cancellation) while GCV stays the centred one.
+        ``W = V diag(1/(max(s², 0) + λ)) VᵀC`` over all eigenpairs for λ > 0, and over ``s² > ε_G·s₁²`` for λ = 0.
+        """
+        n, d = x.shape
+        P = _Products(x, y, ("center",), ("center",), xx=True, yy=False)
+        mx, my = P.means_x[0], P.means_y[0]
+        s2, V = _eigh_desc(P.G)
+        eps_g = _gram_eps(n, d)
+        if lam is None:
+            keep = s2 > eps_g * float(s2[0]) if float(s2[0]) > 0 else torch.zeros_like(s2, dtype=torch.bool)
+            s2k, Vk = s2[keep], V[:, keep]
+            grid = _alpha_grid(s2k, None)
+            if check and not _gram_resolves(s2, 0.0, n, d, shift=float(grid[0])):
+                return None
+            UtY = (Vk.T @ P.C) / s2k.sqrt()[:, None]
+            curve = _gcv_curve(s2k, UtY, P.ss_y, n, grid)
+            lam = float(grid[int(torch.argmin(curve))])
+        elif check and not _gram_resolves(s2, 0.0, n, d, shift=lam):
+            return None
+        G, C = P.G, P.C
+        if not intercept:
+            G = G + n * torch.outer(mx, mx)
+            C = C + n * torch.outer(mx, my)
+            s2, V = _eigh_desc((G + G.T) / 2)
+            if check and not _gram_resolves(s2, 0.0, n, d, shift=lam):
+                return None
+            mx, my = torch.zeros_like(mx), torch.zeros_like(my)
+        if lam > 0:
+            f = 1.0 / (s2.clamp_min(0.0) + lam)
+        else:
+            keep = s2 > eps_g * float(s2[0]) if float(s2[0]) > 0 else torch.zeros_like(s2, dtype=torch.bool)
+            f = torch.where(keep, 1.0 / s2.clamp_min(1e-300), torch.zeros_like(s2))
+        return (V * f) @ (V.T @ C), mx, my, lam
 
     def _translate(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self._state("coef_", x.device) + self._state("intercept_", x.device)
