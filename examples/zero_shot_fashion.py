@@ -1,7 +1,7 @@
 """Experiment 2 of issue 4: image ↔ text alignment on Fashion-MNIST, zero-shot classification, best vs last layer.
 
 Images (``offline:mobilenet-v2``, every block, ``--input-size`` pixels) are paired with captions built from
-their class name and the CLIP-style templates of ``alignkit.demo.CAPTION_TEMPLATES`` (template chosen by a
+their class name and the CLIP-style templates of ``alignkit.data.captions.CAPTION_TEMPLATES`` (template chosen by a
 seeded draw per image), embedded by ``offline:minilm-l6``. Layer selection follows STRUCTURE (Gröger, Wen,
 Le & Brbić, "With Limited Data for Multimodal Alignment, Let the STRUCTURE Guide You", NeurIPS 2025): mutual
 kNN (k by the rice rule) on ``--select-sample`` *training* pairs over every MobileNetV2 block × the MiniLM
@@ -32,7 +32,7 @@ from alignkit.align import HeadAligner
 from alignkit.atlas import atlas
 from alignkit.data import IDXImages, InMemory
 from alignkit.data.base import Subset
-from alignkit.demo import CAPTION_TEMPLATES
+from alignkit.data.captions import CAPTION_TEMPLATES
 from alignkit.encoders import load_encoder
 from alignkit.evaluate import summarize, zero_shot
 from alignkit.io import atomic_write_text

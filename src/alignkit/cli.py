@@ -675,76 +675,48 @@ def _atlas_line(name: str, res: Any) -> Text:
 
 @app.command()
 def demo(
-    n_perm: Annotated[int, typer.Option("--perm", help="Permutations per atlas (max-statistic null)")] = 100,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations")] = 0,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the tables go")] = Path("results/demo"),
-    cache: Annotated[
-        Path | None, typer.Option("--cache", help="Embedding store (default $ALIGNKIT_CACHE or ~/.cache/alignkit)")
-    ] = None,
+    output: Annotated[Path, typer.Option("--output", help="Parent folder of the run's results")] = Path("results"),
+    restart: Annotated[bool, typer.Option("--restart", help="Redo every job (embeddings stay cached)")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local or ray")] = "local",
+    show_config: Annotated[bool, typer.Option("--show-config", help="Print the bundled config and exit")] = False,
     quick: Annotated[
         bool, typer.Option("--quick", help="Only measure the embeddings shipped with alignkit (no models)")
     ] = False,
+    n_perm: Annotated[int, typer.Option("--perm", help="--quick: permutations of the null")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="--quick: seed of the permutations")] = 0,
     k: Annotated[int, typer.Option("--k", "-k", help="--quick: neighbourhood size")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="--quick: print JSON only")] = False,
 ) -> None:
-    """Real models on real data, offline: embed, then the layer × layer atlases with calibrated nulls.
+    """The bundled demo run, offline: real models, real data, atlases, aligners, evaluation, report.
 
-    Embeds 2,000 bundled Bible verses (English → MiniLM-L6, Spanish → multilingual-e5-small) and
-    1,000 Fashion-MNIST images (→ MobileNetV2) with captions of their classes (→ MiniLM-L6), every
-    layer, into the embedding cache; prints the mutual-kNN and debiased-CKA atlases with
-    max-statistic permutation nulls; writes tidy tables to --out. A few minutes on 2 CPU cores the
-    first time, much less once the embeddings are cached. `--quick` only measures the embeddings
-    shipped in the package (seconds, no model needed).
+    Runs the config `alignkit demo --show-config` prints: 2,000 Bible verses (English → MiniLM-L6,
+    Spanish → multilingual-e5-small) and 1,000 Fashion-MNIST images (→ MobileNetV2) with captions of
+    their classes (→ MiniLM-L6); every layer embedded into the cache; layer × layer atlases with
+    max-statistic nulls; Procrustes, CCA and a trained linear head at two data sizes × 3 seeds;
+    retrieval and zero-shot evaluation; results/demo/report.html. A few minutes on 2 CPU cores the
+    first time. `--quick` only measures the embeddings shipped in the package (seconds, no model).
 
     **Examples**
 
       $ alignkit demo
 
-      $ alignkit demo --perm 200 --out results/demo
+      $ alignkit demo --show-config > my-run.yaml
 
       $ alignkit demo --quick
     """
     if quick:
         return _quick_demo(n_perm, seed, k, as_json)
-    from alignkit import __version__
-    from alignkit import demo as d
-    from alignkit.store import EmbeddingStore, library_versions
+    from alignkit.cli_pipeline import execute_run
+    from alignkit.pipeline import bundled_config
 
+    path = bundled_config("demo")
+    if show_config:
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+        return
     try:
-        if n_perm < 1:
-            raise ValueError(f"--perm must be >= 1; got {n_perm}")
-        store = EmbeddingStore(cache)
-        out = Console(soft_wrap=False, width=max(_out().width, 132))
-        t0 = time.perf_counter()
-        parts = []
-        for runner in (d.run_text, d.run_images):
-            part = runner(store, n_perm, seed, True)
-            parts.append(part)
-            out.rule(part.title)
-            out.print(Text(f"A = {part.a}\nB = {part.b}\nn = {part.n:,} paired items; {n_perm} permutations"))
-            for name, res in part.atlases.items():
-                out.print(_atlas_table(res, f"{name} ({'k = 10' if name == 'mutual_knn' else 'debiased, linear'})"))
-                out.print(_atlas_line(name, res))
-            out.print(
-                Text(
-                    "rows: layers of A, columns: layers of B (numbered from the input side; fin = final output); "
-                    "* / **: calibrated p ≤ 0.05 / 0.01 against the max over all pairs; inverted: best pair",
-                    style="dim",
-                )
-            )
-            _note("  ".join(f"{key} {sec:.1f} s" for key, sec in part.seconds.items()))
-        meta = {
-            "alignkit": __version__,
-            "n_perm": n_perm,
-            "seed": seed,
-            "store": str(store.root),
-            "versions": library_versions(),
-        }
-        paths = d.save_results(parts, out_dir, meta)
+        execute_run(path, executor=executor, resume=not restart, output=output)
     except USER_ERRORS as exc:
         raise _fail(exc) from None
-    tables = ", ".join(map(str, paths))
-    _note(f"done in {time.perf_counter() - t0:.0f} s. Tables: {tables}; embeddings cached in {store.root}")
 
 
 def _version_callback(value: bool) -> None:
@@ -771,6 +743,8 @@ def _main(
       $ alignkit measure a.npy b.npy --metric mutual_knn --k 10 --perm 1000
     """
 
+
+from alignkit import cli_pipeline as _cli_pipeline  # noqa: E402,F401  (registers run, report, atlas, fit, evaluate)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

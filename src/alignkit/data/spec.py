@@ -12,6 +12,8 @@ spec                           dataset
 ``images:DIR``                 an image folder (labels from sub-folders)
 ``audio:DIR``                  a folder of .wav files (labels from sub-folders)
 ``hf:NAME#COLUMN[,split=S][,config=C][,label=COL][,id=COL]``  a Hugging Face dataset (online)
+``captions:SPEC``              one caption per item of a labelled dataset, from its class name
+``prompts:SPEC``               every class name of a labelled dataset in every prompt template
 =============================  ============================================================
 """
 
@@ -59,6 +61,11 @@ def dataset_from_spec(spec: str, *, on_error: str = "raise") -> Dataset:
         raise ValueError("data spec must be a non-empty string, e.g. 'sample:bible-en' or 'texts.tsv#sentence'")
     spec = spec.strip()
     kind, sep, rest = spec.partition(":")
+    if sep and kind in ("captions", "prompts"):
+        from alignkit.data.captions import captions_for, class_prompts
+
+        inner = dataset_from_spec(rest, on_error=on_error)
+        return captions_for(inner) if kind == "captions" else class_prompts(inner)
     if sep and kind == "sample":
         from alignkit.data import samples
 
@@ -110,5 +117,6 @@ def dataset_from_spec(spec: str, *, on_error: str = "raise") -> Dataset:
         return TextLines(path_text)
     raise ValueError(
         f"cannot tell what dataset {spec!r} is. Use one of: sample:{{{','.join(SAMPLES)}}}, lines:PATH, "
-        "PATH.tsv#COLUMN (also .csv, .jsonl), PATH-images-idx3-ubyte.gz, images:DIR, audio:DIR, hf:NAME#COLUMN"
+        "PATH.tsv#COLUMN (also .csv, .jsonl), PATH-images-idx3-ubyte.gz, images:DIR, audio:DIR, hf:NAME#COLUMN, "
+        "captions:SPEC, prompts:SPEC"
     )

@@ -1,0 +1,384 @@
+"""The declarative run: a YAML file validated into typed settings.
+
+A run names *spaces* (a dataset through an encoder, every layer or some) and *experiments* on pairs of
+spaces: an atlas with permutation nulls, aligners fitted at several data sizes and seeds, and their
+evaluation. :func:`load_config` reads the YAML with ``yaml.safe_load`` and validates it; every error
+names the key (``experiments.bible.fit.sizes.0``) and what is allowed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ConfigError(ValueError):
+    """A run configuration that does not validate; the message lists every problem with its key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def aligner_classes() -> dict[str, type]:
+    """Aligner ``type`` names usable in a config, and the estimator class each builds."""
+    from alignkit.align import ASIF, CCAAligner, HeadAligner, Procrustes, Ridge, VecMap
+
+    return {
+        "procrustes": Procrustes,
+        "vecmap": VecMap,
+        "cca": CCAAligner,
+        "ridge": Ridge,
+        "asif": ASIF,
+        "head": HeadAligner,
+    }
+
+
+def aligner_params(cls: type) -> list[str]:
+    """The constructor's hyper-parameters (scikit-learn convention: everything in ``__init__``)."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+class SpaceConfig(_Strict):
+    """One space: ``data`` (a dataset spec, see :func:`alignkit.data.dataset_from_spec`) through ``encoder``."""
+
+    data: str = Field(min_length=1)
+    encoder: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="encoder options, e.g. input_size, prefix")
+    layers: list[str] | None = Field(None, min_length=1, description="layers to keep (None = every layer)")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, v: str) -> str:
+        from alignkit.encoders import available_encoders
+
+        known = available_encoders()
+        family, sep, _ = v.partition(":")
+        if v in known or (sep and f"{family}:<name>" in known):
+            return v
+        raise ValueError(f"unknown encoder {v!r}; known: {', '.join(sorted(known))}")
+
+
+def _check_measure(v: str) -> str:
+    from alignkit.metrics import _registry
+
+    name, params = _registry.parse_measure_id(v)
+    info = _registry.get(name)  # raises with a did-you-mean
+    accepted = set(inspect.signature(info.func).parameters) | {"clip_quantile", "center", "normalize"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(f"measure {name!r} takes no parameter(s) {unknown}; it takes {sorted(accepted - {'X', 'Y'})}")
+    return v
+
+
+class AtlasConfig(_Strict):
+    """Layer × layer scores of each measure on every paired item, with a max-statistic null."""
+
+    measures: list[str] = Field(default_factory=lambda: ["mutual_knn?k=10", "cka"], min_length=1)
+    n_perm: int = Field(100, ge=0)
+    sample: int | None = Field(None, ge=10, description="score on this many random items (None = all)")
+
+    @field_validator("measures")
+    @classmethod
+    def _measures(cls, v: list[str]) -> list[str]:
+        for m in v:
+            _check_measure(m)
+        if len(set(v)) != len(v):
+            raise ValueError(f"measures repeat: {v}")
+        return v
+
+
+class AlignerConfig(_Strict):
+    """``type`` (see :func:`aligner_classes`) and the estimator's hyper-parameters."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+    @model_validator(mode="after")
+    def _params(self) -> AlignerConfig:
+        classes = aligner_classes()
+        if self.type not in classes:
+            raise ValueError(f"unknown aligner type {self.type!r}; allowed: {', '.join(classes)}")
+        allowed = aligner_params(classes[self.type])
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(f"{self.type} takes no parameter(s) {unknown}; allowed: {', '.join(allowed)}")
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FitConfig(_Strict):
+    """Aligners fitted on ``sizes`` training pairs for each seed; ``test`` items are held out first.
+
+    ``layers``: "best" selects the layer pair as STRUCTURE does (``select_measure`` on up to
+    ``select_sample`` *training* pairs), "last" takes both last layers, or name them ``[layer_a, layer_b]``.
+    ``heldout_classes``: classes (names or indices) whose items never enter training, for zero-shot.
+    """
+
+    aligners: dict[str, AlignerConfig] = Field(min_length=1)
+    sizes: list[int] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    test: int = Field(ge=1)
+    layers: Literal["best", "last"] | tuple[str, str] = "best"
+    select_measure: str = "mutual_knn"
+    select_k: int | Literal["rice", "sqrt", "sturges"] = "rice"
+    select_sample: int | None = Field(5000, ge=10)
+    heldout_classes: list[str | int] = Field(default_factory=list)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if any(s < 2 for s in v):
+            raise ValueError(f"every size must be at least 2 pairs; got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"sizes repeat: {v}")
+        return sorted(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {v}")
+        return v
+
+    @field_validator("aligners")
+    @classmethod
+    def _names(cls, v: dict[str, AlignerConfig]) -> dict[str, AlignerConfig]:
+        bad = [k for k in v if not re.match(NAME_RE, k)]
+        if bad:
+            raise ValueError(f"aligner names must be letters, digits, '_', '.', '-'; got {bad}")
+        return v
+
+    @field_validator("select_measure")
+    @classmethod
+    def _select(cls, v: str) -> str:
+        return _check_measure(v)
+
+
+class RetrievalEval(_Strict):
+    """Retrieval of held-out pairs both ways (Recall@k, MRR, median rank), NN and/or CSLS scoring."""
+
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    scoring: list[Literal["nn", "csls"]] = Field(default_factory=lambda: ["nn", "csls"], min_length=1)
+    csls_k: int = Field(10, ge=1)
+
+
+class ZeroShotEval(_Strict):
+    """Zero-shot classification of held-out items of space A against class prompts in space ``prompts``.
+
+    ``prompts`` names a space of class prompts (``data: prompts:SPEC``) embedded by space B's encoder.
+    """
+
+    prompts: str
+
+
+class EvaluateConfig(_Strict):
+    retrieval: RetrievalEval | None = None
+    zero_shot: ZeroShotEval | None = None
+
+
+class ExperimentConfig(_Strict):
+    """A pair of spaces (``a``, ``b``: names under ``spaces``) and what to do with them."""
+
+    a: str
+    b: str
+    atlas: AtlasConfig | None = None
+    fit: FitConfig | None = None
+    evaluate: EvaluateConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        if self.atlas is None and self.fit is None:
+            raise ValueError("an experiment needs 'atlas' and/or 'fit'")
+        if self.evaluate is not None and self.fit is None:
+            raise ValueError("'evaluate' needs 'fit' (it evaluates the fitted aligners)")
+        return self
+
+
+class RunConfig(_Strict):
+    """A whole run; see the module docstring and ``docs/runs.md``."""
+
+    name: str = Field(pattern=NAME_RE)
+    seed: int = 0
+    output: str = "results"
+    cache: str | None = Field(None, description="embedding store folder (None: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
+    device: str | None = Field(None, description="encoder device (None: CUDA when present)")
+    spaces: dict[str, SpaceConfig] = Field(min_length=1)
+    experiments: dict[str, ExperimentConfig] = Field(min_length=1)
+    report: bool = True
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python files (.py) or module names imported first, e.g. to register your own encoders",
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> RunConfig:
+        for key in [*self.spaces, *self.experiments]:
+            if not re.match(NAME_RE, key):
+                raise ValueError(f"space and experiment names must be letters, digits, '_', '.', '-'; got {key!r}")
+        known = sorted(self.spaces)
+        for name, exp in self.experiments.items():
+            for side in ("a", "b"):
+                ref = getattr(exp, side)
+                if ref not in self.spaces:
+                    raise ValueError(f"experiments.{name}.{side}: unknown space {ref!r}; spaces: {known}")
+            zs = exp.evaluate.zero_shot if exp.evaluate else None
+            if zs is not None:
+                if zs.prompts not in self.spaces:
+                    raise ValueError(f"experiments.{name}.evaluate.zero_shot.prompts: unknown space {zs.prompts!r}")
+                if self.spaces[zs.prompts].encoder != self.spaces[exp.b].encoder:
+                    raise ValueError(
+                        f"experiments.{name}.evaluate.zero_shot.prompts: space {zs.prompts!r} must use space "
+                        f"{exp.b!r}'s encoder ({self.spaces[exp.b].encoder}) so prompts land in B's space"
+                    )
+        return self
+
+    def run_dir(self, base: str | os.PathLike[str] | None = None) -> Path:
+        """``<output>/<name>``; a relative output is taken from ``base`` (default: the working folder)."""
+        out = Path(self.output).expanduser()
+        if not out.is_absolute() and base is not None:
+            out = Path(base) / out
+        return out / self.name
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal[", "union[")))]
+    # pydantic adds the union member tried ("list[str]", "tuple[str, str]", ...); keep the path only
+    parts = [p for p in parts if not re.match(r"^(list|tuple|dict|int|str|float|bool|none)\b", p)]
+    return ".".join(parts) or "<root>"
+
+
+def _message(err: dict[str, Any], data: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {err['loc'][-1]!r}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def load_plugins(plugins: list[str]) -> None:
+    """Import each plugin once: a ``.py`` file path or an importable module name.
+
+    Plugins run code (like any Python script you run): they exist so a config can use encoders or
+    datasets registered by your own module. Only name files you trust.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    for item in plugins:
+        if item.endswith(".py"):
+            path = Path(item).expanduser().resolve()
+            name = f"alignkit_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+            if name in sys.modules:
+                continue
+            if not path.is_file():
+                raise ConfigError(f"plugins: {item} does not exist")
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"plugins: cannot import {item}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception:
+                del sys.modules[name]
+                raise
+        else:
+            try:
+                importlib.import_module(item)
+            except ImportError as exc:
+                raise ConfigError(f"plugins: cannot import module {item!r} ({exc})") from None
+
+
+def validate_config(data: Any, source: str = "config", base: Path | None = None) -> RunConfig:
+    """Validate a parsed mapping; raise :class:`ConfigError` listing ``key: problem`` lines.
+
+    Relative plugin paths are taken from ``base`` (the config file's folder) and made absolute.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (name, spaces, experiments, ...)")
+    plugins = data.get("plugins") or []
+    if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
+        resolved = [str((Path(base or ".") / p).expanduser().resolve()) if p.endswith(".py") else p for p in plugins]
+        data = {**data, "plugins": resolved}
+        load_plugins(resolved)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        by_key: dict[str, list[str]] = {}
+        for err in exc.errors():
+            msg = _message(err, data)
+            if err["type"] == "extra_forbidden":
+                msg += _allowed_hint(err["loc"])
+            msgs = by_key.setdefault(_where(err["loc"]), [])
+            if msg not in msgs:
+                msgs.append(msg)
+        lines = [f"  {m[0]}" if key == "<root>" else f"  {key}: {'; or: '.join(m)}" for key, m in by_key.items()]
+        raise ConfigError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(lines)) from None
+
+
+def _allowed_hint(loc: tuple[Any, ...]) -> str:
+    """'; allowed: ...' for an unknown key, from the model that owns its parent."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return ""
+        if part in fields:
+            ann = fields[part].annotation
+            model = _model_in(ann)
+        else:  # a dict key (space or experiment name): the model is the dict's value type
+            continue
+    fields = getattr(model, "model_fields", None)
+    return f"; allowed: {', '.join(fields)}" if fields else ""
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``X | None`` or ``dict[str, X]`` annotations."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> RunConfig:
+    """Read and validate a run config from a YAML file (``yaml.safe_load``) or a mapping."""
+    if isinstance(source, dict):
+        return validate_config(source)
+    import yaml
+
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ConfigError(f"config file {path} is empty")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    return validate_config(data, str(path), path.parent)
+
+
+def bundled_config(name: str = "demo") -> Path:
+    """Path of a config shipped with the package (``demo``: the offline demo run)."""
+    path = Path(__file__).with_name("configs") / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no bundled config {name!r}; bundled: {known}")
+    return path

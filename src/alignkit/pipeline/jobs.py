@@ -1,0 +1,434 @@
+"""What each job does: embed, atlas, select, fit, evaluate.
+
+A job reads its inputs (the store, the outputs of the jobs it depends on), calls the library's pure
+functions, and writes its outputs into its own folder ``jobs/<kind>/<key>/``; ``result.json`` is
+written last and atomically, so a folder without it is unfinished and is redone on the next run.
+Jobs run the same way in the driver process (local executor) or in a Ray worker.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alignkit.io import atomic_write_bytes, atomic_write_text
+from alignkit.pipeline.plan import RESULT_FILE, Job
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where a job reads and writes; plain data, so it travels to Ray workers."""
+
+    run_dir: str
+    progress: bool = False
+    threads: int | None = None
+    plugins: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- I/O
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows to a Parquet file, atomically."""
+    import pandas as pd
+
+    buf = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    return pd.read_parquet(path).to_dict("records")
+
+
+def job_result(job_folder: Path) -> dict[str, Any]:
+    """The ``result.json`` of a finished job (raises naming the folder when missing or corrupt)."""
+    path = job_folder / RESULT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: the job has not finished (no result)") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: corrupt job result ({exc}); delete the folder to redo the job") from None
+
+
+def _finish(folder: Path, result: dict[str, Any]) -> dict[str, Any]:
+    atomic_write_text(folder / RESULT_FILE, json.dumps(result, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    return result
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+#: datasets already read in this process, by (spec, content fingerprint): a worker that runs many jobs
+#: reads each dataset once, and a changed file (new fingerprint) is never served from here
+_DATASETS: dict[tuple[str, str], Any] = {}
+
+
+class _Inputs:
+    """Reads the outputs of earlier jobs of the same run (datasets and embedded layers)."""
+
+    def __init__(self, run_dir: Path, jobs: dict[str, dict[str, Any]], fingerprints: dict[str, str]) -> None:
+        self.run_dir = run_dir
+        self.jobs = jobs  # job id -> {"kind", "key"}
+        self.fingerprints = fingerprints  # data spec -> fingerprint seen when the plan was made
+
+    def result(self, job_id: str) -> dict[str, Any]:
+        info = self.jobs[job_id]
+        return job_result(self.run_dir / "jobs" / info["kind"] / info["key"])
+
+    def dataset(self, spec: str) -> Any:
+        """The dataset of ``spec``, checked to hold the content the plan was made for."""
+        expected = self.fingerprints.get(spec, "")
+        cached = _DATASETS.get((spec, expected))
+        if cached is not None:
+            return cached
+        from alignkit.data.spec import dataset_from_spec
+
+        ds = dataset_from_spec(spec)
+        if expected and ds.fingerprint() != expected:
+            raise RuntimeError(
+                f"dataset {spec!r} changed since the run was planned (content fingerprint {ds.fingerprint()}, "
+                f"planned {expected}); run again to plan with the new data"
+            )
+        if len(_DATASETS) > 32:
+            _DATASETS.clear()
+        _DATASETS[(spec, expected)] = ds
+        return ds
+
+    def layers(self, embed_id: str) -> list[str]:
+        """The space's layers in the encoder's order (input side first)."""
+        return list(self.result(embed_id)["layer_order"])
+
+    def layer(self, embed_id: str, layer: str) -> np.ndarray:
+        """One embedded layer, memory-mapped from the store (checked against what the embed job recorded)."""
+        res = self.result(embed_id)
+        if layer not in res["layers"]:
+            raise ValueError(f"space {res['space']!r} has no layer {layer!r}; its layers: {list(res['layers'])}")
+        entry = res["layers"][layer]
+        path = Path(entry["file"])
+        if not path.is_file() or path.stat().st_size != entry["size"]:
+            raise FileNotFoundError(
+                f"{path}: the embedding of space {res['space']!r}, layer {layer!r}, changed or vanished from the "
+                "store since it was made; rerun with --restart (or delete the run's jobs/embed folder)"
+            )
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        if list(arr.shape) != entry["shape"]:
+            raise ValueError(f"{path}: shape {arr.shape}, the embed job recorded {entry['shape']}")
+        return arr
+
+
+# ---------------------------------------------------------------------------------------------- splits
+@dataclass(frozen=True)
+class Split:
+    rows_a: np.ndarray  # paired rows: item i of the pair is rows_a[i] in A and rows_b[i] in B
+    rows_b: np.ndarray
+    test: np.ndarray  # indices into the pairs
+    pool: np.ndarray  # training candidates (held-out classes removed)
+    labels: np.ndarray | None  # labels of the pairs (from A, else B)
+    class_names: list[str] | None
+
+
+def paired_split(inputs: _Inputs, spec: dict[str, Any]) -> Split:
+    """Pair A and B by their keys, hold ``test`` pairs out (seeded), drop held-out classes from the pool."""
+    from alignkit.data.base import align_keys
+
+    da, db = inputs.dataset(spec["data_a"]), inputs.dataset(spec["data_b"])
+    ra, rb = align_keys(da, db, how="inner")
+    src = da if da.labels is not None else db
+    rows = ra if src is da else rb
+    labels = None if src.labels is None else np.asarray(src.labels)[rows]
+    names = None if src.class_names is None else list(src.class_names)
+    perm = np.random.default_rng([int(spec["seed"]), 7919]).permutation(len(ra))
+    test, pool = np.sort(perm[: spec["test"]]), perm[spec["test"] :]
+    held = _class_indices(spec.get("heldout_classes") or [], names, spec["experiment"])
+    if held:
+        if labels is None:
+            raise ValueError(f"experiments.{spec['experiment']}.fit.heldout_classes: neither space's data has labels")
+        pool = pool[~np.isin(labels[pool], held)]
+    return Split(ra, rb, test, pool, labels, names)
+
+
+def _class_indices(classes: list[str | int], names: list[str] | None, experiment: str) -> list[int]:
+    out = []
+    for c in classes:
+        if isinstance(c, int):
+            if names is not None and not 0 <= c < len(names):
+                raise ValueError(f"experiments.{experiment}.fit.heldout_classes: class index {c} out of range")
+            out.append(c)
+        elif names is None or c not in names:
+            raise ValueError(f"experiments.{experiment}.fit.heldout_classes: unknown class {c!r}; classes: {names}")
+        else:
+            out.append(names.index(c))
+    return sorted(set(out))
+
+
+def training_rows(split: Split, n_train: int, fit_seed: int, run_seed: int, experiment: str) -> np.ndarray:
+    """The first ``n_train`` of a seeded order of the pool: smaller sizes are subsets of larger ones."""
+    if n_train > len(split.pool):
+        raise ValueError(
+            f"experiments.{experiment}.fit.sizes: {n_train} exceeds the {len(split.pool)} training pairs available"
+        )
+    order = np.random.default_rng([int(run_seed), int(fit_seed), 104729]).permutation(len(split.pool))
+    return np.sort(split.pool[order[:n_train]])
+
+
+def _side(inputs: _Inputs, embed_id: str, layer: str, rows: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(inputs.layer(embed_id, layer)[rows], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- kinds
+def run_embed(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    from alignkit.encoders import load_encoder
+    from alignkit.store import EmbeddingStore
+
+    s = job.spec
+    dataset = inputs.dataset(s["data"])
+    opts = dict(s["options"])
+    if s.get("device") is not None:
+        opts.setdefault("device", s["device"])
+    encoder = load_encoder(s["encoder"], **opts)
+    store = EmbeddingStore(s["store"])
+    t0 = time.perf_counter()
+    spaces = store.extract(encoder, dataset, s["layers"], progress=ctx.progress)
+    layers = {
+        name: {
+            "file": sp.meta["store_file"],
+            "shape": list(sp.shape),
+            "size": Path(sp.meta["store_file"]).stat().st_size,
+        }
+        for name, sp in spaces.items()
+    }
+    return _finish(
+        folder,
+        {
+            "space": s["space"],
+            "data": s["data"],
+            "encoder": s["encoder"],
+            "encoder_fingerprint": encoder.fingerprint(),
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint(),
+            "n": len(dataset),
+            "store_run": next(iter(spaces.values())).meta["run"],
+            "layers": layers,
+            "layer_order": list(spaces),  # result.json sorts keys; this keeps the encoder's order
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+
+
+def _spaces(inputs: _Inputs, embed_id: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: _side(inputs, embed_id, name, rows) for name in inputs.layers(embed_id)}
+
+
+def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    from alignkit.atlas import atlas
+    from alignkit.metrics._registry import parse_measure_id
+
+    s = job.spec
+    split = paired_split(inputs, {**s, "test": 0})
+    A, B = _spaces(inputs, s["embed_a"], split.rows_a), _spaces(inputs, s["embed_b"], split.rows_b)
+    name, params = parse_measure_id(s["measure"])
+    t0 = time.perf_counter()
+    res = atlas(A, B, name, n_perm=s["n_perm"], seed=s["seed"], sample=s["sample"], progress=ctx.progress, **params)
+    seconds = time.perf_counter() - t0
+    n = min(len(split.rows_a), s["sample"] or len(split.rows_a))
+    tags = {"experiment": s["experiment"], "space_a": s["a"], "space_b": s["b"], "metric": s["measure"]}
+    idx_a = {k: i for i, k in enumerate(res.names_a)}
+    idx_b = {k: i for i, k in enumerate(res.names_b)}
+    rows = []
+    for r in res.to_rows():
+        row = {**tags, **{k: v for k, v in r.items() if k != "metric"}}
+        row.update(index_a=idx_a[r["layer_a"]], index_b=idx_b[r["layer_b"]], n=n, n_perm=s["n_perm"])
+        for col in ("null_mean", "null_std", "p_value", "p_value_fwer"):
+            row.setdefault(col, float("nan"))
+        rows.append(row)
+    summary = res.summary()
+    summary.pop("metric", None)
+    summary = {**tags, **summary, "n": n, "n_perm": s["n_perm"]}
+    for col in ("best_p_calibrated", "max_null_mean", "best_adjusted", "min_knn_recall"):
+        summary.setdefault(col, float("nan"))
+    write_rows(folder / "atlas.parquet", rows)
+    write_rows(folder / "atlas_summary.parquet", [summary])
+    return _finish(folder, {"summary": summary, "seconds": seconds})
+
+
+def run_select(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    """STRUCTURE's layer selection on training pairs only (never on the held-out items)."""
+    from alignkit.atlas import select_layers
+    from alignkit.metrics._registry import parse_measure_id
+
+    s = job.spec
+    split = paired_split(inputs, s)
+    pool = np.sort(split.pool)
+    A = _spaces(inputs, s["embed_a"], split.rows_a[pool])
+    B = _spaces(inputs, s["embed_b"], split.rows_b[pool])
+    name, params = parse_measure_id(s["measure"])
+    la, lb, res = select_layers(A, B, metric=name, k=s["k"], sample=s["sample"], seed=s["seed"], **params)
+    rows = [
+        {"experiment": s["experiment"], "metric": s["measure"], **{k: v for k, v in r.items() if k != "metric"}}
+        | {"chosen": r["layer_a"] == la and r["layer_b"] == lb}
+        for r in res.to_rows()
+    ]
+    write_rows(folder / "layer_selection.parquet", rows)
+    return _finish(
+        folder,
+        {"layer_a": la, "layer_b": lb, "score": float(res.best[2]), "n": int(min(len(pool), s["sample"] or len(pool)))},
+    )
+
+
+def resolve_layers(inputs: _Inputs, spec: dict[str, Any]) -> tuple[str, str]:
+    layers = spec["layers"]
+    if layers == "best":
+        sel = inputs.result(spec["select"])
+        return sel["layer_a"], sel["layer_b"]
+    if layers == "last":
+        return inputs.layers(spec["embed_a"])[-1], inputs.layers(spec["embed_b"])[-1]
+    la, lb = layers
+    for layer, eid, side in ((la, spec["embed_a"], spec["a"]), (lb, spec["embed_b"], spec["b"])):
+        known = inputs.layers(eid)
+        if layer not in known:
+            where = f"experiments.{spec['experiment']}.fit.layers"
+            raise ValueError(f"{where}: space {side!r} has no layer {layer!r}; its layers: {known}")
+    return la, lb
+
+
+def build_aligner(spec: dict[str, Any]) -> Any:
+    """The estimator for a fit spec; a head's ``seed`` is the fit seed unless the config fixes it."""
+    from alignkit.pipeline.config import aligner_classes, aligner_params
+
+    cls = aligner_classes()[spec["aligner"]]
+    params = dict(spec["params"])
+    if "seed" in aligner_params(cls):
+        params.setdefault("seed", spec["fit_seed"])
+    if "progress" in aligner_params(cls):
+        params.setdefault("progress", False)
+    return cls(**params)
+
+
+def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    s = job.spec
+    split = paired_split(inputs, s)
+    la, lb = resolve_layers(inputs, s)
+    train = training_rows(split, s["n_train"], s["fit_seed"], s["seed"], s["experiment"])
+    X = _side(inputs, s["embed_a"], la, split.rows_a[train])
+    Y = _side(inputs, s["embed_b"], lb, split.rows_b[train])
+    model = build_aligner(s)
+    t0 = time.perf_counter()
+    model.fit(X, Y)
+    seconds = time.perf_counter() - t0
+    target = folder / "aligner"
+    if target.exists():  # left by a killed attempt: no result.json was written, so nothing trusts it
+        shutil.rmtree(target)
+    model.save(target)
+    row = {
+        "experiment": s["experiment"],
+        "method": s["method"],
+        "aligner": type(model).__name__,
+        "n_train": s["n_train"],
+        "seed": s["fit_seed"],
+        "layer_a": la,
+        "layer_b": lb,
+        "fit_seconds": seconds,
+        "path": str(target.relative_to(Path(ctx.run_dir))),
+    }
+    for extra in ("n_epochs_", "best_epoch_"):
+        if hasattr(model, extra):
+            row[extra.rstrip("_")] = int(getattr(model, extra))
+    write_rows(folder / "fits.parquet", [row])
+    return _finish(folder, {"layer_a": la, "layer_b": lb, "seconds": seconds, "aligner": row["path"]})
+
+
+def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    from alignkit.align.base import Aligner
+    from alignkit.evaluate import retrieval, zero_shot
+
+    s = job.spec
+    fit = inputs.result(s["fit"])
+    model = Aligner.load(Path(ctx.run_dir) / fit["aligner"])
+    la, lb = fit["layer_a"], fit["layer_b"]
+    split = paired_split(inputs, s)
+    test = split.test
+    zx = np.asarray(model.transform_x(_side(inputs, s["embed_a"], la, split.rows_a[test])))
+    tags = {"experiment": s["experiment"], "method": s["method"], "n_train": s["n_train"], "seed": s["fit_seed"]}
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    names = {"q_to_g": f"{s['a']}->{s['b']}", "g_to_q": f"{s['b']}->{s['a']}"}
+    if s["retrieval"]:
+        r = s["retrieval"]
+        zy = np.asarray(model.transform_y(_side(inputs, s["embed_b"], lb, split.rows_b[test])))
+        for scoring in r["scoring"]:
+            for row in retrieval(zx, zy, ks=r["ks"], scoring=scoring, csls_k=r["csls_k"]):
+                row = {**tags, "task": "retrieval", **row, "direction": names[row["direction"]]}
+                rows.append(row)
+    if s["zero_shot"]:
+        if split.labels is None:
+            raise ValueError(f"experiments.{s['experiment']}.evaluate.zero_shot: the data has no labels")
+        prompts_ds = inputs.dataset(_prompts_data(inputs, s["embed_prompts"]))
+        P = np.ascontiguousarray(inputs.layer(s["embed_prompts"], lb), dtype=np.float32)
+        zp = np.asarray(model.transform_y(P))
+        held = _class_indices(s.get("heldout_classes") or [], split.class_names, s["experiment"])
+        order = np.argsort(np.asarray(prompts_ds.labels), kind="stable")
+        n_cls = len(set(np.asarray(prompts_ds.labels).tolist()))
+        for row in zero_shot(
+            zx,
+            zp[order],
+            split.labels[test],
+            templates_per_class=len(order) // n_cls,
+            heldout_classes=held or None,
+        ):
+            row = {**tags, "task": "zero_shot", "direction": f"{s['a']}->{s['b']}", "scoring": "nn", **row}
+            if "class" in row and split.class_names is not None:
+                row["class"] = split.class_names[int(row["class"])]
+            rows.append(row)
+    for row in rows:
+        row["layer_a"], row["layer_b"] = la, lb
+    write_rows(folder / "evaluations.parquet", rows)
+    return _finish(folder, {"n_rows": len(rows), "seconds": time.perf_counter() - t0})
+
+
+def _prompts_data(inputs: _Inputs, embed_id: str) -> str:
+    return inputs.result(embed_id)["data"]
+
+
+RUNNERS: dict[str, Callable[[Job, Path, _Inputs, Context], dict[str, Any]]] = {
+    "embed": run_embed,
+    "atlas": run_atlas,
+    "select": run_select,
+    "fit": run_fit,
+    "evaluate": run_evaluate,
+}
+
+
+def execute(job: Job, ctx: Context, jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one job (in this process) and return its result; ``jobs`` maps every job id to its kind and key."""
+    import torch
+
+    if ctx.plugins:  # a fresh worker process has not imported them yet
+        from alignkit.pipeline.config import load_plugins
+
+        load_plugins(list(ctx.plugins))
+    if ctx.threads:
+        torch.set_num_threads(max(1, int(ctx.threads)))
+    run_dir = Path(ctx.run_dir)
+    folder = job.folder(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = _Inputs(run_dir, jobs, job.spec.get("fingerprints", {}))
+    t0 = time.perf_counter()
+    result = RUNNERS[job.kind](job, folder, inputs, ctx)
+    return {"id": job.id, "seconds": time.perf_counter() - t0, **{k: v for k, v in result.items() if k == "summary"}}

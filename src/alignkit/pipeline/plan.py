@@ -1,0 +1,236 @@
+"""From a validated config to a plan: jobs, their dependencies and their input-derived keys.
+
+Each job's ``key`` hashes everything that determines its output: its own settings and the keys of
+the jobs it reads. A job whose ``jobs/<kind>/<key>/result.json`` exists is finished; a changed input
+gives a new key, so stale outputs are never reused and unchanged ones are never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignkit.pipeline.config import RunConfig
+
+KINDS = ("embed", "atlas", "select", "fit", "evaluate")
+RESULT_FILE = "result.json"
+
+
+def stable_key(*parts: Any) -> str:
+    """16 hex chars of sha256 over the JSON of ``parts`` (sorted keys)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work. ``spec`` is plain JSON data: a job can be shipped to another process or node."""
+
+    id: str
+    kind: str
+    key: str
+    deps: tuple[str, ...]
+    spec: dict[str, Any]
+    cpus: float = 1.0
+    gpus: float = 0.0
+    work: str = ""
+
+    def folder(self, run_dir: Path) -> Path:
+        return Path(run_dir) / "jobs" / self.kind / self.key
+
+    def done(self, run_dir: Path) -> bool:
+        return (self.folder(run_dir) / RESULT_FILE).is_file()
+
+
+@dataclass
+class Plan:
+    config: RunConfig
+    run_dir: Path
+    jobs: list[Job] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, Job]:
+        return {j.id: j for j in self.jobs}
+
+    def status(self) -> dict[str, str]:
+        """``"cached"`` for finished jobs, else ``"todo"``."""
+        return {j.id: ("cached" if j.done(self.run_dir) else "todo") for j in self.jobs}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The plan as a table (for ``--dry-run``)."""
+        st = self.status()
+        return [
+            {"job": j.id, "kind": j.kind, "status": st[j.id], "after": ", ".join(j.deps), "work": j.work}
+            for j in self.jobs
+        ]
+
+
+def _dataset_info(spec: str) -> dict[str, Any]:
+    from alignkit.data.spec import dataset_from_spec
+
+    ds = dataset_from_spec(spec)
+    return {"fingerprint": ds.fingerprint(), "n": len(ds), "dataset": ds}
+
+
+def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
+    """Every job of the run, in an order where each job comes after the jobs it reads."""
+    from alignkit.data.base import align_keys
+
+    run_dir = Path(run_dir)
+    plan = Plan(config, run_dir)
+    cpus_embed = 2.0
+    gpu = 1.0 if (config.device or "").startswith("cuda") else 0.0
+    datasets: dict[str, dict[str, Any]] = {}
+    embed_key: dict[str, str] = {}
+    seen_embed: dict[str, str] = {}  # key -> job id, so two spaces with the same inputs share a job
+    alias: dict[str, str] = {}
+    for name, sp in config.spaces.items():
+        info = datasets.setdefault(sp.data, _dataset_info(sp.data))
+        key = stable_key(
+            "embed", sp.encoder, sp.options, sp.layers, config.device, info["fingerprint"], _store_root(config)
+        )
+        embed_key[name] = key
+        if key in seen_embed:
+            alias[name] = seen_embed[key]
+            continue
+        jid = f"embed:{name}"
+        seen_embed[key] = jid
+        alias[name] = jid
+        spec = {
+            "space": name,
+            "data": sp.data,
+            "fingerprints": {sp.data: info["fingerprint"]},
+            "encoder": sp.encoder,
+            "options": dict(sp.options),
+            "layers": sp.layers,
+            "device": config.device,
+            "store": _store_root(config),
+        }
+        layers = "every layer" if sp.layers is None else f"{len(sp.layers)} layer(s)"
+        plan.jobs.append(Job(jid, "embed", key, (), spec, cpus_embed, gpu, f"{info['n']:,} items, {layers}"))
+
+    for ename, exp in config.experiments.items():
+        da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
+        ra, _ = align_keys(da["dataset"], db["dataset"], how="inner")
+        n_paired = len(ra)
+        base = {
+            "experiment": ename,
+            "a": exp.a,
+            "b": exp.b,
+            "embed_a": alias[exp.a],
+            "embed_b": alias[exp.b],
+            "data_a": config.spaces[exp.a].data,
+            "data_b": config.spaces[exp.b].data,
+            "fingerprints": {config.spaces[s].data: datasets[config.spaces[s].data]["fingerprint"] for s in _used(exp)},
+            "seed": config.seed,
+        }
+        deps_ab = tuple(dict.fromkeys((alias[exp.a], alias[exp.b])))
+        up = (embed_key[exp.a], embed_key[exp.b])
+        if exp.atlas is not None:
+            for measure in exp.atlas.measures:
+                spec = {**base, "measure": measure, "n_perm": exp.atlas.n_perm, "sample": exp.atlas.sample}
+                key = stable_key("atlas", spec, up)
+                n = min(n_paired, exp.atlas.sample or n_paired)
+                work = f"{n:,} items, every layer pair, 1 + {exp.atlas.n_perm} scorings"
+                plan.jobs.append(Job(f"atlas:{ename}:{measure}", "atlas", key, deps_ab, spec, 1.0, 0.0, work))
+        if exp.fit is None:
+            continue
+        fit = exp.fit
+        pool = _check_sizes(ename, n_paired, fit.test, fit.sizes)
+        split = {"test": fit.test, "heldout_classes": list(fit.heldout_classes)}
+        layer_dep: tuple[str, ...] = ()
+        layer_key: Any = fit.layers
+        if fit.layers == "best":
+            spec = {
+                **base,
+                **split,
+                "measure": fit.select_measure,
+                "k": fit.select_k,
+                "sample": fit.select_sample,
+            }
+            key = stable_key("select", spec, up)
+            sid = f"select:{ename}"
+            n = min(pool, fit.select_sample or pool)
+            plan.jobs.append(
+                Job(sid, "select", key, deps_ab, spec, 1.0, 0.0, f"{n:,} training pairs, every layer pair")
+            )
+            layer_dep, layer_key = (sid,), key
+        zs = exp.evaluate.zero_shot if exp.evaluate else None
+        for method, acfg in fit.aligners.items():
+            for size in fit.sizes:
+                for seed in fit.seeds:
+                    spec = {
+                        **base,
+                        **split,
+                        "method": method,
+                        "aligner": acfg.type,
+                        "params": acfg.params,
+                        "layers": fit.layers,
+                        "select": layer_dep[0] if layer_dep else None,
+                        "n_train": size,
+                        "fit_seed": seed,
+                    }
+                    key = stable_key("fit", spec, up, layer_key)
+                    fid = f"fit:{ename}:{method}:n{size}:s{seed}"
+                    plan.jobs.append(
+                        Job(fid, "fit", key, deps_ab + layer_dep, spec, 1.0, gpu, f"{acfg.type} on {size:,} pairs")
+                    )
+                    if exp.evaluate is None:
+                        continue
+                    ev = exp.evaluate
+                    espec = {
+                        **spec,
+                        "fit": fid,
+                        "retrieval": ev.retrieval.model_dump() if ev.retrieval else None,
+                        "zero_shot": zs.model_dump() if zs else None,
+                        "embed_prompts": alias[zs.prompts] if zs else None,
+                    }
+                    deps = (fid, *deps_ab)
+                    ekey_parts: list[Any] = ["evaluate", espec, key]
+                    if zs:
+                        deps = (*deps, alias[zs.prompts])
+                        ekey_parts.append(embed_key[zs.prompts])
+                    ekey = stable_key(*ekey_parts)
+                    plan.jobs.append(
+                        Job(
+                            f"evaluate:{ename}:{method}:n{size}:s{seed}",
+                            "evaluate",
+                            ekey,
+                            tuple(dict.fromkeys(deps)),
+                            espec,
+                            1.0,
+                            0.0,
+                            f"{fit.test:,} held-out items",
+                        )
+                    )
+    return plan
+
+
+def _used(exp: Any) -> list[str]:
+    """Names of the spaces an experiment reads (A, B and the zero-shot prompts)."""
+    out = [exp.a, exp.b]
+    if exp.evaluate is not None and exp.evaluate.zero_shot is not None:
+        out.append(exp.evaluate.zero_shot.prompts)
+    return out
+
+
+def _store_root(config: RunConfig) -> str | None:
+    return None if config.cache is None else str(Path(config.cache).expanduser())
+
+
+def _check_sizes(experiment: str, n_paired: int, test: int, sizes: list[int]) -> int:
+    pool = n_paired - test
+    if pool < 2:
+        raise ValueError(
+            f"experiments.{experiment}.fit.test: {test} held-out items leave {max(pool, 0)} of the {n_paired} "
+            "paired items for training"
+        )
+    too_big = [s for s in sizes if s > pool]
+    if too_big:
+        raise ValueError(
+            f"experiments.{experiment}.fit.sizes: {too_big} exceed the {pool} training pairs left after holding "
+            f"out {test} of {n_paired}"
+        )
+    return pool
