@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import HashEncoder, small_config
 from typer.testing import CliRunner
 
 from alignkit.align import Procrustes, Ridge
@@ -18,6 +17,7 @@ from alignkit.evaluate import retrieval
 from alignkit.pipeline import ConfigError, RunFailed, bundled_config, load_config, plan_run, run
 from alignkit.pipeline.jobs import Split, training_rows
 from alignkit.pipeline.runner import TIMING_COLUMNS
+from pipeline_helpers import HashEncoder, small_config
 
 runner = CliRunner()
 
@@ -141,7 +141,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_run_writes_tidy_tables_and_run_json(finished) -> None:
-    tmp, cfg, result, _ = finished
+    _, _, result, _ = finished
     t = {name: pd.read_parquet(path) for name, path in result.tables.items()}
     assert set(t) == {"atlas", "atlas_summary", "layer_selection", "fits", "evaluations"}
     assert len(t["atlas"]) == 2 * 3 * 2  # two measures x 3 layers of x x 2 kept layers of y
@@ -164,7 +164,7 @@ def test_run_writes_tidy_tables_and_run_json(finished) -> None:
 
 def test_pipeline_numbers_equal_direct_calls(finished) -> None:
     """The run's retrieval numbers equal fitting and evaluating by hand on the same rows and layers."""
-    tmp, cfg, result, _ = finished
+    tmp, _, result, _ = finished
     fits = pd.read_parquet(result.tables["fits"])
     ev = pd.read_parquet(result.tables["evaluations"])
     la, lb = fits["layer_a"].iloc[0], fits["layer_b"].iloc[0]
@@ -199,7 +199,7 @@ def test_training_sizes_are_nested_and_never_touch_the_test_items() -> None:
 
 
 def test_rerun_is_a_cache_hit_with_no_encoder_call(finished) -> None:
-    tmp, cfg, first, encoder_calls = finished
+    _, cfg, first, encoder_calls = finished
     assert encoder_calls > 0
     calls = HashEncoder.calls
     again = run(cfg)
@@ -211,7 +211,7 @@ def test_rerun_is_a_cache_hit_with_no_encoder_call(finished) -> None:
 
 
 def test_changing_one_aligner_reruns_only_its_jobs(finished, tmp_path: Path) -> None:
-    tmp, cfg, _, _ = finished
+    _, cfg, _, _ = finished
     cfg = copy.deepcopy(cfg)
     cfg["experiments"]["e"]["fit"]["aligners"]["ridge"]["alpha"] = 10.0
     result = run(cfg)

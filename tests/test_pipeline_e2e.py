@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from pipeline_helpers import small_config
 
 from alignkit.pipeline import run
 from alignkit.pipeline.runner import TIMING_COLUMNS
+from pipeline_helpers import small_config
 
 HELPERS = str(Path(__file__).with_name("pipeline_helpers.py"))
 ALIGNKIT = shutil.which("alignkit") or str(Path(sys.executable).with_name("alignkit"))
