@@ -1,7 +1,9 @@
-"""The end-to-end demo: real packaged models on the bundled data, offline (slow: about a minute)."""
+"""The end-to-end demo: the bundled run config on real packaged models and the bundled data, offline
+(slow: a few minutes on 2 cores)."""
 
 import json
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -15,25 +17,36 @@ runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_full_demo_embeds_measures_and_reuses_the_cache(tmp_path, monkeypatch):
+def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    args = ["demo", "--perm", "20", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
-    first = runner.invoke(app, args)
+    monkeypatch.setenv("ALIGNKIT_CACHE", str(tmp_path / "cache"))
+    first = runner.invoke(app, ["demo", "--output", str(tmp_path / "results")])
     assert first.exit_code == 0, first.output
-    assert "Bible verses" in first.stdout and "Fashion-MNIST" in first.stdout
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    bible, images = summary["parts"]
-    # Real cross-lingual agreement, far above the max-over-pairs null; the selection is calibrated.
-    assert bible["cka"]["best_score"] > 0.5 and bible["cka"]["max_null_mean"] < 0.05
-    assert bible["mutual_knn"]["best_score"] > 0.1 > bible["mutual_knn"]["max_null_mean"]
-    assert bible["mutual_knn"]["best_p_calibrated"] == pytest.approx(1 / 21)
-    assert images["cka"]["best_score"] > 0.2
-    rows = (tmp_path / "out" / "atlas.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * (8 * 14) + 2 * (20 * 8)  # header + every cell of the four atlases
-    # Second run: every embedding comes from the cache.
-    second = runner.invoke(app, args)
-    assert second.exit_code == 0, second.output
-    again = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert again["parts"][0]["seconds"]["embed"] < bible["seconds"]["embed"] / 3
-    assert again["parts"][0]["cka"]["best_score"] == bible["cka"]["best_score"]
+    run_dir = tmp_path / "results" / "demo"
+    assert f"report:  {run_dir / 'report.html'}" in first.stdout and "held-out results" in first.stdout
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete" and {j["status"] for j in meta["jobs"]} == {"done"}
+
+    summary = pd.read_parquet(run_dir / "atlas_summary.parquet").set_index(["experiment", "metric"])
+    # Real cross-lingual agreement, far above the max-over-pairs null; the best pair is calibrated.
+    assert summary.loc[("bible", "cka"), "best_score"] > 0.5 > 0.05 > summary.loc[("bible", "cka"), "max_null_mean"]
+    knn = summary.loc[("bible", "mutual_knn?k=10")]
+    assert knn["best_score"] > 0.1 > knn["max_null_mean"]
+    assert knn["best_p_calibrated"] == pytest.approx(1 / 101)
+    assert summary.loc[("fashion", "cka"), "best_score"] > 0.2
+
+    ev = pd.read_parquet(run_dir / "evaluations.parquet")
+    fits = pd.read_parquet(run_dir / "fits.parquet")
+    assert set(fits.loc[fits.experiment == "bible", "layer_a"]) == {"final"}  # `layers: last`
+    r1 = ev[(ev.experiment == "bible") & (ev.metric == "R@1") & (ev.scoring == "csls") & (ev.n_train == 1000)]
+    assert r1.groupby("method")["value"].mean()["procrustes"] > 0.6  # 500 test verses: chance is 0.002
+    top1 = ev[(ev.experiment == "fashion") & (ev.metric == "top1") & (ev.n_train == 600)]
+    assert top1.groupby("method")["value"].mean().max() > 0.5  # 10 classes: chance is 0.1
+    html = (run_dir / "report.html").read_text()
+    assert html.count("<img") >= 6 and "data:image/png;base64," in html
+
+    again = runner.invoke(app, ["demo", "--output", str(tmp_path / "results")])
+    assert again.exit_code == 0, again.output
+    assert f"{len(meta['jobs'])} of {len(meta['jobs'])} jobs were already finished" in again.stderr
+    pd.testing.assert_frame_equal(ev, pd.read_parquet(run_dir / "evaluations.parquet"))
