@@ -308,3 +308,13 @@ def test_changed_data_is_re_embedded_and_a_stale_plan_is_refused(tmp_path: Path)
     outcome = run_local(plan)
     assert "changed since the run was planned" in outcome.errors["embed:x"]
     assert outcome.status["atlas:e:cka"] == "skipped"
+
+
+def test_moving_a_data_file_keeps_every_cached_result(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    first = {j.id: j.key for j in plan_run(cfg).jobs}
+    moved = tmp_path / "elsewhere.txt"
+    (tmp_path / "items.txt").rename(moved)
+    for space in cfg["spaces"].values():
+        space["data"] = f"lines:{moved}"
+    assert {j.id: j.key for j in plan_run(cfg).jobs} == first

@@ -59,7 +59,7 @@ def test_killed_run_resumes_to_the_same_tables(tmp_path: Path) -> None:
     reference = run(_config(tmp_path / "ref", "ref", tmp_path / "cache"))
     cfg = _config(tmp_path / "kill", "kill", tmp_path / "cache")
     path = tmp_path / "kill.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_dir = Path(cfg["output"]) / "kill"
     proc = subprocess.Popen(
         [ALIGNKIT, "run", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True

@@ -673,6 +673,9 @@ def _atlas_line(name: str, res: Any) -> Text:
     return Text(text)
 
 
+from alignkit import cli_pipeline as _cli_pipeline  # noqa: E402,F401  (registers atlas, fit, evaluate, run, report)
+
+
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", help="Parent folder of the run's results")] = Path("results"),
@@ -743,8 +746,6 @@ def _main(
       $ alignkit measure a.npy b.npy --metric mutual_knn --k 10 --perm 1000
     """
 
-
-from alignkit import cli_pipeline as _cli_pipeline  # noqa: E402,F401  (registers run, report, atlas, fit, evaluate)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

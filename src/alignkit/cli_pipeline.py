@@ -152,63 +152,6 @@ def execute_run(
         typer.echo(f"report:  {result.report}")
 
 
-@app.command("run")
-def run_cmd(
-    config: Annotated[Path, typer.Argument(help="Run config (YAML); see docs/runs.md")],
-    executor: Annotated[str, typer.Option("--executor", help="local (in this process) or ray")] = "local",
-    address: Annotated[
-        str | None, typer.Option("--address", help="Ray cluster address (default: start a local one)")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume/--restart", help="Reuse finished jobs (default), or redo them all")
-    ] = True,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan (jobs, dependencies, cached or not) and stop")
-    ] = False,
-    output: Annotated[Path | None, typer.Option("--output", help="Parent folder of results/<name>")] = None,
-) -> None:
-    """Run a declarative config: embed, atlas, fit, evaluate, report.
-
-    Finished jobs are keyed by their inputs and reused; a killed run resumes where it stopped.
-    Results go to `<output>/<name>/`: Parquet tables, run.json, plots and report.html.
-
-    **Examples**
-
-      $ alignkit run my-run.yaml --dry-run
-
-      $ alignkit run my-run.yaml
-
-      $ alignkit run my-run.yaml --executor ray --address auto
-    """
-    if executor not in ("local", "ray"):
-        raise _fail(f"--executor must be 'local' or 'ray'; got {executor!r}")
-    try:
-        execute_run(config, executor=executor, address=address, resume=resume, dry_run=dry_run, output=output)
-    except USER_ERRORS as exc:
-        raise _fail(exc) from None
-
-
-@app.command("report")
-def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run's results folder (holds run.json)")],
-) -> None:
-    """Regenerate a run's report.html (and plots/) from its tables.
-
-    **Example**
-
-      $ alignkit report results/demo
-    """
-    from alignkit.pipeline.report import write_report
-
-    try:
-        if not (run_dir / "run.json").is_file():
-            raise FileNotFoundError(f"{run_dir}: no run.json here; pass a run's results folder (results/<name>)")
-        path = write_report(run_dir)
-    except USER_ERRORS as exc:
-        raise _fail(exc) from None
-    typer.echo(f"report: {path}")
-
-
 # ---------------------------------------------------------------------------------------------- atlas
 def _layers_from(source: str, cache: Path | None) -> dict[str, np.ndarray]:
     """Layers from a file holding several arrays (.npz / .safetensors: one per layer), or embedded on the
@@ -412,3 +355,61 @@ def evaluate_cmd(
     for r in rows:
         table.add_row(*[f"{r[c]:.4f}" if c == "value" else str(r.get(c, "")) for c in cols])
     _out().print(table)
+
+
+# ---------------------------------------------------------------------------------------------- run commands
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML); see docs/runs.md")],
+    executor: Annotated[str, typer.Option("--executor", help="local (in this process) or ray")] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="Ray cluster address (default: start a local one)")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--restart", help="Reuse finished jobs (default), or redo them all")
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (jobs, dependencies, cached or not) and stop")
+    ] = False,
+    output: Annotated[Path | None, typer.Option("--output", help="Parent folder of results/<name>")] = None,
+) -> None:
+    """Run a declarative config: embed, atlas, fit, evaluate, report.
+
+    Finished jobs are keyed by their inputs and reused; a killed run resumes where it stopped.
+    Results go to `<output>/<name>/`: Parquet tables, run.json, plots and report.html.
+
+    **Examples**
+
+      $ alignkit run my-run.yaml --dry-run
+
+      $ alignkit run my-run.yaml
+
+      $ alignkit run my-run.yaml --executor ray --address auto
+    """
+    if executor not in ("local", "ray"):
+        raise _fail(f"--executor must be 'local' or 'ray'; got {executor!r}")
+    try:
+        execute_run(config, executor=executor, address=address, resume=resume, dry_run=dry_run, output=output)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run's results folder (holds run.json)")],
+) -> None:
+    """Regenerate a run's report.html (and plots/) from its tables.
+
+    **Example**
+
+      $ alignkit report results/demo
+    """
+    from alignkit.pipeline.report import write_report
+
+    try:
+        if not (run_dir / "run.json").is_file():
+            raise FileNotFoundError(f"{run_dir}: no run.json here; pass a run's results folder (results/<name>)")
+        path = write_report(run_dir)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from None
+    typer.echo(f"report: {path}")

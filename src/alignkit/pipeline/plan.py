@@ -19,9 +19,25 @@ KINDS = ("embed", "atlas", "select", "fit", "evaluate")
 RESULT_FILE = "result.json"
 
 
+DATA_FIELDS = ("data", "data_a", "data_b")
+
+
+def _content_view(part: Any) -> Any:
+    """A job spec as its key sees it: datasets by content fingerprint, not by path, so moving or
+    renaming a data file keeps every cached result (and changing its content invalidates them)."""
+    if not isinstance(part, dict) or "fingerprints" not in part:
+        return part
+    fps = part["fingerprints"]
+    out = {k: v for k, v in part.items() if k != "fingerprints"}
+    for field_name in DATA_FIELDS:
+        if field_name in out:
+            out[field_name] = fps.get(out[field_name], out[field_name])
+    return out
+
+
 def stable_key(*parts: Any) -> str:
-    """16 hex chars of sha256 over the JSON of ``parts`` (sorted keys)."""
-    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    """16 hex chars of sha256 over the JSON of ``parts`` (sorted keys), data specs replaced by content."""
+    blob = json.dumps([_content_view(p) for p in parts], sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
