@@ -10,9 +10,10 @@ Methods: Procrustes (plain, and ``-c``: rows normalised and each side centred on
 "center"), Ridge, CCA (reg 1e-3), ASIF, linear head + InfoNCE, StarMLP head + SigLIP, and both heads + the
 STRUCTURE regulariser R_S (Gröger, Wen, Le, Brbić, "With Limited Data for Multimodal Alignment, Let the
 STRUCTURE Guide You", NeurIPS 2025): ``L + λ_t·(R_S(X, head_x(X)) + R_S(Y, head_y(Y)))/2``, λ = 10 warmed up
-linearly over the first 10 % of steps, τ = 0.05, L = 1. ``HeadAligner`` has no hook for R_S (its loss only sees
-head outputs), so the ``+S`` variants wrap each head as ``x ↦ [head(x), x]`` and train with ``fit_heads`` and a
-``CombinedLoss``; init seed, optimiser and schedule are the ones ``HeadAligner`` uses.
+linearly over the first 10 % of steps, τ = 0.05, L = 1. ``HeadAligner`` had no hook for R_S when this was written
+(it has since gained ``structure=``; the wrapper is kept so the results stay comparable), so the ``+S`` variants
+wrap each head as ``x ↦ [head(x), x]`` and train with ``fit_heads`` and a ``CombinedLoss``; init seed, optimiser
+and schedule are the ones ``HeadAligner`` uses.
 
 Choices made for a 2-core CPU budget: heads train with batch 256 and 60 / 30 / 10 / 5 epochs at 250 / 1k / 4k /
 16k pairs; StarMLP uses expansion 2 and lr 5e-4 (2e-3 diverged), SigLIP the official per-row sum reduction
@@ -20,7 +21,13 @@ Choices made for a 2-core CPU budget: heads train with batch 256 and 60 / 30 / 1
 shared, oversubscribed CPU were 3-100× slower).
 
     python examples/crosslingual.py                      # full run (embeds ~17k verses twice on first use)
-    python examples/crosslingual.py --max-train 4000     # what produced the committed results (1k + 4k verses)
+    python examples/crosslingual.py --max-train 4000     # what produced the 250/1k/4k results (1k + 4k verses)
+    python examples/crosslingual.py --sizes 16000 --out examples/results/crosslingual_16k.jsonl   # the 16k size
+    python examples/crosslingual.py --table examples/results/crosslingual.jsonl examples/results/crosslingual_16k.jsonl
+
+The test verses depend only on ``--data-seed`` (the first ``--n-test`` of its permutation), and the pool is the
+next ``--max-train`` of the same permutation, so a larger pool contains a smaller one and the test set never
+changes. Embeddings are cached per block (test + pool[:4000], then the rest) so growing the pool re-uses them.
 
 Writes tidy rows to ``examples/results/crosslingual.jsonl`` and prints a summary table.
 """
@@ -85,6 +92,17 @@ def split(n: int, n_test: int, n_pool: int, data_seed: int) -> tuple[np.ndarray,
     return test, pool
 
 
+#: pool prefixes cached as blocks of their own: test + pool[:4000], then pool[4000:max_train] (so growing the
+#: pool from 4k to 16k re-uses the 4k cache instead of re-embedding the same 5,000 verses)
+EMBED_BLOCKS = (4000,)
+
+
+def row_blocks(n_test: int, max_train: int) -> list[tuple[int, int]]:
+    """Row ranges of test+pool embedded (and cached) as separate datasets; together they cover all rows."""
+    ends = [*(n_test + b for b in EMBED_BLOCKS if b < max_train), n_test + max_train]
+    return list(zip([0, *ends[:-1]], ends, strict=True))
+
+
 def embed(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Final-layer embeddings (cached): en_minilm and es_e5 on test+pool rows, en_e5 on the test rows."""
     refs, en, es = load_verses(args.data)
@@ -94,16 +112,17 @@ def embed(args: argparse.Namespace) -> dict[str, np.ndarray]:
     minilm = load_encoder("offline:minilm-l6")
     e5 = load_encoder("offline:e5-small")
     ids = [refs[i] for i in rows]
-    jobs = [
-        ("en_minilm", minilm, InMemory([en[i] for i in rows], "text", ids=ids, name="bible-en_web")),
-        ("en_e5", e5, InMemory([en[i] for i in test], "text", ids=ids[: len(test)], name="bible-en_web-test")),
-        ("es_e5", e5, InMemory([es[i] for i in rows], "text", ids=ids, name="bible-es_rv1909")),
-    ]
+    jobs = [("en_minilm", minilm, en, "bible-en_web", (0, len(rows)))]
+    jobs += [("en_e5", e5, en, "bible-en_web-test", (0, len(test)))]
+    jobs += [("es_e5", e5, es, "bible-es_rv1909", (0, len(rows)))]
     out = {}
-    for key, enc, ds in jobs:
+    for key, enc, texts, name, (lo, hi) in jobs:
         t0 = time.perf_counter()
-        space = store.extract(enc, ds, layers=["final"], progress=args.progress)["final"]
-        out[key] = np.asarray(space, dtype=np.float32)
+        parts = []
+        for a, b in row_blocks(args.n_test, args.max_train) if hi == len(rows) else [(lo, hi)]:
+            ds = InMemory([texts[i] for i in rows[a:b]], "text", ids=ids[a:b], name=f"{name}-{a}-{b}")
+            parts.append(np.asarray(store.extract(enc, ds, layers=["final"], progress=args.progress)["final"]))
+        out[key] = np.concatenate(parts).astype(np.float32, copy=False)
         print(f"embedded {key}: {out[key].shape} in {time.perf_counter() - t0:.1f}s", flush=True)
     return out
 
@@ -179,7 +198,7 @@ class StructureHeads:
         loss = StructureLoss(base, c["d_out"], self.lam, max(1, round(self.warmup_frac * total_steps)))
         fit_heads(
             X, Y, _KeepInput(hx), _KeepInput(hy), loss, batch_size=c["batch_size"], epochs=c["epochs"],
-            lr=c["lr"], weight_decay=c["weight_decay"], seed=c["seed"], progress=False,
+            lr=c["lr"], weight_decay=c["weight_decay"], warmup_steps=c["warmup_steps"], seed=c["seed"], progress=False,
         )  # fmt: skip
         self.hx, self.hy = hx.eval(), hy.eval()
         return self
@@ -222,6 +241,7 @@ def make_method(name: str, n: int, seed: int, epochs: int, args: argparse.Namesp
     cfg: dict[str, Any] = {
         "head": head, "loss": loss, "d_out": args.d_out, "epochs": epochs, "batch_size": min(n, args.batch),
         "lr": args.lr if head == "linear" else args.star_lr, "weight_decay": 1e-4, "seed": seed,
+        "warmup_steps": args.warmup_steps,
         "head_kwargs": {"expansion": args.star_expansion} if head == "star" else None,
         "loss_kwargs": {"reduction": args.siglip_reduction} if loss == "siglip" else None,
     }  # fmt: skip
@@ -258,10 +278,10 @@ def run(args: argparse.Namespace, emb: dict[str, np.ndarray]) -> list[dict[str, 
     methods = args.methods or list(METHODS)
     for seed in args.seeds:
         order = np.random.default_rng(1000 + seed).permutation(len(xp))
-        for i, n in enumerate(sizes):
+        for n in sizes:
             idx = np.sort(order[:n])
             X, Y = np.ascontiguousarray(xp[idx]), np.ascontiguousarray(yp[idx])
-            epochs = args.epochs[min(i, len(args.epochs) - 1)]
+            epochs = epochs_for(n, args)
             for name in methods:
                 t0 = time.perf_counter()
                 model = make_method(name, n, seed, epochs, args).fit(X, Y)
@@ -277,9 +297,41 @@ def run(args: argparse.Namespace, emb: dict[str, np.ndarray]) -> list[dict[str, 
     return rows
 
 
+#: head epochs per training size (fewer epochs at larger n: the number of steps still grows with n)
+DEFAULT_EPOCHS = {250: 60, 1000: 30, 4000: 10, 16000: 5}
+
+
+def epochs_for(n: int, args: argparse.Namespace) -> int:
+    """``--epochs`` maps positionally onto ``--sizes`` (last repeats); by default, ``DEFAULT_EPOCHS`` by size.
+
+    Keyed by size, not position, so ``--sizes 16000`` alone trains 5 epochs, as in the full run.
+    """
+    if args.epochs:
+        return args.epochs[min(args.sizes.index(n), len(args.epochs) - 1)]
+    if n in DEFAULT_EPOCHS:
+        return DEFAULT_EPOCHS[n]
+    smaller = [s for s in DEFAULT_EPOCHS if s <= n]
+    return DEFAULT_EPOCHS[max(smaller)] if smaller else DEFAULT_EPOCHS[min(DEFAULT_EPOCHS)]
+
+
 def save(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def load_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    """Rows of several result files (e.g. ``crosslingual.jsonl`` + ``crosslingual_16k.jsonl``), de-duplicated.
+
+    A row is identified by (method, n_train, seed, direction, scoring); a later file wins. The e5 ceiling is
+    written by every run on the same test set, so without this it would be averaged with itself.
+    """
+    keyed: dict[tuple, dict[str, Any]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                keyed[(r["method"], r["n_train"], r["seed"], r["direction"], r["scoring"])] = r
+    return list(keyed.values())
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -313,10 +365,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train", type=int, default=16000, help="embedded pool size; larger sizes are dropped")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--data-seed", type=int, default=0, help="seed of the test/pool split")
-    p.add_argument("--epochs", type=int, nargs="+", default=[60, 30, 10, 5], help="epochs per size (last repeats)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="head epochs per --sizes entry (last repeats); default by size: 60/30/10/5 at 250/1k/4k/16k",
+    )
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
     p.add_argument("--batch", type=int, default=256, help="head batch size (capped at n)")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=0,
+        help="lr warm-up steps of every head (pinned: HeadAligner now defaults to 10 %% of steps)",
+    )
     p.add_argument("--star-lr", type=float, default=5e-4, help="lr of the StarMLP heads (higher diverges)")
     p.add_argument("--siglip-reduction", default="sum_rows", choices=["mean", "sum_rows"])
     p.add_argument("--d-out", type=int, default=512)
@@ -328,11 +392,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--embed-only", action="store_true")
     p.add_argument("--progress", action="store_true")
+    p.add_argument(
+        "--table",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSONL",
+        help="print the table of these result files (merged) and exit; runs nothing",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.table:
+        print(table(load_rows(args.table)))
+        return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     emb = embed(args)
