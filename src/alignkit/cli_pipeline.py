@@ -112,6 +112,7 @@ def execute_run(
     if output is not None:
         cfg = cfg.model_copy(update={"output": str(output)})
     out = _out()
+    out.width = max(out.width, 120)  # the tables are wide; let a narrow terminal scroll rather than wrap cells
     if dry_run:
         plan = plan_run(cfg)
         out.print(_plan_table(plan))
