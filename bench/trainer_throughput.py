@@ -1,24 +1,33 @@
 """Trainer throughput: ``fit_heads`` with two StarMLP heads and the SigLIP loss, against the fp32 matmul roofline.
 
-Configuration (issue 4): batch 4,096 pairs, d_in = 384 on both sides, d_out = 512, StarMLP expansion 8
-(hidden 3,072), AdamW, float32 on CPU. One step's useful FLOPs are counted from the matrix products only:
+Configuration (issue 4): batch 4,096 pairs (or ``--batch 32768``), d_in = 384 on both sides, d_out = 512,
+StarMLP expansion 8 (hidden 3,072), AdamW, float32 on CPU. One step's useful FLOPs are counted from the matrix
+products only:
 
     forward  = Σ_heads 2·B·(2·d_in·h + h·d_out)   (f1, f2, g of each head)
              + 2·B·B·d_out                        (the B×B SigLIP logits)
     step     ≈ 3 × forward                        (backward ≈ twice the forward products)
 
+The SigLIP loss runs with ``--impl`` (default ``auto``: the blocked kernel of ``alignkit.align.losses.siglip``,
+which keeps σ(ℓ) for backward up to 2²⁵ logits and recomputes row blocks above, i.e. at B = 32,768 one more
+B×B×d_out product per step that is *not* counted as useful work). ``--impl dense`` is the autograd reference
+(it needs several B×B fp32 copies: about 4.3 GB each at B = 32,768).
+
 The roofline is the best measured rate of one large ``torch.mm`` (4,096³, fp32) on the same threads;
 ``% of roofline = step FLOPs / step time / matmul rate``. Element-wise work (LayerNorm, ReLU6, clamps,
 softplus, AdamW on ~5.5 M parameters) is not counted, so 100 % is not reachable.
 
-Usage: ``python bench/trainer_throughput.py [--threads T] [--steps S] [--batch B]``. Prints a summary and
-writes ``bench/results/trainer_throughput.jsonl`` (a header line with the machine, then one result line).
+Usage: ``python bench/trainer_throughput.py [--threads T] [--steps S] [--batch B] [--impl I] [--no-warmup]``.
+Run one batch size per process so that the peak RSS (``ru_maxrss``) belongs to it. Prints a summary and
+appends to ``bench/results/trainer_throughput.jsonl`` (a header line with the machine and load average, then one
+result line with pairs/s, s/step, GFLOP/s, % of the torch.mm roofline and peak RSS).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info
+from _common import machine_info, peak_kib
 from alignkit.align.heads import StarMLP
 from alignkit.align.losses import SigLIP
 from alignkit.align.trainer import fit_heads
@@ -63,6 +72,8 @@ def main() -> None:
     ap.add_argument("--d-in", type=int, default=384)
     ap.add_argument("--d-out", type=int, default=512)
     ap.add_argument("--expansion", type=int, default=8)
+    ap.add_argument("--impl", choices=("auto", "dense", "blocked"), default="auto", help="SigLIP implementation")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the untimed one-step warm-up run (large batches)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -76,13 +87,17 @@ def main() -> None:
         hx = StarMLP(args.d_in, args.d_out, expansion=args.expansion)
         hy = StarMLP(args.d_in, args.d_out, expansion=args.expansion)
         t0 = time.perf_counter()
-        fit_heads(X[:rows], Y[:rows], hx, hy, SigLIP(), batch_size=args.batch, epochs=1, lr=1e-3, progress=False)
+        loss = SigLIP(impl=args.impl)
+        fit_heads(X[:rows], Y[:rows], hx, hy, loss, batch_size=args.batch, epochs=1, lr=1e-3, progress=False)
         return time.perf_counter() - t0
 
-    run(args.batch)  # warm-up: one step (allocator, kernels)
+    load_before = os.getloadavg()
+    if not args.no_warmup:
+        run(args.batch)  # warm-up: one step (allocator, kernels)
     gflops_mm = matmul_rate()
     wall = run(n)
     gflops_mm = max(gflops_mm, matmul_rate())  # bracket the run: contention on a shared machine varies
+    load_after = os.getloadavg()
     flops = step_flops(args.batch, args.d_in, args.d_out, args.expansion)
     step_s = wall / args.steps
     achieved = flops["step"] / step_s / 1e9
@@ -99,6 +114,9 @@ def main() -> None:
         "achieved_gflops": achieved,
         "matmul_gflops_fp32": gflops_mm,
         "pct_of_roofline": 100.0 * achieved / gflops_mm,
+        "peak_rss_gib": peak_kib() / 2**20,
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
     }
     header = {
         "type": "header",
@@ -107,12 +125,15 @@ def main() -> None:
         "machine": machine_info(args.threads),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS, json.dumps(header) + "\n" + json.dumps(row) + "\n")
+    previous = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    atomic_write_text(RESULTS, previous + json.dumps(header) + "\n" + json.dumps(row) + "\n")
     print(
-        f"StarMLP×2 + SigLIP, batch {args.batch}, d_in {args.d_in} → d_out {args.d_out}, {args.threads} threads:\n"
+        f"StarMLP×2 + SigLIP ({args.impl}), batch {args.batch}, d_in {args.d_in} → d_out {args.d_out}, "
+        f"{args.threads} threads:\n"
         f"  {n / wall:,.0f} pairs/s ({step_s:.2f} s/step, {flops['step'] / 1e9:.0f} GFLOP/step)\n"
         f"  achieved {achieved:.1f} GFLOP/s vs fp32 torch.mm {gflops_mm:.1f} GFLOP/s → "
-        f"{row['pct_of_roofline']:.0f}% of roofline\n  written to {RESULTS}"
+        f"{row['pct_of_roofline']:.0f}% of roofline\n  peak RSS {row['peak_rss_gib']:.2f} GiB; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n  appended to {RESULTS}"
     )
 
 

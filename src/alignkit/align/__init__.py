@@ -18,6 +18,7 @@ from alignkit.align.losses import CombinedLoss as CombinedLoss
 from alignkit.align.losses import GramVolumeLoss as GramVolumeLoss
 from alignkit.align.losses import InfoNCE as InfoNCE
 from alignkit.align.losses import SigLIP as SigLIP
+from alignkit.align.losses import StructureRegularizer as StructureRegularizer
 from alignkit.align.losses import alignment_loss as alignment_loss
 from alignkit.align.losses import calibrated_uniformity as calibrated_uniformity
 from alignkit.align.losses import geodesic_mix as geodesic_mix

@@ -74,11 +74,46 @@ class MLPHead(nn.Module):
         return self.net(x)
 
 
+class _StarGate(torch.autograd.Function):
+    """``h = ReLU6(clamp(a, ±c)) ⊙ clamp(b, ±c) = clamp(a, 0, 6) ⊙ clamp(b, −c, c)`` with a fused backward.
+
+    ``∂h/∂a = clamp(b, ±c)`` where 0 < a < 6 (ReLU6's open interval, inside ±c), else 0; ``∂h/∂b = clamp(a, 0, 6)``
+    where |b| ≤ c (clamp's closed interval), else 0: the same gradient as autograd through the composite, but it
+    saves only a and b (autograd keeps five B×h tensors), which halves the head's activation memory at large
+    batches and skips three element-wise passes.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
+        ctx.save_for_backward(a, b)
+        ctx.c = c
+        return a.clamp(0.0, 6.0).mul_(b.clamp(-c, c))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        a, b = ctx.saved_tensors
+        c = ctx.c
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = b.clamp(-c, c).mul_(grad).mul_((a > 0) & (a < 6))
+        if ctx.needs_input_grad[1]:
+            gb = a.clamp(0.0, 6.0).mul_(grad).mul_(b.abs() <= c)
+        return ga, gb, None
+
+
 class StarMLP(nn.Module):
     """Star (gated) MLP, the SAIL paper's "GLU": ``z = g(ReLU6(f1(x̃)) ⊙ f2(x̃))`` with ``x̃ = LayerNorm(x)``.
 
     f1, f2: d_in → expansion·d_in; g: expansion·d_in → d_out. Both branches are clamped to [−1e3, 1e3]
     before the product so one large activation cannot overflow the product in low precision.
+
+    Training note (measured on 1,500 Bible verse pairs, MiniLM EN ↔ e5 ES, SigLIP with the SAIL init): the
+    init is not what fails (a 10× smaller g or no g bias changed nothing); Adam without lr
+    warm-up is. Its first steps move all ~4 M weights by ≈ lr at once, mostly along a direction shared by all
+    outputs, and SigLIP (unlike InfoNCE, which is blind to a shared offset) rewards exactly that until the
+    outputs collapse. ``HeadAligner`` therefore warms the lr up over 10 % of the steps and scales its default
+    lr by ``min(1, 1024 / (expansion·d_in))`` for this head.
     """
 
     CLAMP = 1e3
@@ -95,9 +130,7 @@ class StarMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        a = self.f1(x).clamp(-self.CLAMP, self.CLAMP)
-        b = self.f2(x).clamp(-self.CLAMP, self.CLAMP)
-        return self.g(self.act(a) * b)
+        return self.g(_StarGate.apply(self.f1(x), self.f2(x), self.CLAMP))
 
 
 class ResLowRankHead(nn.Module):
