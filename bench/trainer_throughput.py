@@ -45,14 +45,21 @@ from alignkit.io import atomic_write_text
 RESULTS = Path(__file__).resolve().parent / "results" / "trainer_throughput.jsonl"
 
 
-def matmul_rate(n: int = 4096, repeats: int = 3) -> float:
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_rate(n: int = 4096, repeats: int = 3, device: str = "cpu") -> float:
     """Best fp32 GFLOP/s of ``torch.mm`` on n×n matrices (2n³ FLOPs)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
+    _sync(device)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n**3 / best / 1e9
 
@@ -74,6 +81,7 @@ def main() -> None:
     ap.add_argument("--expansion", type=int, default=8)
     ap.add_argument("--impl", choices=("auto", "dense", "blocked"), default="auto", help="SigLIP implementation")
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed one-step warm-up run (large batches)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 matmuls; the roofline is measured there)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -88,15 +96,23 @@ def main() -> None:
         hy = StarMLP(args.d_in, args.d_out, expansion=args.expansion)
         t0 = time.perf_counter()
         loss = SigLIP(impl=args.impl)
-        fit_heads(X[:rows], Y[:rows], hx, hy, loss, batch_size=args.batch, epochs=1, lr=1e-3, progress=False)
+        fit_heads(
+            X[:rows], Y[:rows], hx, hy, loss, batch_size=args.batch, epochs=1, lr=1e-3, progress=False,
+            device=args.device,
+        )  # fmt: skip
+        _sync(args.device)
         return time.perf_counter() - t0
 
     load_before = os.getloadavg()
     if not args.no_warmup:
         run(args.batch)  # warm-up: one step (allocator, kernels)
-    gflops_mm = matmul_rate()
+    gflops_mm = matmul_rate(device=args.device)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     wall = run(n)
-    gflops_mm = max(gflops_mm, matmul_rate())  # bracket the run: contention on a shared machine varies
+    gflops_mm = max(
+        gflops_mm, matmul_rate(device=args.device)
+    )  # bracket the run: contention on a shared machine varies
     load_after = os.getloadavg()
     flops = step_flops(args.batch, args.d_in, args.d_out, args.expansion)
     step_s = wall / args.steps
@@ -115,6 +131,7 @@ def main() -> None:
         "matmul_gflops_fp32": gflops_mm,
         "pct_of_roofline": 100.0 * achieved / gflops_mm,
         "peak_rss_gib": peak_kib() / 2**20,
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda") else None,
         "load_avg_before": load_before,
         "load_avg_after": load_after,
     }
@@ -127,12 +144,13 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
     atomic_write_text(RESULTS, previous + json.dumps(header) + "\n" + json.dumps(row) + "\n")
+    gpu_mem = "" if row["peak_gpu_gib"] is None else f", peak GPU memory {row['peak_gpu_gib']:.2f} GiB"
     print(
         f"StarMLP×2 + SigLIP ({args.impl}), batch {args.batch}, d_in {args.d_in} → d_out {args.d_out}, "
         f"{args.threads} threads:\n"
         f"  {n / wall:,.0f} pairs/s ({step_s:.2f} s/step, {flops['step'] / 1e9:.0f} GFLOP/step)\n"
         f"  achieved {achieved:.1f} GFLOP/s vs fp32 torch.mm {gflops_mm:.1f} GFLOP/s → "
-        f"{row['pct_of_roofline']:.0f}% of roofline\n  peak RSS {row['peak_rss_gib']:.2f} GiB; load average "
+        f"{row['pct_of_roofline']:.0f}% of roofline\n  peak RSS {row['peak_rss_gib']:.2f} GiB{gpu_mem}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n  appended to {RESULTS}"
     )
 
