@@ -25,7 +25,7 @@ from alignkit.pipeline.config import RunConfig
 
 def direct(cfg: RunConfig) -> int:
     """The same work as the run, written as a user would without the pipeline. Returns rows computed."""
-    from alignkit.atlas import atlas
+    from alignkit.atlas import atlas, select_layers
     from alignkit.data.base import align_keys
     from alignkit.data.spec import dataset_from_spec
     from alignkit.encoders import load_encoder
@@ -55,7 +55,15 @@ def direct(cfg: RunConfig) -> int:
         fit = exp.fit
         perm = np.random.default_rng([cfg.seed, 7919]).permutation(len(ra))
         test, pool = np.sort(perm[: fit.test]), perm[fit.test :]
-        la, lb = (list(A)[-1], list(B)[-1]) if fit.layers == "last" else tuple(fit.layers)
+        if fit.layers == "best":  # STRUCTURE's selection on the training pool, as the run does
+            name, params = parse_measure_id(fit.select_measure)
+            rows = np.sort(pool)
+            la, lb, _ = select_layers(
+                {k: v[rows] for k, v in A.items()}, {k: v[rows] for k, v in B.items()}, metric=name,
+                k=fit.select_k, sample=fit.select_sample, seed=cfg.seed, **params,
+            )  # fmt: skip
+        else:
+            la, lb = (list(A)[-1], list(B)[-1]) if fit.layers == "last" else tuple(fit.layers)
         labels = data[exp.a].labels
         for acfg in fit.aligners.values():
             for size in fit.sizes:
@@ -82,7 +90,6 @@ def direct(cfg: RunConfig) -> int:
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=bundled_config("demo"))
-    p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
     set_threads(args.threads)
     results = Results("pipeline_overhead", args)
