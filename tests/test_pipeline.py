@@ -205,6 +205,9 @@ def test_rerun_is_a_cache_hit_with_no_encoder_call(finished) -> None:
     again = run(cfg)
     assert HashEncoder.calls == calls  # nothing re-embedded, nothing recomputed
     assert set(again.outcome.status.values()) == {"cached"}
+    meta = __import__("json").loads((again.run_dir / "run.json").read_text())
+    assert {j["status"] for j in meta["jobs"]} == {"cached"}
+    assert all(j["seconds"] > 0 for j in meta["jobs"] if j["kind"] == "atlas")  # the cost when they ran
     for name, path in first.tables.items():
         a, b = pd.read_parquet(path), pd.read_parquet(again.tables[name])
         pd.testing.assert_frame_equal(a, b)

@@ -124,7 +124,7 @@ def run(
                     "kind": j.kind,
                     "key": j.key,
                     "status": outcome.status.get(j.id, "todo"),
-                    "seconds": outcome.seconds.get(j.id, 0.0),
+                    "seconds": outcome.seconds.get(j.id, _recorded_seconds(j, run_dir)),
                     **({"error": outcome.errors[j.id]} if j.id in outcome.errors else {}),
                 }
                 for j in plan.jobs
@@ -165,6 +165,14 @@ def collect_tables(plan: Plan) -> dict[str, Path]:
         atomic_write_bytes(target, buf.getvalue())
         out[table] = target
     return out
+
+
+def _recorded_seconds(job: Any, run_dir: Path) -> float:
+    """How long a job finished in an earlier run took (its result.json), so run.json keeps the cost."""
+    try:
+        return float(json.loads((job.folder(run_dir) / "result.json").read_text(encoding="utf-8")).get("seconds", 0.0))
+    except (OSError, ValueError, TypeError):
+        return 0.0
 
 
 def _now() -> str:
