@@ -111,3 +111,14 @@ def test_fit_and_evaluate_errors_name_the_argument(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "ridge takes no parameter(s) ['alpah']" in bad.output
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "none"), str(tmp_path / "x.npy"), str(tmp_path / "x.npy")])
     assert missing.exit_code == 2 and "no such folder" in missing.output
+
+
+def test_demo_show_config_prints_a_valid_run_config() -> None:
+    import yaml
+
+    from alignkit.pipeline import load_config
+
+    res = runner.invoke(app, ["demo", "--show-config"])
+    assert res.exit_code == 0, res.output
+    cfg = load_config(yaml.safe_load(res.stdout))
+    assert cfg.name == "demo" and set(cfg.experiments) == {"bible", "fashion"}
