@@ -222,6 +222,7 @@ METHODS = (
     "star-siglip",
     "linear-infonce+S",
     "star-siglip+S",
+    "star-siglip-defaults",
 )
 
 
@@ -237,6 +238,8 @@ def make_method(name: str, n: int, seed: int, epochs: int, args: argparse.Namesp
         return CCAAligner(reg=1e-3)
     if name == "asif":
         return ASIF(k=args.asif_k, p=args.asif_p)
+    if name == "star-siglip-defaults":  # HeadAligner's own defaults (batch from n, lr for star heads, warm-up)
+        return HeadAligner(head="star", loss="siglip", d_out=args.d_out, epochs=epochs, seed=seed)
     head, loss = ("linear", "infonce") if name.startswith("linear") else ("star", "siglip")
     cfg: dict[str, Any] = {
         "head": head, "loss": loss, "d_out": args.d_out, "epochs": epochs, "batch_size": min(n, args.batch),
