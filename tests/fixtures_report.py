@@ -221,4 +221,19 @@ def make_run_dir(
         evals.to_parquet(run_dir / "evaluations.parquet", index=False)
     if fits:
         fit_rows.to_parquet(run_dir / "fits.parquet", index=False)
+    if atlas:
+        selection_table(rng).to_parquet(run_dir / "layer_selection.parquet", index=False)
     return run_dir
+
+
+def selection_table(rng: np.random.Generator) -> pd.DataFrame:
+    """STRUCTURE's selection atlas of one experiment: 4 × 3 layer pairs in layer order, one chosen."""
+    rows = [
+        {"experiment": "zs", "metric": "mutual_knn", "layer_a": f"block_{i}", "layer_b": f"layer_{j}",
+         "score": float(0.05 + 0.01 * i + 0.001 * j + 0.0001 * rng.random())}
+        for i in range(4) for j in range(3)
+    ]  # fmt: skip
+    rows[7]["score"] = 0.5  # block_2 × layer_1 beats the last pair block_3 × layer_2
+    for r in rows:
+        r["chosen"] = r["score"] == 0.5
+    return pd.DataFrame(rows)

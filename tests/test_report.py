@@ -23,7 +23,7 @@ pytest.importorskip("pyarrow")
 from alignkit.pipeline import plots
 from alignkit.pipeline.report import build_report, write_report
 
-SECTIONS = ("atlas", "profiles", "sizes", "tables", "classes", "fits")
+SECTIONS = ("atlas", "selection", "profiles", "sizes", "tables", "classes", "fits")
 
 
 def _images(text: str) -> list[bytes]:
@@ -45,6 +45,7 @@ def test_report_has_every_section_and_plot(full_run):
         assert f"href='#{anchor}'" in text
     assert text.count("How to read this.") == len(SECTIONS)
     assert "Not in this run" not in text
+    assert "block_2 × layer_1" in text and "block_3 × layer_2" in text  # chosen pair and the last pair
     # header: name, wall time, job counts, versions, hardware
     assert "demo-run" in text and "6 min 38 s" in text
     assert "15 done" in text and "1 cached" in text
@@ -88,7 +89,7 @@ def test_missing_tables_say_not_in_this_run(tmp_path):
     text = write_report(run_dir).read_text(encoding="utf-8")
     for anchor in SECTIONS:
         assert f"<section id='{anchor}'>" in text
-    assert text.count("Not in this run") == 6  # atlas, profiles, sizes, tables, classes, fits
+    assert text.count("Not in this run") == 7  # atlas, selection, profiles, sizes, tables, classes, fits
     assert "<img" not in text
     assert not (run_dir / "plots").exists()
     # the jobs table still comes from run.json

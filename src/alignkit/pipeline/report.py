@@ -29,7 +29,7 @@ __all__ = ["build_report", "write_report"]
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
 _PLOT_PREFIXES = ("atlas-", "profiles-", "sizes-", "classes-")
-_TABLES = ("atlas", "atlas_summary", "fits", "evaluations")
+_TABLES = ("atlas", "atlas_summary", "layer_selection", "fits", "evaluations")
 
 _METRIC_LABELS = {
     "mrr": "MRR",
@@ -90,6 +90,7 @@ def build_report(run_dir: str | Path) -> tuple[str, dict[str, bytes]]:
     ctx = _Context(run_dir)
     sections = [
         _atlas_section(ctx),
+        _selection_section(ctx),
         _profiles_section(ctx),
         _sizes_section(ctx),
         _tables_section(ctx),
@@ -784,6 +785,43 @@ def _classes_section(ctx: _Context) -> _Section:
 
 # --------------------------------------------------------------------------------------------------
 # Fits and jobs
+
+
+_SELECTION_HOWTO = (
+    "With <code>layers: best</code> the layer pair an experiment's aligners are fitted on is chosen as STRUCTURE "
+    "does: every layer pair is scored on the <i>training</i> pairs only (never the held-out items), and the best "
+    "is taken. The last-layer pair, the usual default, is shown beside it for comparison. Experiments with fixed "
+    "layers have no row here."
+)
+
+
+def _selection_section(ctx: _Context) -> _Section:
+    """The layer pair STRUCTURE's selection chose per experiment, against the last-layer pair."""
+    title = "Layer selection"
+    df = ctx.tables["layer_selection"]
+    if df is None:
+        body = ctx.missing("layer_selection")
+    else:
+        rows = []
+        for (exp, metric), grp in df.groupby(["experiment", "metric"], sort=False):
+            recs = _records(grp)
+            chosen = [r for r in recs if r.get("chosen")]
+            last_a, last_b = recs[-1]["layer_a"], recs[-1]["layer_b"]  # rows follow the layer order
+            last = [r for r in recs if r["layer_a"] == last_a and r["layer_b"] == last_b]
+            best = chosen[0] if chosen else max(recs, key=lambda r: float(r["score"]))
+            rows.append(
+                [
+                    _e(exp),
+                    _e(_label(metric)),
+                    _e(f"{best['layer_a']} × {best['layer_b']}"),
+                    _num(best["score"]),
+                    _e(f"{last_a} × {last_b}"),
+                    _num(last[0]["score"]) if last else "–",
+                ]
+            )
+        body = _table(["experiment", "measure", "chosen pair (A × B)", "score", "last layers", "score"], rows, "num")
+    html = f"<section id='selection'><h2>{title}</h2>{_howto(_SELECTION_HOWTO)}{body}</section>"
+    return _Section("selection", title, html)
 
 
 def _fits_jobs_section(ctx: _Context) -> _Section:
