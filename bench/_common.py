@@ -19,6 +19,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,6 +30,19 @@ import numpy as np
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _MARK = "@@BENCH_RESULT@@ "
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def quick_dir() -> Path:
+    """Where ``--quick`` runs write: a temporary folder (``$ALIGNKIT_BENCH_QUICK_DIR`` to choose it), never
+    ``bench/results``, whose files are the recorded numbers of BENCHMARKS.md."""
+    return Path(os.environ.get("ALIGNKIT_BENCH_QUICK_DIR") or Path(tempfile.gettempdir()) / "alignkit-bench-quick")
+
+
+def results_path(name: str, args: argparse.Namespace) -> Path:
+    """``--out`` if given, else ``bench/results/<name>.jsonl`` (full runs) or ``quick_dir()/<name>.jsonl``."""
+    if getattr(args, "out", None):
+        return Path(args.out)
+    return (quick_dir() if getattr(args, "quick", False) else RESULTS_DIR) / f"{name}.jsonl"
 
 
 # ------------------------------------------------------------------------------------------ machine
@@ -250,11 +264,12 @@ def _jsonable(obj: Any) -> Any:
 
 
 class Results:
-    """JSON lines in ``bench/results/<name>.jsonl`` (overwritten per run): a header line with the
-    machine and arguments, then one line per (implementation, configuration)."""
+    """JSON lines in ``bench/results/<name>.jsonl`` (overwritten per run; ``--quick`` runs write to
+    :func:`quick_dir` instead): a header line with the machine and arguments, then one line per
+    (implementation, configuration)."""
 
     def __init__(self, name: str, args: argparse.Namespace, notes: dict[str, Any] | None = None) -> None:
-        self.path = Path(args.out) if getattr(args, "out", None) else RESULTS_DIR / f"{name}.jsonl"
+        self.path = results_path(name, args)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, Any]] = []
         header = {
@@ -319,12 +334,16 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny configuration for a smoke check (< 1 minute)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny configuration for a smoke check (seconds; results go to a temporary folder, not bench/results)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch / faiss / BLAS threads")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs (fewer once a run is slow)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per subprocess")
-    p.add_argument("--out", help="JSONL file to write (default: bench/results/<script>.jsonl)")
+    p.add_argument("--out", help="JSONL file to write (default: bench/results/<script>.jsonl; --quick: a temp folder)")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one spec in this process
     return p
 
@@ -408,3 +427,20 @@ class LatentMixture:
             for v, w in enumerate(ws):
                 out[v][s:e] = self.view_chunk(z, w, noises[v], i, first_view + v)
         return out
+
+
+def bible_subset(folder: Path, n: int) -> dict[str, str]:
+    """The first ``n`` bundled verses of each language as ``folder/bible-<lang>.tsv`` (columns ref, text), for the
+    ``--quick`` runs of the pipeline benchmarks; returns ``{lang: data spec}``, the verse refs as ids."""
+    from alignkit.data.spec import dataset_from_spec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = {}
+    for lang in ("en", "es"):
+        ds = dataset_from_spec(f"sample:bible-{lang}")
+        texts = ds.items(0, min(n, len(ds)))
+        lines = ["ref\ttext", *(f"{ref}\t{' '.join(t.split())}" for ref, t in zip(ds.ids, texts, strict=False))]
+        path = folder / f"bible-{lang}.tsv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        specs[lang] = f"{path}#text,id=ref"
+    return specs

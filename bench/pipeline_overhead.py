@@ -6,6 +6,7 @@ is the orchestration: planning, job folders, Parquet rows, saving and re-loading
 gathering tables and run.json. The report is timed separately (it is output, not overhead).
 
     .venv/bin/python bench/pipeline_overhead.py [--repeats 2] [--config PATH]
+    .venv/bin/python bench/pipeline_overhead.py --quick   # 400 verses per language through MiniLM-L6, seconds
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import Results, base_parser, set_threads
+from _common import Results, base_parser, bible_subset, set_threads
 from alignkit.pipeline import bundled_config, load_config, run
 from alignkit.pipeline.config import RunConfig
 
@@ -30,7 +31,6 @@ def direct(cfg: RunConfig) -> int:
     from alignkit.data.spec import dataset_from_spec
     from alignkit.encoders import load_encoder
     from alignkit.evaluate import retrieval, zero_shot
-    from alignkit.metrics._registry import parse_measure_id
     from alignkit.pipeline.jobs import build_aligner
     from alignkit.store import EmbeddingStore
 
@@ -48,19 +48,17 @@ def direct(cfg: RunConfig) -> int:
         B = {k: np.ascontiguousarray(v[rb]) for k, v in spaces[exp.b].items()}
         if exp.atlas:
             for m in exp.atlas.measures:
-                name, params = parse_measure_id(m)
-                n_rows += len(atlas(A, B, name, n_perm=exp.atlas.n_perm, seed=cfg.seed, **params).to_rows())
+                n_rows += len(atlas(A, B, m, n_perm=exp.atlas.n_perm, seed=cfg.seed).to_rows())
         if not exp.fit:
             continue
         fit = exp.fit
         perm = np.random.default_rng([cfg.seed, 7919]).permutation(len(ra))
         test, pool = np.sort(perm[: fit.test]), perm[fit.test :]
         if fit.layers == "best":  # STRUCTURE's selection on the training pool, as the run does
-            name, params = parse_measure_id(fit.select_measure)
             rows = np.sort(pool)
             la, lb, _ = select_layers(
-                {k: v[rows] for k, v in A.items()}, {k: v[rows] for k, v in B.items()}, metric=name,
-                k=fit.select_k, sample=fit.select_sample, seed=cfg.seed, **params,
+                {k: v[rows] for k, v in A.items()}, {k: v[rows] for k, v in B.items()}, measure=fit.select_measure,
+                k=fit.select_k, sample=fit.select_sample, seed=cfg.seed,
             )  # fmt: skip
         else:
             la, lb = (list(A)[-1], list(B)[-1]) if fit.layers == "last" else tuple(fit.layers)
@@ -87,15 +85,47 @@ def direct(cfg: RunConfig) -> int:
     return n_rows
 
 
+def quick_config(folder: Path) -> dict[str, Any]:
+    """``--quick``: 400 verses per language through MiniLM-L6 (embedded into ``folder``, not the user's cache), one
+    experiment with an atlas (10 permutations), STRUCTURE's selection, two aligners × two sizes, retrieval."""
+    data = bible_subset(folder / "data", 400)
+    return {
+        "name": "overhead-quick",
+        "cache": str(folder / "cache"),
+        "spaces": {name: {"data": spec, "encoder": "offline:minilm-l6"} for name, spec in data.items()},
+        "experiments": {
+            "bible": {
+                "a": "en",
+                "b": "es",
+                "atlas": {"measures": ["mutual_knn?k=10", "cka"], "n_perm": 10},
+                "fit": {
+                    "layers": "best",
+                    "test": 100,
+                    "sizes": [100, 300],
+                    "seeds": [0],
+                    "aligners": {
+                        "procrustes": {"type": "procrustes", "normalize": True, "center": True},
+                        "linear-infonce": {"type": "head", "head": "linear", "loss": "infonce", "d_out": 64,
+                                           "epochs": 3, "batch_size": 64},
+                    },
+                },
+                "evaluate": {"retrieval": {"ks": [1, 5], "scoring": ["nn", "csls"]}},
+            }
+        },
+    }  # fmt: skip
+
+
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--config", type=Path, default=bundled_config("demo"))
     args = p.parse_args()
     set_threads(args.threads)
+    if args.quick:
+        args.repeats = 1
     results = Results("pipeline_overhead", args)
-    base = load_config(args.config)
     out = Path(tempfile.mkdtemp(prefix="alignkit-bench-"))
     try:
+        base = load_config(quick_config(out) if args.quick else args.config)
         cfg = base.model_copy(update={"output": str(out), "report": False})
         run(cfg)  # fills the store; not timed
         t_pipe, t_direct, t_report = [], [], []
@@ -116,7 +146,7 @@ def main() -> None:
         print(f"report {min(t_report):.1f} s; all pipeline {t_pipe}, direct {t_direct}")
         results.add(
             {
-                "config": str(args.config),
+                "config": "quick" if args.quick else str(args.config),
                 "pipeline_s": best_p,
                 "direct_s": best_d,
                 "overhead_pct": 100 * (best_p / best_d - 1),

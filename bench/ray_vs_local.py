@@ -7,6 +7,7 @@ embeddings are cached first (not timed); each timed run redoes every atlas job (
 Ray is timed twice: starting its own local cluster inside the run, and on a cluster already started.
 
     .venv/bin/python bench/ray_vs_local.py [--repeats 1]
+    .venv/bin/python bench/ray_vs_local.py --quick   # 200 verses, two text encoders, 10 permutations
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from _common import Results, base_parser, set_threads
+from _common import Results, base_parser, bible_subset, set_threads
 from alignkit.pipeline import load_config, run
 
 
@@ -46,6 +47,29 @@ def config(out: Path, n_perm: int) -> dict:
     }
 
 
+def quick_config(out: Path, n_perm: int) -> dict:
+    """``--quick``: 200 verses per language through MiniLM-L6 (English, Spanish) and multilingual-e5-small
+    (Spanish), three atlases of the same two measures, embedded into ``out`` (not the user's cache)."""
+    data = bible_subset(out / "data", 200)
+    measures = {"measures": ["mutual_knn?k=10", "cka"], "n_perm": n_perm}
+    return {
+        "name": "three-encoders-quick",
+        "output": str(out),
+        "cache": str(out / "cache"),
+        "report": False,
+        "spaces": {
+            "en": {"data": data["en"], "encoder": "offline:minilm-l6"},
+            "es": {"data": data["es"], "encoder": "offline:minilm-l6"},
+            "es-e5": {"data": data["es"], "encoder": "offline:e5-small"},
+        },
+        "experiments": {
+            "en-es": {"a": "en", "b": "es", "atlas": measures},
+            "en-e5": {"a": "en", "b": "es-e5", "atlas": measures},
+            "es-e5": {"a": "es", "b": "es-e5", "atlas": measures},
+        },
+    }
+
+
 def tables(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(run_dir / "atlas.parquet")
 
@@ -55,11 +79,13 @@ def main() -> None:
     p.add_argument("--perm", type=int, default=100)
     args = p.parse_args()
     set_threads(args.threads)
+    if args.quick:
+        args.perm, args.repeats = 10, 1
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     results = Results("ray_vs_local", args)
     out = Path(tempfile.mkdtemp(prefix="alignkit-ray-bench-"))
     try:
-        cfg = load_config(config(out, args.perm))
+        cfg = load_config(quick_config(out, args.perm) if args.quick else config(out, args.perm))
         run(cfg)  # embeddings into the store; not timed
         times: dict[str, list[float]] = {"local": [], "ray (starts a local cluster)": [], "ray (cluster up)": []}
         for _ in range(args.repeats):

@@ -101,7 +101,7 @@ def main() -> int:
         C.child_main(args.one, args.threads, RUNNERS)
         return 0
     if args.quick:
-        args.rows = 300_000
+        args.rows, args.check_rows = 200_000, 50_000
     mix = C.LatentMixture(seed=args.seed)
     notes = {"data": mix.describe() + f"; X, Y two views, noise {NOISE}", "rss_limit_mb": RSS_LIMIT_MB}
     res = C.Results("streaming_cka", args, notes)

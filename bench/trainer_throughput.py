@@ -19,8 +19,10 @@ softplus, AdamW on ~5.5 M parameters) is not counted, so 100 % is not reachable.
 
 Usage: ``python bench/trainer_throughput.py [--threads T] [--steps S] [--batch B] [--impl I] [--no-warmup]``.
 Run one batch size per process so that the peak RSS (``ru_maxrss``) belongs to it. Prints a summary and
-appends to ``bench/results/trainer_throughput.jsonl`` (a header line with the machine and load average, then one
-result line with pairs/s, s/step, GFLOP/s, % of the torch.mm roofline and peak RSS).
+appends to ``bench/results/trainer_throughput.jsonl`` (or ``--out FILE``; a header line with the machine and load
+average, then one result line with pairs/s, s/step, GFLOP/s, % of the torch.mm roofline and peak RSS).
+``--quick``: batch 512, 2 steps, d_in 128, d_out 128, expansion 2, a 1,024³ roofline; a smoke check of a few
+seconds that appends to a temporary file instead (see ``_common.quick_dir``).
 """
 
 from __future__ import annotations
@@ -36,13 +38,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, peak_kib
+from _common import machine_info, peak_kib, quick_dir
 from alignkit.align.heads import StarMLP
 from alignkit.align.losses import SigLIP
 from alignkit.align.trainer import fit_heads
 from alignkit.io import atomic_write_text
 
-RESULTS = Path(__file__).resolve().parent / "results" / "trainer_throughput.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "trainer_throughput.jsonl"
 
 
 def _sync(device: str) -> None:
@@ -82,7 +85,13 @@ def main() -> None:
     ap.add_argument("--impl", choices=("auto", "dense", "blocked"), default="auto", help="SigLIP implementation")
     ap.add_argument("--no-warmup", action="store_true", help="skip the untimed one-step warm-up run (large batches)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 matmuls; the roofline is measured there)")
+    ap.add_argument("--quick", action="store_true", help="tiny configuration for a smoke check (seconds)")
+    ap.add_argument("--out", type=Path, help=f"JSONL file to append to (default: {RESULTS.relative_to(ROOT)})")
     args = ap.parse_args()
+    mm_size = 4096
+    if args.quick:
+        args.batch, args.steps, args.d_in, args.d_out, args.expansion, mm_size = 512, 2, 128, 128, 2, 1024
+    results = args.out or (quick_dir() / RESULTS.name if args.quick else RESULTS)
     torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(0)
@@ -106,12 +115,12 @@ def main() -> None:
     load_before = os.getloadavg()
     if not args.no_warmup:
         run(args.batch)  # warm-up: one step (allocator, kernels)
-    gflops_mm = matmul_rate(device=args.device)
+    gflops_mm = matmul_rate(mm_size, device=args.device)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     wall = run(n)
     gflops_mm = max(
-        gflops_mm, matmul_rate(device=args.device)
+        gflops_mm, matmul_rate(mm_size, device=args.device)
     )  # bracket the run: contention on a shared machine varies
     load_after = os.getloadavg()
     flops = step_flops(args.batch, args.d_in, args.d_out, args.expansion)
@@ -141,9 +150,9 @@ def main() -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine_info(args.threads),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    atomic_write_text(RESULTS, previous + json.dumps(header) + "\n" + json.dumps(row) + "\n")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    previous = results.read_text(encoding="utf-8") if results.exists() else ""
+    atomic_write_text(results, previous + json.dumps(header, default=str) + "\n" + json.dumps(row, default=str) + "\n")
     gpu_mem = "" if row["peak_gpu_gib"] is None else f", peak GPU memory {row['peak_gpu_gib']:.2f} GiB"
     print(
         f"StarMLP×2 + SigLIP ({args.impl}), batch {args.batch}, d_in {args.d_in} → d_out {args.d_out}, "
@@ -151,7 +160,7 @@ def main() -> None:
         f"  {n / wall:,.0f} pairs/s ({step_s:.2f} s/step, {flops['step'] / 1e9:.0f} GFLOP/step)\n"
         f"  achieved {achieved:.1f} GFLOP/s vs fp32 torch.mm {gflops_mm:.1f} GFLOP/s → "
         f"{row['pct_of_roofline']:.0f}% of roofline\n  peak RSS {row['peak_rss_gib']:.2f} GiB{gpu_mem}; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n  appended to {RESULTS}"
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n  appended to {results}"
     )
 
 

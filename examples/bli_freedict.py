@@ -6,14 +6,15 @@ English words go through ``offline:minilm-l6`` (English-only sentence encoder) a
 and CSLS retrieval (Conneau et al., "Word translation without parallel data", ICLR 2018) over every
 French word of the dictionary.
 
-Data: ``../shared/data/freedict/eng-fra.tsv.gz`` (GPL; read here, never bundled). Entries are kept when both
+Data: ``DIR/freedict/eng-fra.tsv.gz`` with ``--data-dir DIR`` or ``ALIGNKIT_DATA=DIR`` (or ``--dictionary FILE``;
+GPL, read in place, never bundled), a TSV with columns ``en`` and ``fra``. Entries are kept when both
 sides are one lowercase word of letters only. Headwords are split with a seed: ``--n-test`` test source words
 (all their translations are gold), the rest give at most ``--max-train`` training pairs (one translation each,
 drawn with the seed).
 
 Run (from the repository root)::
 
-    .venv/bin/python examples/bli_freedict.py --seeds 0 1 2 --out examples/results/bli_freedict.jsonl
+    .venv/bin/python examples/bli_freedict.py --data-dir DIR --seeds 0 1 2 --out examples/results/bli_freedict.jsonl
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from _data import DEFAULT_CACHE, add_data_dir, data_path
 from alignkit.align import HeadAligner, Procrustes
 from alignkit.data import InMemory
 from alignkit.encoders import load_encoder
@@ -36,7 +38,7 @@ from alignkit.io import atomic_write_text
 from alignkit.store import EmbeddingStore
 
 WORD = re.compile(r"^[^\W\d_]+$")
-DEFAULT_DICT = Path(__file__).resolve().parents[2] / "shared" / "data" / "freedict" / "eng-fra.tsv.gz"
+DICTIONARY = "freedict/eng-fra.tsv.gz"  # below --data-dir / $ALIGNKIT_DATA
 
 
 def read_dictionary(path: Path) -> dict[str, set[str]]:
@@ -146,8 +148,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dictionary", type=Path, default=DEFAULT_DICT)
-    p.add_argument("--cache", type=Path, default=Path("/tmp/alignkit-exp-cache"))
+    add_data_dir(p, DICTIONARY)
+    p.add_argument("--dictionary", type=Path, default=None, help=f"the dictionary (default: DATA_DIR/{DICTIONARY})")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-test", type=int, default=1500)
     p.add_argument("--max-train", type=int, default=5000)
@@ -156,6 +159,7 @@ def main() -> None:
     p.add_argument("--e5-prefixes", nargs="+", default=["passage: ", "query: "])
     p.add_argument("--out", type=Path, default=Path("examples/results/bli_freedict.jsonl"))
     args = p.parse_args()
+    args.dictionary = data_path(args, DICTIONARY, override=args.dictionary, what="the FreeDict eng-fra dictionary")
     t0 = time.perf_counter()
     rows = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)

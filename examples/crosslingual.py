@@ -20,6 +20,9 @@ Choices made for a 2-core CPU budget: heads train with batch 256 and 60 / 30 / 1
 (SAIL's mean over N² entries barely moved in so few steps); torch runs on one thread (two threads on a
 shared, oversubscribed CPU were 3-100× slower).
 
+Data: ``DIR/bible/verses.tsv.gz`` with ``--data-dir DIR`` or ``ALIGNKIT_DATA=DIR`` (or ``--data FILE``), a TSV with
+columns ``ref``, ``en_web`` and ``es_rv1909``.
+
     python examples/crosslingual.py                      # full run (embeds ~17k verses twice on first use)
     python examples/crosslingual.py --max-train 4000     # what produced the 250/1k/4k results (1k + 4k verses)
     python examples/crosslingual.py --sizes 16000 --out examples/results/crosslingual_16k.jsonl   # the 16k size
@@ -46,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from _data import DEFAULT_CACHE, add_data_dir, data_path
 from alignkit.align import (
     ASIF,
     CCAAligner,
@@ -67,8 +71,7 @@ from alignkit.io import atomic_write_text
 from alignkit.store import EmbeddingStore
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = Path("/work/shared/data/bible/verses.tsv.gz")
-DEFAULT_CACHE = Path("/tmp/alignkit-exp-cache")
+VERSES = "bible/verses.tsv.gz"  # below --data-dir / $ALIGNKIT_DATA
 
 
 def load_verses(path: Path) -> tuple[list[str], list[str], list[str]]:
@@ -360,7 +363,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_dir(p, VERSES)
+    p.add_argument("--data", type=Path, default=None, help=f"the verses file (default: DATA_DIR/{VERSES})")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=HERE / "results" / "crosslingual.jsonl")
     p.add_argument("--n-test", type=int, default=1000)
@@ -411,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         print(table(load_rows(args.table)))
         return
+    args.data = data_path(args, VERSES, override=args.data, what="the parallel Bible verses")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     emb = embed(args)

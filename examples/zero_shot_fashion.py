@@ -15,7 +15,11 @@ and reports accuracy on those classes' test images among all classes and among t
 
 Run (from the repository root)::
 
+    export ALIGNKIT_DATA=DIR    # holds fashion-mnist/ (or pass --data-dir DIR)
     .venv/bin/python examples/zero_shot_fashion.py --seeds 0 1 2 --out examples/results/zero_shot_fashion.jsonl
+
+Data: the Fashion-MNIST IDX files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-…``) in
+``DIR/fashion-mnist/`` with ``--data-dir DIR`` or ``ALIGNKIT_DATA=DIR`` (or ``--data FOLDER`` naming that folder).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from _data import DEFAULT_CACHE, add_data_dir, data_path
 from alignkit.align import HeadAligner
 from alignkit.atlas import atlas
 from alignkit.data import IDXImages, InMemory
@@ -38,7 +43,7 @@ from alignkit.evaluate import summarize, zero_shot
 from alignkit.io import atomic_write_text
 from alignkit.store import EmbeddingStore
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+FASHION = "fashion-mnist"  # below --data-dir / $ALIGNKIT_DATA: the IDX files of Fashion-MNIST
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
@@ -137,8 +142,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--cache", type=Path, default=Path("/tmp/alignkit-exp-cache"))
+    add_data_dir(p, f"{FASHION}/*-idx?-ubyte.gz")
+    p.add_argument("--data", type=Path, default=None, help=f"the folder of the IDX files (default: DATA_DIR/{FASHION})")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--n-train", type=int, default=5000)
     p.add_argument("--n-test", type=int, default=2000)
     p.add_argument("--data-seed", type=int, default=0)
@@ -154,6 +160,7 @@ def main() -> None:
     p.add_argument("--heldout", nargs="+", default=["Sandal", "Bag", "Ankle boot"])
     p.add_argument("--out", type=Path, default=Path("examples/results/zero_shot_fashion.jsonl"))
     args = p.parse_args()
+    args.data = data_path(args, FASHION, override=args.data, what="Fashion-MNIST (IDX files)")
     t0 = time.perf_counter()
     rows, atlas_rows = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def atlas_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
                         "experiment": "minilm_vs_vit",
                         "space_a": "minilm",
                         "space_b": "vit_b16",
-                        "metric": metric,
+                        "measure": metric,
                         "layer_a": a,
                         "layer_b": b,
                         "index_a": i,
@@ -69,7 +69,7 @@ def atlas_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "experiment": "minilm_vs_vit",
                 "space_a": "minilm",
                 "space_b": "vit_b16",
-                "metric": metric,
+                "measure": metric,
                 "best_a": LAYERS_A[bi],
                 "best_b": LAYERS_B[bj],
                 "best_score": best,
@@ -229,7 +229,7 @@ def make_run_dir(
 def selection_table(rng: np.random.Generator) -> pd.DataFrame:
     """STRUCTURE's selection atlas of one experiment: 4 × 3 layer pairs in layer order, one chosen."""
     rows = [
-        {"experiment": "zs", "metric": "mutual_knn", "layer_a": f"block_{i}", "layer_b": f"layer_{j}",
+        {"experiment": "zs", "measure": "mutual_knn", "layer_a": f"block_{i}", "layer_b": f"layer_{j}",
          "score": float(0.05 + 0.01 * i + 0.001 * j + 0.0001 * rng.random())}
         for i in range(4) for j in range(3)
     ]  # fmt: skip

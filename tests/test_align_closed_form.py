@@ -281,12 +281,17 @@ def test_bad_hyper_parameters_and_translate(rng):
     X, Y = _pair(rng, n=20, d=4)
     with pytest.raises(ValueError, match="normalize step must be one of"):
         VecMap(normalize=("unit", "l2")).fit(X, Y)
-    with pytest.raises(ValueError, match="alpha must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="Ridge: alpha must be a number >= 0"):
         Ridge(alpha=-1.0).fit(X, Y)
     with pytest.raises(ValueError, match="n_anchors=50 exceeds"):
         ASIF(n_anchors=50).fit(X, Y)
-    with pytest.raises(TypeError, match="center must be True or False"):
+    with pytest.raises(ValueError, match=r"Procrustes: center must be a boolean \(true/false/1/0\)"):
         Procrustes(center="yes").fit(X, Y)
+    with pytest.raises(TypeError, match="Procrustes: center must be a boolean"):
+        Procrustes(center=[1]).fit(X, Y)
+    # a boolean spelled as a string means what it says, in fit and in transform
+    a, b = Procrustes(normalize="false").fit(X, Y), Procrustes(normalize=False).fit(X, Y)
+    np.testing.assert_allclose(a.transform_x(X), b.transform_x(X))
     with pytest.raises(NotImplementedError, match="CCAAligner maps both sides"):
         CCAAligner().fit(X, Y).translate(X)
 

@@ -38,7 +38,7 @@ def test_best_pair_and_rows(rng):
     assert res.best[:2] == ("a0", "1")  # least noisy layers
     assert res.best[2] == res.scores.max()
     rows = res.to_rows()
-    assert len(rows) == 6 and {"layer_a", "layer_b", "score", "metric"} <= set(rows[0])
+    assert len(rows) == 6 and {"layer_a", "layer_b", "score", "measure"} <= set(rows[0])
     assert res.to_pandas().shape[0] == 6
 
 
@@ -117,7 +117,7 @@ def test_select_layers_best_and_last(rng):
     a, b, res = alignkit.select_layers(A, B, sample=100, seed=1)
     assert (a, b) == res.best[:2] and res.params["k"] == k_from_rule("rice", 100)
     assert alignkit.select_layers(A, B, mode="last", sample=None)[:2] == ("a2", "1")
-    a2, b2, res2 = alignkit.select_layers(A, B, metric="cka", sample=None, n_perm=9)
+    a2, b2, res2 = alignkit.select_layers(A, B, measure="cka", sample=None, n_perm=9)
     assert (a2, b2) == res2.best[:2] and res2.best_p_value is not None
     with pytest.raises(ValueError, match="mode must be"):
         alignkit.select_layers(A, B, mode="first")

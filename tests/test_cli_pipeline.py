@@ -104,11 +104,11 @@ def test_evaluate_zero_shot_from_files(tmp_path: Path) -> None:
 def test_fit_and_evaluate_errors_name_the_argument(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.ones((10, 3), dtype=np.float32))
     bad = runner.invoke(app, ["fit", str(tmp_path / "x.npy"), str(tmp_path / "x.npy"), "-a", "nope", "-o", "o"])
-    assert bad.exit_code == 2 and "--aligner must be one of" in bad.output
+    assert bad.exit_code == 2 and "unknown aligner 'nope'. Known aligners: asif" in bad.output
     bad = runner.invoke(
         app, ["fit", str(tmp_path / "x.npy"), str(tmp_path / "x.npy"), "-a", "ridge", "-p", "alpah=1", "-o", "o"]
     )
-    assert bad.exit_code == 2 and "ridge takes no parameter(s) ['alpah']" in bad.output
+    assert bad.exit_code == 2 and "aligner 'ridge': unknown parameter(s) 'alpah' (did you mean 'alpha'?)" in bad.output
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "none"), str(tmp_path / "x.npy"), str(tmp_path / "x.npy")])
     assert missing.exit_code == 2 and "no such folder" in missing.output
 

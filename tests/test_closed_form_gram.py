@@ -29,8 +29,7 @@ def small_blocks(monkeypatch):
 
 
 def _fit(cls, solver: str, X, Y, **params):
-    est = cls(**params)
-    est._solver = solver
+    est = cls(**params, solver=solver)
     est.fit(X, Y)
     if cls is not Procrustes and solver != "auto":
         assert est._path == solver
@@ -212,12 +211,12 @@ def test_auto_falls_back_to_svd_when_the_gram_spectrum_is_unresolved(rng):
     assert _fit(Ridge, "auto", X, Y, alpha=1.0)._path == "gram"
 
 
-def test_private_solver_is_validated(rng):
+def test_solver_is_a_validated_public_parameter(rng):
     X, Y = _data("full", rng, n=30)
-    est = Ridge()
-    est._solver = "qr"
-    with pytest.raises(ValueError, match="_solver must be one of 'auto', 'gram', 'svd'"):
+    est = Ridge(solver="qr")
+    with pytest.raises(ValueError, match="solver must be one of auto, gram, svd"):
         est.fit(X, Y)
+    assert Ridge(solver="svd").get_params()["solver"] == "svd"
 
 
 def test_gram_path_keeps_input_untouched_and_handles_torch(rng):

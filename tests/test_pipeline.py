@@ -47,9 +47,9 @@ def test_config_errors_name_the_key_and_the_allowed_values(tmp_path: Path) -> No
     msg = _errors(bad)
     assert "experiments.e.fit.layers: Input should be 'best' or 'last'" in msg
     assert "experiments.e.fitt: unknown key 'fitt'; allowed: a, b, atlas, fit, evaluate" in msg
-    assert "spaces.x.encoder: unknown encoder 'offline:minilm'" in msg and "offline:minilm-l6" in msg
+    assert "spaces.x.encoder: unknown encoder id 'offline:minilm'" in msg and "offline:minilm-l6" in msg
     assert "Did you mean 'mutual_knn'" in msg
-    assert "ridge takes no parameter(s) ['alpah']; allowed:" in msg and "alpha" in msg
+    assert "aligner 'ridge': unknown parameter(s) 'alpah' (did you mean 'alpha'?); accepted:" in msg and "alpha" in msg
     assert "experiments.e.fit.sizes: every size must be at least 2 pairs" in msg
 
 
@@ -146,7 +146,7 @@ def test_run_writes_tidy_tables_and_run_json(finished) -> None:
     assert set(t) == {"atlas", "atlas_summary", "layer_selection", "fits", "evaluations"}
     assert len(t["atlas"]) == 2 * 3 * 2  # two measures x 3 layers of x x 2 kept layers of y
     assert set(t["atlas"]["layer_b"]) == {"hidden", "output"}
-    cka = t["atlas"][t["atlas"]["metric"] == "cka"]
+    cka = t["atlas"][t["atlas"]["measure"] == "cka"]
     order = cka.drop_duplicates("layer_a").sort_values("index_a")["layer_a"].tolist()
     assert order == ["input", "hidden", "output"]  # the encoder's order, not alphabetical
     assert t["atlas"]["p_value_fwer"].between(0, 1).all() and (t["atlas"]["n_perm"] == 9).all()

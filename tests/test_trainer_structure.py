@@ -127,7 +127,7 @@ def test_structure_bad_arguments():
         _est(structure=1.0, structure_kwargs={"lambda": 3}).fit(X, Y)
     with pytest.raises(ValueError, match="structure_kwargs is set but structure"):
         _est(structure_kwargs={"levels": 2}).fit(X, Y)
-    with pytest.raises(ValueError, match=r"structure \(λ\)"):
+    with pytest.raises(ValueError, match=r"structure must be a number >= 0"):
         _est(structure=-1.0).fit(X, Y)
     with pytest.raises(ValueError, match="levels"):
         _est(structure=1.0, structure_kwargs={"levels": 0}).fit(X, Y)

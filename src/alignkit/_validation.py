@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from alignkit._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 ArrayLike = Any  # numpy array, torch tensor, or anything np.asarray accepts
 
@@ -82,6 +89,33 @@ def check_k(k: int, n: int, name: str = "k") -> int:
     if k >= n:
         raise ValueError(f"{name} must be < n (self is excluded, so at most n - 1 = {n - 1}); got {name}={k}, n={n}")
     return k
+
+
+def check_ks(ks: Sequence[int] | int, n: int, what: str = "gallery") -> list[int]:
+    """Cut-offs for R@k/P@k: one integer or a non-empty list, each with 1 <= k <= n (n candidates per query)."""
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        ks = [int(ks)]
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks must list at least one k")
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an integer; got {k!r}")
+        if not 1 <= k <= n:
+            raise ValueError(f"k must be between 1 and n = {n}, the size of the {what}; got k={k}")
+        out.append(int(k))
+    return out
+
+
+def check_same_dim(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str] = ("X", "Y")) -> None:
+    """Raise unless two matrices live in one shared space (same number of columns)."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must live in one shared space (same dimension): {names[0]} has "
+            f"d={a.shape[1]}, {names[1]} has d={b.shape[1]}; map one onto the other first (e.g. with a fitted "
+            "aligner)"
+        )
 
 
 def check_choice(value: str, allowed: tuple[str, ...] | list[str], name: str) -> str:

@@ -4,15 +4,15 @@ Each layer is prepared once (its kNN graph, or its centred features for CKA), so
 costs L1 + L2 kNN searches plus L1·L2 cheap overlaps (Huh et al., PRH 2024 compute L1·L2 searches).
 Reporting the best pair is the STRUCTURE recipe (Gröger, Wen, Le, Brbić, "With Limited Data for
 Multimodal Alignment, Let the STRUCTURE Guide You", NeurIPS 2025), but the max over L1·L2 pairs
-is inflated even under the null (METHODS §2.3). The max-statistic permutation test permutes all of
+is inflated even under the null (docs/methods.md §2.3). The max-statistic permutation test permutes all of
 B's layers with the same π, keeps the max over pairs per draw, and tests the observed max against
 those maxima: that p-value and the chance-adjusted max are honest about the selection.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +23,10 @@ import torch
 from alignkit._progress import progress as progress_bar
 from alignkit._validation import ArrayLike, as_matrix
 from alignkit.metrics import _registry
-from alignkit.metrics.prepared import GramMeasure, check_rows, knn_recall, prepared_measure, split_params
+from alignkit.metrics.cka_prepared import GramMeasure
+from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure
 from alignkit.metrics.preprocess import preprocess
+from alignkit.registry import Spec
 from alignkit.stats.permutation import check_n_perm, permutations
 
 Spaces = Mapping[str, ArrayLike] | Sequence[ArrayLike]
@@ -62,7 +64,7 @@ def _named(spaces: Spaces, which: str) -> dict[str, ArrayLike]:
 class AtlasResult:
     """Scores of every (layer of A, layer of B) pair, with optional permutation nulls."""
 
-    metric: str
+    measure: str
     names_a: list[str]
     names_b: list[str]
     scores: np.ndarray  # (L1, L2)
@@ -72,31 +74,44 @@ class AtlasResult:
     null: np.ndarray | None = field(default=None, repr=False)  # (n_perm, L1, L2)
     seed: int | None = None
     knn_recall: dict[str, float] = field(default_factory=dict)  # per layer, approximate backends only
+    degenerate: dict[str, str] = field(default_factory=dict)  # "a:<layer>" / "b:<layer>" -> why (NaN scores)
 
     def _sign(self) -> float:
         return 1.0 if self.higher_is_better else -1.0
 
     @property
     def best(self) -> tuple[str, str, float]:
-        """The best pair (argmax, or argmin for distances) and its raw score."""
-        flat = int(np.argmax(self._sign() * self.scores))
-        i, j = np.unravel_index(flat, self.scores.shape)
+        """The best pair (argmax, or argmin for distances) and its raw score; NaN cells (degenerate
+        layers) are never best."""
+        signed = self._sign() * self.scores
+        if not np.isfinite(signed).any():
+            raise ValueError(f"no layer pair has a finite {self.measure} score (degenerate: {self.degenerate})")
+        i, j = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(signed), signed, np.nan))), signed.shape)
         return self.names_a[i], self.names_b[j], float(self.scores[i, j])
 
     @property
     def max_null(self) -> np.ndarray | None:
-        """Per draw, the best score over all pairs (the null of the selected max)."""
+        """Per draw, the best score over all pairs with a finite score (the null of the selected max);
+        degenerate layers are left out, so they cannot spoil the calibration of the others."""
         if self.null is None:
             return None
-        return self._sign() * (self._sign() * self.null).reshape(self.null.shape[0], -1).max(axis=1)
+        keep = np.isfinite(self.scores).reshape(-1)
+        if not keep.any():
+            return np.full(self.null.shape[0], np.nan)
+        flat = (self._sign() * self.null).reshape(self.null.shape[0], -1)[:, keep]
+        flat = np.where(np.isfinite(flat), flat, np.inf)  # a NaN draw counts as extreme (conservative)
+        return self._sign() * flat.max(axis=1)
 
     @property
     def p_values(self) -> np.ndarray | None:
-        """Per-pair permutation p-values, uncorrected: ``(1 + #{null ≥ score})/(1 + B)``."""
+        """Per-pair permutation p-values, uncorrected: ``(1 + #{null ≥ score})/(1 + B)``; NaN where the
+        score is NaN (a NaN is never significant)."""
         if self.null is None:
             return None
         s = self._sign()
-        return (1 + (s * self.null >= s * self.scores).sum(axis=0)) / (1 + self.null.shape[0])
+        extreme = (s * self.null >= s * self.scores) | ~np.isfinite(self.null)
+        p = (1 + extreme.sum(axis=0)) / (1 + self.null.shape[0])
+        return np.where(np.isfinite(self.scores), p, np.nan)
 
     @property
     def p_values_fwer(self) -> np.ndarray | None:
@@ -105,12 +120,14 @@ class AtlasResult:
         if mx is None:
             return None
         s = self._sign()
-        return (1 + (s * mx[:, None, None] >= s * self.scores).sum(axis=0)) / (1 + mx.size)
+        p = (1 + (s * mx[:, None, None] >= s * self.scores).sum(axis=0)) / (1 + mx.size)
+        return np.where(np.isfinite(self.scores), p, np.nan)
 
     @property
     def best_p_value(self) -> float | None:
         """p-value of the selected best pair, calibrated for the selection over all pairs."""
-        return None if self.p_values_fwer is None else float(self.p_values_fwer.min())
+        pf = self.p_values_fwer
+        return None if pf is None or not np.isfinite(pf).any() else float(np.nanmin(pf))
 
     @property
     def best_adjusted(self) -> float | None:
@@ -122,8 +139,13 @@ class AtlasResult:
         return float((self.best[2] - mx.mean()) / span) if span != 0 else float("nan")
 
     def summary(self) -> dict[str, Any]:
+        if not np.isfinite(self.scores).any():
+            return {"measure": self.measure, "best_a": None, "best_b": None, "best_score": float("nan"),
+                    "degenerate_layers": sorted(self.degenerate)}  # fmt: skip
         a, b, s = self.best
-        out: dict[str, Any] = {"metric": self.metric, "best_a": a, "best_b": b, "best_score": s}
+        out: dict[str, Any] = {"measure": self.measure, "best_a": a, "best_b": b, "best_score": s}
+        if self.degenerate:
+            out["degenerate_layers"] = sorted(self.degenerate)
         if self.knn_recall:
             out["min_knn_recall"] = min(self.knn_recall.values())
         if self.null is not None:
@@ -144,16 +166,20 @@ class AtlasResult:
         p, pf = self.p_values, self.p_values_fwer
         for i, a in enumerate(self.names_a):
             for j, b in enumerate(self.names_b):
+                why = "; ".join(r for r in (self.degenerate.get(f"a:{a}"), self.degenerate.get(f"b:{b}")) if r)
                 row: dict[str, Any] = {
-                    "metric": self.metric,
+                    "measure": self.measure,
                     "layer_a": a,
                     "layer_b": b,
                     "score": float(self.scores[i, j]),
+                    "degenerate": why,
                 }
                 if self.null is not None:
+                    cell = self.null[:, i, j]
+                    finite = cell[np.isfinite(cell)]
                     row.update(
-                        null_mean=float(self.null[:, i, j].mean()),
-                        null_std=float(self.null[:, i, j].std(ddof=1)),
+                        null_mean=float(finite.mean()) if finite.size else float("nan"),
+                        null_std=float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
                         p_value=float(p[i, j]),
                         p_value_fwer=float(pf[i, j]),
                     )
@@ -169,7 +195,7 @@ class AtlasResult:
 def atlas(
     spaces_a: Spaces,
     spaces_b: Spaces,
-    metric: str = "mutual_knn",
+    measure: str | Spec = "mutual_knn",
     *,
     k: int | str | None = None,
     n_perm: int = 0,
@@ -178,7 +204,8 @@ def atlas(
     progress: bool = False,
     **params: Any,
 ) -> AtlasResult:
-    """Score ``metric`` for every pair (layer of A, layer of B).
+    """Score ``measure`` (a registered name or id, e.g. ``'mutual_knn?k=10'``) for every pair
+    (layer of A, layer of B).
 
     spaces_a, spaces_b : dict name -> array (n, d_l) or a list of arrays; widths may differ, the
         n rows must be the same items in every layer.
@@ -186,11 +213,15 @@ def atlas(
     n_perm : if > 0, a max-statistic permutation null (all of B's layers permuted together per draw).
     sample : score on this many items drawn with ``seed`` (STRUCTURE selects layers on 5,000
         random training pairs; never select on test items).
-    params : the measure's parameters and the preprocessing options (clip_quantile, center, normalize).
+    params : the measure's parameters and the preprocessing options (clip_quantile, center, normalize);
+        they override the id's own parameters. ``metric`` here is the measure's distance (kNN measures).
     """
     named_a, named_b = _named(spaces_a, "spaces_a"), _named(spaces_b, "spaces_b")
-    info = _registry.get(metric)
-    prep, own = split_params(metric, params)
+    if k is not None and not isinstance(k, str):
+        params["k"] = k
+    spec = _registry.measure_spec(measure, **params)
+    info = _registry.get(spec)
+    prep, own = _registry.split(spec)
     tensors_a = {name: as_matrix(x, f"spaces_a[{name!r}]") for name, x in named_a.items()}
     tensors_b = {name: as_matrix(x, f"spaces_b[{name!r}]") for name, x in named_b.items()}
     sizes = {t.shape[0] for t in [*tensors_a.values(), *tensors_b.values()]}
@@ -205,35 +236,54 @@ def atlas(
         tensors_a = {key: t[rows.to(t.device)] for key, t in tensors_a.items()}
         tensors_b = {key: t[rows.to(t.device)] for key, t in tensors_b.items()}
         n = int(sample)
-    if k is not None:
-        own["k"] = k_from_rule(k, n)
+    if isinstance(k, str):
+        if "k" not in info.own:
+            raise ValueError(f"k={k!r} given, but measure {info.name!r} takes no k")
+        spec = _registry.measure_spec(spec, k=k_from_rule(k, n))
+        own = _registry.split(spec)[1]
     widths = [t.shape[1] for t in [*tensors_a.values(), *tensors_b.values()]]
     form = _linear_form(info.name, own, n, widths, n_perm)
-    pm = prepared_measure(info.name, max_dim=max(widths), linear_form=form, **own)
+    pm = prepared_measure(spec, max_dim=max(widths), linear_form=form)
     check_rows(pm, n)
 
-    def ready(t: torch.Tensor, name: str) -> Any:
-        return pm.prepare(preprocess(t, name=name, **prep) if prep else t)
-
-    layers = [(f"spaces_a[{k_!r}]", t) for k_, t in tensors_a.items()] + [
-        (f"spaces_b[{k_!r}]", t) for k_, t in tensors_b.items()
+    layers = [(f"a:{k_}", f"spaces_a[{k_!r}]", t) for k_, t in tensors_a.items()] + [
+        (f"b:{k_}", f"spaces_b[{k_!r}]", t) for k_, t in tensors_b.items()
     ]
-    prepared = [ready(t, name) for name, t in _bar(layers, progress, "preparing layers")]
-    pa, pb = prepared[: len(tensors_a)], prepared[len(tensors_a) :]
-    scores = _score_all(pm, pa, pb)
+    prepared: list[Any] = []
+    degenerate: dict[str, str] = {}
+    for key, name, t in _bar(layers, progress, "preparing layers"):
+        t = preprocess(t, name=name, **prep) if prep else t
+        check = _registry.check_space(info, t, name, own)  # once per layer, as the measure sees it
+        if check is not None and check.degenerate:
+            degenerate[key] = check.reason
+            prepared.append(None)
+        else:
+            prepared.append(pm.prepare(t))
+    _warn_degenerate(info.name, degenerate)
+    ia = [i for i, p in enumerate(prepared[: len(tensors_a)]) if p is not None]
+    ib = [j for j, p in enumerate(prepared[len(tensors_a) :]) if p is not None]
+    pa, pb = [prepared[i] for i in ia], [prepared[len(tensors_a) + j] for j in ib]
+    shape = (len(tensors_a), len(tensors_b))
+    scores = _embed(_score_all(pm, pa, pb) if pa and pb else None, shape, ia, ib)
     null = None
     if n_perm:
         n_perm = check_n_perm(n_perm)
         draws = _bar(permutations(n, n_perm, seed), progress, "permutations")
-        if isinstance(pm, GramMeasure):
-            null = pm.null_matrices(pa, pb, draws)
+        if not (pa and pb):
+            null = np.full((n_perm, *shape), np.nan)
+        elif isinstance(pm, GramMeasure):
+            null = np.stack([_embed(m, shape, ia, ib) for m in pm.null_matrices(pa, pb, draws)])
         else:
-            null = np.stack([_score_all(pm, pa, [pm.permute(p, perm) for p in pb]) for perm in draws])
-    best_possible = info.max_score if info.higher_is_better else info.range[0]
+            null = np.stack(
+                [_embed(_score_all(pm, pa, [pm.permute(p, perm) for p in pb]), shape, ia, ib) for perm in draws]
+            )
+    best_possible = info.best_possible
     used = {**own, **prep}
-    recall = {name: r for (name, _), p in zip(layers, prepared, strict=True) if (r := knn_recall(p)) is not None}
+    recall = {
+        name: r for (_, name, _), p in zip(layers, prepared, strict=True) if p is not None and (r := knn_recall(p))
+    }
     return AtlasResult(
-        metric,
+        measure if isinstance(measure, str) else measure.id,
         list(tensors_a),
         list(tensors_b),
         scores,
@@ -243,7 +293,29 @@ def atlas(
         null,
         seed if n_perm else None,
         recall,
+        degenerate,
     )
+
+
+def _embed(sub: np.ndarray | None, shape: tuple[int, int], ia: list[int], ib: list[int]) -> np.ndarray:
+    """The scores of the non-degenerate layers placed in the full matrix; NaN elsewhere."""
+    out = np.full(shape, np.nan)
+    if sub is not None:
+        out[np.ix_(ia, ib)] = sub
+    return out
+
+
+def _warn_degenerate(measure: str, degenerate: dict[str, str]) -> None:
+    if degenerate:
+        from alignkit.degenerate import DegenerateSpaceWarning
+
+        detail = "; ".join(f"{k} ({why})" for k, why in degenerate.items())
+        warnings.warn(
+            f"atlas of {measure!r}: degenerate layer(s) {detail}: their scores are NaN, left out of the best "
+            "pair and of the max-statistic null",
+            DegenerateSpaceWarning,
+            stacklevel=3,
+        )
 
 
 def _score_all(pm: Any, pa: list[Any], pb: list[Any]) -> np.ndarray:
@@ -273,7 +345,7 @@ def select_layers(
     spaces_a: Spaces,
     spaces_b: Spaces,
     *,
-    metric: str = "mutual_knn",
+    measure: str | Spec = "mutual_knn",
     k: int | str | None = "rice",
     sample: int | None = 5000,
     mode: str = "best",
@@ -291,9 +363,10 @@ def select_layers(
     """
     if mode not in ("best", "last"):
         raise ValueError(f"mode must be 'best' or 'last'; got {mode!r}")
-    info = _registry.get(metric)
-    takes_k = "k" in inspect.signature(info.func).parameters
-    res = atlas(spaces_a, spaces_b, metric, k=k if takes_k else None, n_perm=n_perm, seed=seed, sample=sample, **params)
+    takes_k = "k" in _registry.get(measure).own
+    res = atlas(
+        spaces_a, spaces_b, measure, k=k if takes_k else None, n_perm=n_perm, seed=seed, sample=sample, **params
+    )
     if mode == "last":
         return res.names_a[-1], res.names_b[-1], res
     a, b, _ = res.best

@@ -10,12 +10,18 @@ on a sample of rows; the recall travels with the graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
+from alignkit._common import optional_import, unit_rows
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 Metric = Literal["cosine", "ip", "euclidean"]
 METRICS: tuple[str, ...] = ("cosine", "ip", "euclidean")
@@ -87,9 +93,7 @@ def with_recall(value: float, **graphs: KNNGraph) -> float:
 
 
 def _prepare(X: torch.Tensor, metric: str) -> torch.Tensor:
-    if metric == "cosine":
-        return X / X.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return X
+    return unit_rows(X) if metric == "cosine" else X
 
 
 def _block_rows(n: int, itemsize: int, block_size: int | None) -> int:
@@ -153,10 +157,7 @@ def _faiss_search(
     rows are searched grouped by their first list so the lists they scan stay in cache. The chosen
     parameters and the stage times (train / assign / add / search, seconds) go into ``stats``.
     """
-    try:
-        import faiss
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise ImportError("backend='faiss' needs faiss: pip install 'alignkit[faiss]'") from exc
+    faiss = optional_import("faiss", "faiss", what="backend='faiss'", package="faiss-cpu")
     from time import perf_counter
 
     n, d = X.shape

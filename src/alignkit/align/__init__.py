@@ -3,17 +3,25 @@
 One explicit re-export (``name as name``) per line, so each module adds its own lines.
 """
 
+from alignkit.align.base import ALIGNERS as ALIGNERS
 from alignkit.align.base import Aligner as Aligner
+from alignkit.align.base import make_aligner as make_aligner
+from alignkit.align.base import register_aligner as register_aligner
 from alignkit.align.closed_form import ASIF as ASIF
 from alignkit.align.closed_form import CCAAligner as CCAAligner
 from alignkit.align.closed_form import Procrustes as Procrustes
 from alignkit.align.closed_form import Ridge as Ridge
 from alignkit.align.closed_form import VecMap as VecMap
+from alignkit.align.heads import HEADS as HEADS
 from alignkit.align.heads import LinearHead as LinearHead
 from alignkit.align.heads import MLPHead as MLPHead
 from alignkit.align.heads import ResLowRankHead as ResLowRankHead
 from alignkit.align.heads import StarMLP as StarMLP
 from alignkit.align.heads import build_head as build_head
+from alignkit.align.heads import register_head as register_head
+from alignkit.align.loss_registry import LOSSES as LOSSES
+from alignkit.align.loss_registry import build_loss as build_loss
+from alignkit.align.loss_registry import register_loss as register_loss
 from alignkit.align.losses import CombinedLoss as CombinedLoss
 from alignkit.align.losses import GramVolumeLoss as GramVolumeLoss
 from alignkit.align.losses import InfoNCE as InfoNCE

@@ -21,22 +21,69 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from alignkit._common import unit_rows as unit_rows  # re-exported for the aligners
 from alignkit._validation import ArrayLike, as_matrix, as_pair, check_min_rows
 from alignkit.io import atomic_write_bytes, atomic_write_text
+from alignkit.registry import Entry, ParamSchema, Registry
+
+A = TypeVar("A", bound="Aligner")
 
 STATE_FILE = "state.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 
-_REGISTRY: dict[str, type[Aligner]] = {}
+
+@dataclass(frozen=True)
+class AlignerInfo(Entry[type]):
+    """A registered aligner: its estimator class, typed hyper-parameters and what it offers."""
+
+    paired: bool = True  # fit needs row-paired X, Y
+    translates: bool = False  # defines translate(): X into Y's own coordinates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": self.obj.__name__,
+            "description": self.description,
+            "paired": self.paired,
+            "translates": self.translates,
+            "params": self.schema.describe(),
+        }
+
+
+#: Aligners by the name a run config uses (``type: procrustes``).
+ALIGNERS: Registry[AlignerInfo] = Registry("aligner")
+
+
+def register_aligner(
+    name: str, *, constraints: dict[str, dict[str, Any]] | None = None, paired: bool = True, replace: bool = False
+) -> Callable[[type[A]], type[A]]:
+    """Class decorator: register an :class:`Aligner` subclass under ``name``.
+
+    Its hyper-parameters (the ``__init__`` signature, typed from annotations and defaults, tightened by
+    ``constraints`` such as ``{"reg": {"low": 0}}``) become the schema that ``fit`` checks (scikit-learn's
+    parameter-constraints habit) and that a run config is validated against before anything runs.
+    """
+
+    def deco(cls: type[A]) -> type[A]:
+        schema = ParamSchema.from_callable(cls.__init__, **(constraints or {}))
+        doc = (cls.__doc__ or "").strip().splitlines()
+        translates = cls._translate is not Aligner._translate
+        ALIGNERS.add(AlignerInfo(name, cls, doc[0] if doc else "", schema, {}, paired, translates), replace=replace)
+        cls._schema = schema
+        return cls
+
+    return deco
 
 
 def _version() -> str:
@@ -68,9 +115,11 @@ def _output(t: torch.Tensor, like: ArrayLike) -> Any:
     return t.detach().cpu().numpy()
 
 
-def unit_rows(t: torch.Tensor) -> torch.Tensor:
-    """Rows divided by their L2 norm (zero rows stay zero)."""
-    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
+def make_aligner(name: str, **params: Any) -> Aligner:
+    """A registered aligner by name, its hyper-parameters checked and typed first (``"true"`` → True,
+    ``"10"`` → 10), so what is stored by ``get_params``/``save`` is the typed value."""
+    info = ALIGNERS.get(name)
+    return info.obj(**info.schema.validate(params, f"aligner {name!r}"))  # type: ignore[no-any-return]
 
 
 class Aligner(BaseEstimator, ABC):
@@ -84,15 +133,31 @@ class Aligner(BaseEstimator, ABC):
     _arrays: ClassVar[tuple[str, ...]] = ()
     _scalars: ClassVar[tuple[str, ...]] = ()
     _min_pairs: ClassVar[int] = 2
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+    _schema: ClassVar[ParamSchema | None] = None  # set by register_aligner
 
     # ------------------------------------------------------------------------------------------ fit
 
+    @classmethod
+    def param_schema(cls) -> ParamSchema:
+        """The typed hyper-parameters (from the registration, else from ``__init__``)."""
+        return cls.__dict__.get("_schema") or ParamSchema.from_callable(cls.__init__)
+
+    @property
+    def _hp(self) -> dict[str, Any]:
+        """The hyper-parameters checked and coerced against the schema (``"false"`` → False, ...).
+
+        Methods read their settings from here, never from the raw attributes, so a value accepted by
+        the schema means the same thing in ``fit``, ``transform`` and after ``load``.
+        """
+        return self.param_schema().validate(self.get_params(deep=False), type(self).__name__)
+
+    def _validate_params(self) -> dict[str, Any]:
+        """Check the hyper-parameters (the start of ``fit``): a clear error names the parameter."""
+        return self._hp
+
     def fit(self, X: ArrayLike, Y: ArrayLike) -> Aligner:
         """Learn the alignment from paired rows ``X[i] ↔ Y[i]``; returns ``self``."""
+        self._validate_params()
         x, y = as_pair(X, Y)
         check_min_rows(x.shape[0], self._min_pairs_for(x, y), type(self).__name__)
         self._fit(x.double(), y.double(), input_dtype=x.dtype)
@@ -164,19 +229,17 @@ class Aligner(BaseEstimator, ABC):
 
     def score(self, X: ArrayLike, Y: ArrayLike) -> float:
         """Mean top-1 retrieval accuracy X → Y: the fraction of rows i whose partner ``Y[i]`` is the
-        cosine-nearest of all rows of Y to ``X[i]`` in the shared space (strict ranks: ties go to the
-        partner). Chance is 1/n."""
-        from alignkit.metrics.retrieval import retrieval_ranks
+        cosine-nearest of all rows of Y to ``X[i]`` in the shared space. Ties are not hits: a partner tied
+        with t other rows at the top counts ``1/(t + 1)``, its expectation under random tie-breaking
+        (:mod:`alignkit.ranking`), so a map that sends everything to one point scores chance, 1/n."""
+        from alignkit.ranking import X_TO_Y, paired_ranks, rank_summary
 
         self._check_fitted("score")
         x, y = as_pair(X, Y)
         check_min_rows(x.shape[0], 2, "score")
-        ranks = retrieval_ranks(
-            self._transform_x(self._input(x, "x", "score")),
-            self._transform_y(self._input(y, "y", "score")),
-            metric="cosine",
-        )
-        return float((ranks == 1).double().mean())
+        zx = self._transform_x(self._input(x, "x", "score"))
+        zy = self._transform_y(self._input(y, "y", "score"))
+        return rank_summary(paired_ranks(zx, zy, metric="cosine")[X_TO_Y], (1,))["R@1"]
 
     # ---------------------------------------------------------------------------------- save / load
 
@@ -234,9 +297,13 @@ class Aligner(BaseEstimator, ABC):
             raise ValueError(f"{cfg_path}: corrupt aligner config ({type(exc).__name__}: {exc})") from exc
         if config.get("format") != "alignkit-aligner":
             raise ValueError(f"{cfg_path}: not an alignkit aligner config")
-        target = _REGISTRY.get(name)
+        target = cls if cls.__name__ == name else next((e.obj for e in ALIGNERS if e.obj.__name__ == name), None)
         if target is None:
-            raise ValueError(f"{cfg_path}: unknown aligner class {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+            known = ", ".join(sorted(e.obj.__name__ for e in ALIGNERS))
+            raise ValueError(
+                f"{cfg_path}: unknown aligner class {name!r}; known: {known} (register yours with "
+                "register_aligner, or call YourClass.load)"
+            )
         if not issubclass(target, cls):
             raise TypeError(f"{folder} holds a saved {name}, not a {cls.__name__}; load it with {name}.load")
         blob = state_path.read_bytes()

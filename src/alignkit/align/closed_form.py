@@ -1,4 +1,4 @@
-"""Closed-form and training-free aligners: Procrustes, VecMap, CCA, ridge and ASIF (METHODS §4.1–4.5).
+"""Closed-form and training-free aligners: Procrustes, VecMap, CCA, ridge and ASIF (docs/methods.md §4.1–4.5).
 
 Every aligner is fitted on paired rows only (``fit(X, Y)``) and follows :class:`alignkit.align.base.Aligner`.
 All linear algebra is float64.
@@ -23,20 +23,19 @@ the input dtype where the method says so). The Gram path keeps ``λ > rtol·λ�
 For float32 inputs (n ≥ 155) the squared cutoff is ≥ 10⁴·ε_G, so both paths take the same rank decision.
 For float64 inputs it is not, so the automatic choice checks the spectrum: the Gram result is used only when
 every eigenvalue that matters is ≥ 10⁴·ε_G·λ₁ (cond(X) ≲ 2·10³ at n = 10⁵); otherwise the fit is redone on
-the SVD path. Forcing a path (``est._solver = "gram"`` or ``"svd"``, private, for tests and benchmarks)
+the SVD path. Forcing a path (``solver="gram"`` or ``"svd"``; the default ``"auto"`` chooses as above)
 skips that check.
 """
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from alignkit._validation import check_choice
-from alignkit.align.base import Aligner, unit_rows
+from alignkit.align.base import Aligner, register_aligner, unit_rows
 from alignkit.metrics.predictive import _alpha_grid, _gcv_curve, ridge_gcv_alpha
 
 NORMALIZE_STEPS: tuple[str, ...] = ("unit", "center")
@@ -44,29 +43,6 @@ NORMALIZE_STEPS: tuple[str, ...] = ("unit", "center")
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
-
-
-def _check_number(value: object, name: str, *, minimum: float = 0.0, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < minimum or (strict and v == minimum):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}; got {value!r}")
-    return v
-
-
-def _check_count(value: object, name: str, *, allow_none: bool = True) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}; got {value!r}")
-    return int(value)
 
 
 def _rank_tol(s: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype) -> float:
@@ -88,10 +64,6 @@ _GRAM_MARGIN = 1e4  # auto: eigenvalues that matter must be >= this many Gram re
 _BLOCK_ELEMENTS = 1 << 22  # rows per block ≈ 4M / d: 32 MB of float64 temporaries per side
 _MIN_BLOCK_ROWS = 256
 _EPS64 = float(torch.finfo(torch.float64).eps)
-
-
-def _check_solver(est: Aligner) -> str:
-    return check_choice(getattr(est, "_solver", "auto"), SOLVERS, "_solver")
 
 
 def _gram_eps(n: int, d: int) -> float:
@@ -234,6 +206,7 @@ def _kept_eig(G: torch.Tensor, n: int, dtype: torch.dtype, *, check: bool) -> tu
 # ----------------------------------------------------------------------------------------- Procrustes
 
 
+@register_aligner("procrustes", constraints={"solver": {"choices": SOLVERS}})
 class Procrustes(Aligner):
     """Orthogonal Procrustes: ``R = argmin_{RᵀR=I} ‖XR − Y‖_F = UVᵀ`` with ``UΣVᵀ = svd(XᵀY)``.
 
@@ -260,23 +233,24 @@ class Procrustes(Aligner):
     _arrays: ClassVar[tuple[str, ...]] = ("rotation_", "mean_x_", "mean_y_")
     _scalars: ClassVar[tuple[str, ...]] = ("scale_",)
 
-    def __init__(self, center: bool = False, scale: bool = False, normalize: bool = False) -> None:
+    def __init__(
+        self, center: bool = False, scale: bool = False, normalize: bool = False, solver: str = "auto"
+    ) -> None:
         self.center = center
         self.scale = scale
         self.normalize = normalize
+        self.solver = solver
 
     def _prep(self, t: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
-        if self.normalize:
+        if self._hp["normalize"]:
             t = unit_rows(t)
         if mean is not None:
             t = t - mean
         return t
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        center = _check_bool(self.center, "center")
-        scale = _check_bool(self.scale, "scale")
-        normalize = _check_bool(self.normalize, "normalize")
-        if _check_solver(self) == "svd":  # reference route: materialise the preprocessed matrices
+        center, scale, normalize = self._hp["center"], self._hp["scale"], self._hp["normalize"]
+        if self._hp["solver"] == "svd":  # reference route: materialise the preprocessed matrices
             x = self._prep(x, None)
             y = self._prep(y, None)
             mx = x.mean(dim=0) if center else torch.zeros_like(x[0])
@@ -320,8 +294,24 @@ def _sqrt_gram(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch
     return (V / s) @ V.T, (V * s) @ V.T
 
 
+def _normalize_steps(value: Any) -> tuple[str, ...]:
+    steps = (value,) if isinstance(value, str) else tuple(value)
+    for step in steps:
+        check_choice(step, NORMALIZE_STEPS, "normalize step")
+    return steps
+
+
+@register_aligner(
+    "vecmap",
+    constraints={
+        "reweight": {"low": 0.0},
+        "dim": {"low": 1},
+        "normalize": {"validator": _normalize_steps},
+        "solver": {"choices": SOLVERS},
+    },
+)
 class VecMap(Aligner):
-    """Artetxe, Labaka, Agirre's multi-step linear mapping (the supervised vecmap framework), METHODS §4.2.
+    """Artetxe, Labaka, Agirre's multi-step linear mapping (the supervised vecmap framework), docs/methods.md §4.2.
 
     "Generalizing and improving bilingual word embedding mappings with a multi-step framework of linear
     transformations", AAAI 2018; code artetxem/vecmap ``map_embeddings.py`` (also used by "A robust
@@ -355,26 +345,23 @@ class VecMap(Aligner):
         dewhiten: bool = True,
         normalize: tuple[str, ...] = ("unit", "center", "unit"),
         dim: int | None = None,
+        solver: str = "auto",
     ) -> None:
         self.whiten = whiten
         self.reweight = reweight
         self.dewhiten = dewhiten
         self.normalize = normalize
         self.dim = dim
+        self.solver = solver
 
     def _steps(self) -> tuple[str, ...]:
-        steps = (self.normalize,) if isinstance(self.normalize, str) else tuple(self.normalize)
-        for s in steps:
-            check_choice(s, NORMALIZE_STEPS, "normalize step")
-        return steps
+        return self._hp["normalize"]  # type: ignore[no-any-return]
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        whiten = _check_bool(self.whiten, "whiten")
-        dewhiten = _check_bool(self.dewhiten, "dewhiten")
-        p = _check_number(self.reweight, "reweight")
-        dim = _check_count(self.dim, "dim")
-        steps = self._steps()
-        solver = _check_solver(self)
+        hp = self._hp
+        whiten, dewhiten, p, dim, steps, solver = (
+            hp["whiten"], hp["dewhiten"], hp["reweight"], hp["dim"], hp["normalize"], hp["solver"]
+        )  # fmt: skip
         n, dx, dy = x.shape[0], x.shape[1], y.shape[1]
         gram = solver == "gram" or (solver == "auto" and (n >= _GRAM_MIN_RATIO * max(dx, dy) or not whiten))
         if gram:
@@ -435,6 +422,7 @@ class VecMap(Aligner):
 # ------------------------------------------------------------------------------------------------ CCA
 
 
+@register_aligner("cca", constraints={"n_components": {"low": 1}, "reg": {"low": 0.0}, "solver": {"choices": SOLVERS}})
 class CCAAligner(Aligner):
     """Canonical correlation analysis as an aligner: both sides map to k canonical variates.
 
@@ -458,14 +446,13 @@ class CCAAligner(Aligner):
     _arrays: ClassVar[tuple[str, ...]] = ("weights_x_", "weights_y_", "mean_x_", "mean_y_", "correlations_")
     _min_pairs: ClassVar[int] = 3
 
-    def __init__(self, n_components: int | None = None, reg: float = 1e-6) -> None:
+    def __init__(self, n_components: int | None = None, reg: float = 1e-6, solver: str = "auto") -> None:
         self.n_components = n_components
         self.reg = reg
+        self.solver = solver
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        k_req = _check_count(self.n_components, "n_components")
-        reg = _check_number(self.reg, "reg")
-        solver = _check_solver(self)
+        k_req, reg, solver = self._hp["n_components"], self._hp["reg"], self._hp["solver"]
         n = x.shape[0]
         names = ("X", "Y")
         gram = solver == "gram" or (solver == "auto" and n >= _GRAM_MIN_RATIO * max(x.shape[1], y.shape[1]))
@@ -521,6 +508,7 @@ class CCAAligner(Aligner):
 # ---------------------------------------------------------------------------------------------- Ridge
 
 
+@register_aligner("ridge", constraints={"alpha": {"low": 0.0}, "solver": {"choices": SOLVERS}})
 class Ridge(Aligner):
     """Ridge (affine) map X → Y: ``W = (X_cᵀX_c + λI)^{-1}X_cᵀY_c``, ``b = ȳ − x̄W``.
 
@@ -543,14 +531,13 @@ class Ridge(Aligner):
     _scalars: ClassVar[tuple[str, ...]] = ("alpha_",)
     _min_pairs: ClassVar[int] = 3
 
-    def __init__(self, alpha: float | None = None, fit_intercept: bool = True) -> None:
+    def __init__(self, alpha: float | None = None, fit_intercept: bool = True, solver: str = "auto") -> None:
         self.alpha = alpha
         self.fit_intercept = fit_intercept
+        self.solver = solver
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        intercept = _check_bool(self.fit_intercept, "fit_intercept")
-        lam = None if self.alpha is None else _check_number(self.alpha, "alpha")
-        solver = _check_solver(self)
+        intercept, lam, solver = self._hp["fit_intercept"], self._hp["alpha"], self._hp["solver"]
         n, d = x.shape
         if solver == "gram" or (solver == "auto" and n >= _GRAM_MIN_RATIO * d):
             fitted = self._fit_gram(x, y, lam, intercept, check=solver == "auto")
@@ -640,6 +627,7 @@ class Ridge(Aligner):
 # ----------------------------------------------------------------------------------------------- ASIF
 
 
+@register_aligner("asif", constraints={"n_anchors": {"low": 1}, "k": {"low": 1}, "p": {"low": 0.0, "low_open": True}})
 class ASIF(Aligner):
     """Training-free alignment through relative representations over paired anchors.
 
@@ -663,9 +651,7 @@ class ASIF(Aligner):
         self.p = p
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor, *, input_dtype: torch.dtype) -> None:
-        n_anchors = _check_count(self.n_anchors, "n_anchors")
-        _check_count(self.k, "k", allow_none=False)
-        _check_number(self.p, "p", strict=True)
+        n_anchors = self._hp["n_anchors"]
         if n_anchors is not None and n_anchors > x.shape[0]:
             raise ValueError(f"n_anchors={n_anchors} exceeds the {x.shape[0]} training pairs")
         m = x.shape[0] if n_anchors is None else n_anchors
@@ -674,11 +660,11 @@ class ASIF(Aligner):
 
     def _codes(self, t: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         sims = unit_rows(t) @ anchors.T
-        k = min(int(self.k), anchors.shape[0])
+        k = min(self._hp["k"], anchors.shape[0])
         if k < anchors.shape[0]:
             vals, idx = sims.topk(k, dim=1)
             sims = torch.zeros_like(sims).scatter_(1, idx, vals)
-        codes = sims.clamp_min(0.0) ** float(self.p)
+        codes = sims.clamp_min(0.0) ** self._hp["p"]
         return unit_rows(codes)
 
     def _transform_x(self, x: torch.Tensor) -> torch.Tensor:

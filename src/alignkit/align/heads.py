@@ -1,7 +1,7 @@
 """Trainable heads that map a frozen embedding space into a shared space (the loss L2-normalises outputs).
 
 Heads follow SAIL (Zhang et al., "Assessing and Learning Alignment of Unimodal Vision and Language
-Models", CVPR 2025; lezhang7/SAIL ``model/linear.py``) and STRUCTURE's heads (METHODS §4.6):
+Models", CVPR 2025; lezhang7/SAIL ``model/linear.py``) and STRUCTURE's heads (docs/methods.md §4.6):
 
 - ``LinearHead``     ``z = W·LN?(x) + b``, Xavier-uniform W, zero b.
 - ``MLPHead``        ``Linear → (act, Linear) × (n_layers − 1)``; hidden 4·d_in by default (SAIL SiglipMLP).
@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from alignkit._validation import check_choice
+from alignkit.registry import Entry, ParamSchema, Registry
 
-HEADS: tuple[str, ...] = ("linear", "mlp", "star", "reslowrank")
 ACTIVATIONS: tuple[str, ...] = ("gelu", "relu", "silu")
 
 
@@ -169,18 +170,38 @@ class ResLowRankHead(nn.Module):
         return self.P(x) + self.alpha * self.W2(self.branch(self.W1(x)))
 
 
-_HEAD_CLASSES: dict[str, type[nn.Module]] = {
-    "linear": LinearHead,
-    "mlp": MLPHead,
-    "star": StarMLP,
-    "reslowrank": ResLowRankHead,
-}
+@dataclass(frozen=True)
+class HeadInfo(Entry[type]):
+    """A registered head: an ``nn.Module`` class built as ``cls(d_in, d_out, **params)``."""
+
+
+#: Heads by the name ``HeadAligner(head=...)`` and a run config use.
+HEADS: Registry[HeadInfo] = Registry("head")
+
+
+def register_head(
+    name: str, cls: type[nn.Module], *, constraints: dict[str, dict[str, Any]] | None = None, replace: bool = False
+) -> HeadInfo:
+    """Register a head class ``cls(d_in, d_out, **params)``; its other parameters form the schema."""
+    schema = ParamSchema.from_callable(cls.__init__, skip=2, **(constraints or {}))
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return HEADS.add(HeadInfo(name, cls, doc[0] if doc else "", schema), replace=replace)
+
+
+register_head("linear", LinearHead)
+register_head(
+    "mlp", MLPHead, constraints={"hidden": {"low": 1}, "n_layers": {"low": 1}, "act": {"choices": ACTIVATIONS}}
+)
+register_head("star", StarMLP, constraints={"expansion": {"low": 1}})
+register_head(
+    "reslowrank",
+    ResLowRankHead,
+    constraints={"rank": {"low": 1}, "dropout": {"low": 0.0, "high": 1.0, "high_open": True}},
+)
 
 
 def build_head(kind: str, d_in: int, d_out: int, **kw: Any) -> nn.Module:
-    """A head by name (``linear``, ``mlp``, ``star``, ``reslowrank``); ``kw`` go to its constructor."""
-    check_choice(kind, HEADS, "head")
-    try:
-        return _HEAD_CLASSES[kind](d_in, d_out, **kw)
-    except TypeError as exc:
-        raise TypeError(f"head {kind!r}: {exc}") from exc
+    """A registered head by name (``linear``, ``mlp``, ``star``, ``reslowrank``, or yours); ``kw`` are
+    checked against its schema and go to its constructor."""
+    info = HEADS.get(kind)
+    return info.obj(d_in, d_out, **info.schema.validate(kw, f"head {kind!r}"))  # type: ignore[no-any-return]

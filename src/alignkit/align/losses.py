@@ -2,7 +2,7 @@
 
 Every function takes embeddings (rows = items), returns a scalar tensor that carries gradients, and validates
 its inputs without detaching them. Modules hold learnable parameters (temperatures, logit scale, bias) where the
-method has them. Formulas and defaults follow METHODS.md §4.7, §3.1 and §3.3.
+method has them. Formulas and defaults follow docs/methods.md §4.7, §3.1 and §3.3.
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ def structure_lambda(step: int, lam: float = 10.0, warmup: int = 1000) -> float:
 
 
 class StructureRegularizer:
-    """STRUCTURE's weighted regulariser on both sides: ``λ_t·(R_S(X, Z_X) + R_S(Y, Z_Y))/2`` (METHODS §4.7).
+    """STRUCTURE's weighted regulariser on both sides: ``λ_t·(R_S(X, Z_X) + R_S(Y, Z_Y))/2`` (docs/methods.md §4.7).
 
     ``X``, ``Y`` are the frozen input batches and ``Z_X``, ``Z_Y`` the head outputs on them; R_S is
     :func:`structure_reg` (``levels``, ``tau``, ``margin``, ``weighting``, ``divergence``) and

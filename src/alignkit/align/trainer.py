@@ -3,14 +3,14 @@
 ``fit_heads`` minimises ``loss(head_x(X_b), head_y(Y_b))`` over mini-batches of paired rows with AdamW
 (or Lion), linear warm-up then cosine decay, gradient clipping and early stopping on validation top-1
 retrieval X→Y, as SAIL (Zhang et al., "Assessing and Learning Alignment of Unimodal Vision and Language
-Models", CVPR 2025) and STRUCTURE train their heads on cached embeddings (METHODS §4.6-4.7).
+Models", CVPR 2025) and STRUCTURE train their heads on cached embeddings (docs/methods.md §4.6-4.7).
 
-Choices where METHODS is silent:
+Choices where docs/methods.md is silent:
 
 - Batches: a seeded permutation per epoch; ``b = min(batch_size, n)`` and the ``n mod b`` leftover rows
   of each epoch are skipped (a tiny last batch is a poor contrastive batch); they differ every epoch.
 - Weight decay applies only to head matrices (ndim ≥ 2); biases, LayerNorm, ``alpha_logit`` and every
-  loss parameter (temperature, SigLIP scale and bias: a METHODS pitfall) are never decayed.
+  loss parameter (temperature, SigLIP scale and bias: a docs/methods.md §4.7 pitfall) are never decayed.
 - Randomness: the permutation generator and the dropout RNG are re-seeded from ``(seed, epoch)`` at the
   start of each epoch (inside ``torch.random.fork_rng``, so the caller's global RNG is untouched). The
   RNG state of a run is therefore just ``(seed, epoch)``, and a resumed run is bit-identical.
@@ -37,16 +37,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from alignkit._common import optional_import, unit_rows
 from alignkit._progress import progress as _progress
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
-from alignkit.align.base import Aligner
+from alignkit.align.base import Aligner, register_aligner
 from alignkit.align.heads import HEADS, build_head
+from alignkit.align.loss_registry import LOSSES, build_loss, two_view_losses
 from alignkit.align.losses import StructureRegularizer
 from alignkit.io import atomic_write_bytes, atomic_write_text
-from alignkit.metrics.retrieval import retrieval_ranks
+from alignkit.ranking import X_TO_Y, paired_ranks, rank_summary
 
 OPTIMIZERS: tuple[str, ...] = ("adamw", "lion")
-LOSSES: tuple[str, ...] = ("infonce", "siglip")
 CHECKPOINT_FORMAT = "alignkit.trainer.checkpoint/1"
 _CKPT_TENSORS = "checkpoint.safetensors"
 _CKPT_JSON = "checkpoint.json"
@@ -121,14 +122,8 @@ def _param_groups(mods: dict[str, nn.Module], weight_decay: float) -> list[dict[
 def _make_optimizer(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
-    try:
-        from lion_pytorch import Lion
-    except ImportError as exc:
-        raise ImportError(
-            "optimizer='lion' needs the lion-pytorch package (pip install lion-pytorch), which is not installed; "
-            "use optimizer='adamw'"
-        ) from exc
-    return Lion(groups, lr=lr)
+    lion = optional_import("lion_pytorch", what="optimizer='lion' (or use optimizer='adamw')", package="lion-pytorch")
+    return lion.Lion(groups, lr=lr)  # type: ignore[no-any-return]
 
 
 def _embed(head: nn.Module, X: torch.Tensor, device: torch.device, dtype: torch.dtype, block: int) -> torch.Tensor:
@@ -143,9 +138,10 @@ def _embed(head: nn.Module, X: torch.Tensor, device: torch.device, dtype: torch.
 
 
 def _val_r1(head_x: nn.Module, head_y: nn.Module, Xv: torch.Tensor, Yv: torch.Tensor, device, dtype) -> float:
+    """Validation R@1 X → Y of the held-out pairs: cosine, ties by expectation (not hits), as ``Aligner.score``."""
     zx = _embed(head_x, Xv, device, dtype, 8192)
     zy = _embed(head_y, Yv, device, dtype, 8192)
-    return float((retrieval_ranks(zx, zy, metric="cosine") == 1).double().mean())
+    return rank_summary(paired_ranks(zx, zy, metric="cosine")[X_TO_Y], (1,))["R@1"]
 
 
 def _state(mods: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -501,15 +497,6 @@ def fit_heads(
 # ------------------------------------------------------------------------------------------ estimator
 
 
-def _build_loss(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    check_choice(name, LOSSES, "loss")
-    try:
-        from alignkit.align.losses import InfoNCE, SigLIP
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError(f"loss={name!r} needs alignkit.align.losses: {exc}") from exc
-    return (InfoNCE if name == "infonce" else SigLIP)(**kwargs)
-
-
 def _flatten(mods: dict[str, nn.Module]) -> np.ndarray:
     parts = [v.detach().cpu().double().reshape(-1) for v in _state(mods).values()]
     return torch.cat(parts).numpy() if parts else np.zeros(0)
@@ -527,6 +514,43 @@ def _unflatten(mods: dict[str, nn.Module], flat: np.ndarray) -> None:
     _load_state(mods, out)
 
 
+def _two_view_loss(name: str) -> str:
+    if not LOSSES.get(name).two_view:
+        raise ValueError(f"loss {name!r} cannot train two heads on paired rows; use one of {two_view_losses()}")
+    return name
+
+
+def _known_head(name: str) -> str:
+    return HEADS.get(name).name
+
+
+def _optional_dict(value: Any) -> Any:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"must be a mapping of parameter names to values or None; got {type(value).__name__}")
+    return value
+
+
+@register_aligner(
+    "head",
+    constraints={
+        "head": {"validator": _known_head},
+        "loss": {"validator": _two_view_loss},
+        "d_out": {"low": 1},
+        "head_kwargs": {"validator": _optional_dict},
+        "loss_kwargs": {"validator": _optional_dict},
+        "structure": {"low": 0.0},
+        "structure_kwargs": {"validator": _optional_dict},
+        "epochs": {"low": 1},
+        "batch_size": {"low": 2},
+        "lr": {"low": 0.0, "low_open": True},
+        "weight_decay": {"low": 0.0},
+        "warmup_steps": {"low": 0},
+        "optimizer": {"choices": OPTIMIZERS},
+        "grad_clip": {"low": 0.0, "low_open": True},
+        "patience": {"low": 1},
+        "val_fraction": {"low": 0.0, "high": 1.0, "high_open": True},
+    },
+)
 class HeadAligner(Aligner):
     """Two trainable heads (or one ``shared`` head) mapping X and Y into a d_out-dimensional shared space,
     trained with ``fit_heads`` under symmetric InfoNCE or SigLIP (SAIL: Zhang et al., "Assessing and Learning
@@ -548,7 +572,7 @@ class HeadAligner(Aligner):
     ``warmup_steps``, handy for short runs on few pairs, where 1,000 steps may never be reached). R_S costs
     O(L·b²·d + (L−1)·b³) per batch of b pairs. λ = 0 trains exactly like ``structure=None``.
 
-    Defaults for few pairs (cached-embedding alignment often has 10³–10⁴ pairs; METHODS is silent on both):
+    Defaults for few pairs (cached-embedding alignment often has 10³–10⁴ pairs; docs/methods.md is silent on both):
 
     - ``batch_size=None`` uses ``b = min(4096, max(256, n // 8))`` for n training pairs, so an epoch has ≥ 8
       steps once n ≥ 2,048 (a fixed 4,096 gives one full-batch step per epoch below 4,096 pairs: 20 steps in
@@ -567,7 +591,7 @@ class HeadAligner(Aligner):
       On 768 Bible pairs (60 steps, warm-up on) star + SigLIP reached 3 % top-1 at lr 1e-3 and 46 % at 3e-4;
       on 32-d inputs (fan-in 256) 1e-3 is right.
     - ``loss="siglip"`` uses the official per-row sum ``−(1/N)Σ_iΣ_j`` unless ``loss_kwargs`` sets
-      ``reduction`` (the ``SigLIP`` module keeps SAIL's mean over N² entries, METHODS §4.7). Under AdamW the
+      ``reduction`` (the ``SigLIP`` module keeps SAIL's mean over N² entries, docs/methods.md §4.7). Under AdamW the
       two differ only through gradient clipping: SAIL's mean makes the gradient N× smaller, so ``grad_clip=1``
       never acts. On the 768 pairs above: mean 46 %, per-row sum 59 %, mean with ``grad_clip=1/256`` 61 %.
     """
@@ -623,53 +647,47 @@ class HeadAligner(Aligner):
         self.progress = progress
 
     def _build(self, d_x: int, d_y: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-        check_choice(self.head, HEADS, "head")
-        if self.shared and d_x != d_y:
+        hp = self._hp
+        if hp["shared"] and d_x != d_y:
             raise ValueError(f"shared=True needs X and Y of one dimension; got d_x={d_x}, d_y={d_y}")
-        kw = dict(self.head_kwargs or {})
+        kw = dict(hp["head_kwargs"] or {})
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
-            hx = build_head(self.head, d_x, int(self.d_out), **kw)
-            hy = hx if self.shared else build_head(self.head, d_y, int(self.d_out), **kw)
-        loss_kw = dict(self.loss_kwargs or {})
-        if self.loss == "siglip":
+            torch.manual_seed(int(hp["seed"]))
+            hx = build_head(hp["head"], d_x, hp["d_out"], **kw)
+            hy = hx if hp["shared"] else build_head(hp["head"], d_y, hp["d_out"], **kw)
+        loss_kw = dict(hp["loss_kwargs"] or {})
+        if hp["loss"] == "siglip":
             loss_kw.setdefault("reduction", "sum_rows")
-        return hx, hy, _build_loss(self.loss, loss_kw)
+        return hx, hy, build_loss(hp["loss"], **loss_kw)
 
     def _structure(self) -> StructureRegularizer | None:
-        if self.structure is None:
-            if self.structure_kwargs:
+        if self._hp["structure"] is None:
+            if self._hp["structure_kwargs"]:
                 raise ValueError("structure_kwargs is set but structure (λ) is None; set structure=10.0 to use it")
             return None
-        return StructureRegularizer.from_kwargs(self.structure, self.structure_kwargs)
+        return StructureRegularizer.from_kwargs(self._hp["structure"], self._hp["structure_kwargs"])
 
     def fit(self, X: ArrayLike, Y: ArrayLike, val: tuple[ArrayLike, ArrayLike] | None = None) -> HeadAligner:
         """Train on paired rows ``X[i] ↔ Y[i]`` (memory-mapped arrays are read batch by batch)."""
+        hp = self._validate_params()
         structure = self._structure()
         x, y = as_pair(X, Y)
         check_min_rows(x.shape[0], self._min_pairs, type(self).__name__)
-        epochs = _check_positive_int(self.epochs, "epochs")
-        if self.batch_size is not None:
-            _check_positive_int(self.batch_size, "batch_size", 2)
-        if self.warmup_steps is not None:
-            _check_positive_int(self.warmup_steps, "warmup_steps", 0)
-        frac = _check_nonneg(self.val_fraction, "val_fraction")
-        if frac >= 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1); got {self.val_fraction!r}")
+        frac, seed = hp["val_fraction"], hp["seed"]
         if val is None and frac > 0:
             n_val = round(frac * x.shape[0])
             if n_val < 2 or x.shape[0] - n_val < 2:
                 raise ValueError(f"val_fraction={frac} leaves too few pairs to train or validate (n={x.shape[0]})")
-            perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(int(self.seed)))
+            perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
             tr, va = perm[n_val:].sort().values, perm[:n_val].sort().values
             val, x, y = (x[va], y[va]), x[tr], y[tr]
-        batch_size, warmup_steps = self._schedule(x.shape[0], epochs)
+        batch_size, warmup_steps = self._schedule(x.shape[0], hp["epochs"])
         hx, hy, loss = self._build(x.shape[1], y.shape[1])
         res = fit_heads(
-            x, y, hx, hy, loss, val=val, batch_size=batch_size, epochs=epochs, lr=self._lr(x.shape[1], y.shape[1]),
-            weight_decay=self.weight_decay, warmup_steps=warmup_steps, optimizer=self.optimizer,
-            grad_clip=self.grad_clip, patience=self.patience, seed=self.seed, device=self.device,
-            checkpoint_dir=self.checkpoint_dir, progress=self.progress, structure=structure,
+            x, y, hx, hy, loss, val=val, batch_size=batch_size, epochs=hp["epochs"],
+            lr=self._lr(x.shape[1], y.shape[1]), weight_decay=hp["weight_decay"], warmup_steps=warmup_steps,
+            optimizer=hp["optimizer"], grad_clip=hp["grad_clip"], patience=hp["patience"], seed=seed,
+            device=hp["device"], checkpoint_dir=hp["checkpoint_dir"], progress=hp["progress"], structure=structure,
         )  # fmt: skip
         self._nets = (res.head_x, res.head_y, res.loss)
         self.weights_ = _flatten(_modules(*self._nets))
@@ -680,26 +698,28 @@ class HeadAligner(Aligner):
 
     def _lr(self, d_x: int, d_y: int) -> float:
         """The set lr, or the default: 1e-3, scaled by ``min(1, 1024 / (expansion·d_in))`` for ``star`` heads."""
-        if self.lr is not None:
-            return self.lr
-        if self.head != "star":
+        hp = self._hp
+        if hp["lr"] is not None:
+            return float(hp["lr"])
+        if hp["head"] != "star":
             return 1e-3
-        expansion = (self.head_kwargs or {}).get("expansion", 8)
+        expansion = (hp["head_kwargs"] or {}).get("expansion", 8)
         fan_in = max(1, int(expansion) * max(d_x, d_y))
         return 1e-3 * min(1.0, 1024.0 / fan_in)
 
     def _schedule(self, n: int, epochs: int) -> tuple[int, int]:
         """Batch size and warm-up steps for n training pairs: the set values, or the defaults described above."""
-        batch = int(self.batch_size) if self.batch_size is not None else min(4096, max(256, n // 8))
-        if self.warmup_steps is not None:
-            return batch, int(self.warmup_steps)
+        hp = self._hp
+        batch = hp["batch_size"] if hp["batch_size"] is not None else min(4096, max(256, n // 8))
+        if hp["warmup_steps"] is not None:
+            return batch, hp["warmup_steps"]
         total = (n // min(batch, n)) * epochs
         return batch, max(1, round(0.1 * total))
 
     def _apply(self, head: nn.Module, t: torch.Tensor) -> torch.Tensor:
         p = next(head.parameters())
         z = _embed(head, t, p.device, p.dtype, 8192)
-        return (z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)).to(device=t.device, dtype=torch.float64)
+        return unit_rows(z).to(device=t.device, dtype=torch.float64)
 
     def _transform_x(self, x: torch.Tensor) -> torch.Tensor:
         return self._apply(self.head_x_, x)

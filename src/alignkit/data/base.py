@@ -181,7 +181,7 @@ def update_bytes(h: Any, b: bytes | memoryview) -> None:
 def update_array(h: Any, a: np.ndarray) -> None:
     a = np.ascontiguousarray(a)
     update_str(h, json.dumps([a.dtype.str, list(a.shape)]))
-    update_bytes(h, memoryview(a).cast("B"))
+    update_bytes(h, a.data.cast("B"))
 
 
 class Subset(Dataset):

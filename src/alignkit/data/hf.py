@@ -6,21 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from alignkit._common import optional_import
 from alignkit.data.audio import wav_to_float
 from alignkit.data.base import MODALITIES, Dataset, update_str
 from alignkit.data.image import to_rgb_or_l
 
 
 def _import_datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError(
-            "HFDataset needs the Hugging Face `datasets` package: pip install datasets "
-            "(or pip install 'alignkit[hf]'); it downloads from the Hub, so it also needs network access "
-            "the first time a dataset is used"
-        ) from None
-    return datasets
+    # The Hub is also needed (network access) the first time a dataset is used.
+    return optional_import("datasets", "hf", what="HFDataset (Hugging Face datasets)")
 
 
 def _feature_kind(feature: Any) -> str:
@@ -109,7 +103,7 @@ class HFDataset(Dataset):
         self._set_ids(ds[id_column] if id_column is not None else range(n), where)
         if label_column is not None:
             feat = features.get(label_column)
-            class_names = list(feat.names) if _feature_kind(feat) == "label" else None
+            class_names = list(feat.names) if feat is not None and _feature_kind(feat) == "label" else None
             self._set_labels(ds[label_column], class_names)
 
     def items(self, start: int = 0, stop: int | None = None) -> list[Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from alignkit._common import optional_import
 from alignkit._progress import progress as progress_bar
 from alignkit.data.base import Dataset, update_array, update_str
 
@@ -29,13 +30,7 @@ ON_ERROR = ("raise", "skip")
 
 
 def _pil() -> Any:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImportError(
-            "reading image files needs Pillow: pip install pillow (or pip install 'alignkit[vision]')"
-        ) from None
-    return Image
+    return optional_import("PIL.Image", "vision", what="reading image files", package="pillow")
 
 
 def to_rgb_or_l(im: Any) -> Any:

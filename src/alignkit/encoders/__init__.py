@@ -6,6 +6,26 @@ libraries (transformers, torchvision, ...) are imported only when an encoder is 
 """
 
 from alignkit.encoders import audio, offline_text, offline_vision_audio, text, vision  # noqa: F401  (registration)
-from alignkit.encoders.base import Encoder, available_encoders, load_encoder, register_family, register_named
+from alignkit.encoders.base import (
+    ENCODERS,
+    Encoder,
+    EncoderOutputError,
+    available_encoders,
+    check_encoder_options,
+    encoder_info,
+    load_encoder,
+    register_family,
+    register_named,
+)
 
-__all__ = ["Encoder", "available_encoders", "load_encoder", "register_family", "register_named"]
+__all__ = [
+    "ENCODERS",
+    "Encoder",
+    "EncoderOutputError",
+    "available_encoders",
+    "check_encoder_options",
+    "encoder_info",
+    "load_encoder",
+    "register_family",
+    "register_named",
+]

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from .base import Encoder, register_family
-from .vision import batch_starts
 
 WHISPER_SAMPLE_RATE = 16_000
 
@@ -116,7 +115,7 @@ class WhisperStyleEncoder(Encoder):
         super().__init__(device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         self.id = encoder_id
         self._identity = dict(identity)
-        self.encoder = encoder.eval().to(device=self.device, dtype=self.dtype)
+        self.encoder = self._place(encoder)
         self.feature_extractor = feature_extractor
         self.sampling_rate = int(getattr(feature_extractor, "sampling_rate", WHISPER_SAMPLE_RATE))
         self.chunk_samples = int(getattr(feature_extractor, "n_samples", 30 * self.sampling_rate))
@@ -161,19 +160,13 @@ class WhisperStyleEncoder(Encoder):
                 f"(first: item {long[0]}) are truncated to the model's window",
                 stacklevel=2,
             )
-        if not waves or not wanted:
-            return {n: torch.empty(0, self.width) for n in wanted}
-        bs = self.batch_size
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
-        last = wanted[-1]
-        for start in batch_starts(len(waves), bs, self.progress, f"encode {self.id}"):
-            batch = waves[start : start + bs]
+
+        def run(batch: Sequence[np.ndarray], start: int) -> dict[str, torch.Tensor]:
             counts = torch.tensor([audio_frame_count(len(w), self.n_frames, self.chunk_samples) for w in batch])
             feats = self.features(batch).to(device=self.device, dtype=self.dtype)
-            pooled = self._run(feats, counts, wanted, last)
-            for n in wanted:
-                chunks[n].append(pooled[n].cpu())
-        return {n: torch.cat(c) for n, c in chunks.items()}
+            return self._run(feats, counts, wanted, wanted[-1])
+
+        return self._batched(waves, wanted, run)
 
     def _run(self, feats: torch.Tensor, counts: torch.Tensor, wanted: list[str], last: str) -> dict[str, torch.Tensor]:
         pooled: dict[str, torch.Tensor] = {}
@@ -215,7 +208,10 @@ class WhisperStyleEncoder(Encoder):
         return pooled
 
 
-@register_family("whisper", "Whisper encoder over transformers.WhisperModel.from_pretrained (network for weights)")
+@register_family(
+    "whisper",
+    "Whisper encoder over transformers.WhisperModel.from_pretrained (network for weights)",
+)
 def _whisper_factory(
     name: str,
     revision: str | None = None,

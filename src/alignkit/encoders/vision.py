@@ -30,14 +30,14 @@ from __future__ import annotations
 import importlib
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .base import Encoder, register_family
+from .base import Encoder, batch_starts, register_family  # noqa: F401  (batch_starts: re-exported from base)
 
 # ----------------------------------------------------------------------------------------- optional imports
 
@@ -130,6 +130,11 @@ def image_to_pil(item: Any, index: int | str = "?") -> Any:
     return pil.fromarray(image_to_rgb_array(item, index))
 
 
+def grey_probe_image() -> np.ndarray:
+    """A mid-grey 224×224 RGB image: the probe that reveals the widths of encoders that declare none."""
+    return np.full((224, 224, 3), 128, dtype=np.uint8)
+
+
 # ------------------------------------------------------------------------------------------------ pooling
 
 
@@ -217,17 +222,6 @@ def resolve_blocks(model: nn.Module, blocks: Sequence[str] | None = None) -> lis
     )
 
 
-def batch_starts(n: int, batch_size: int, progress: bool | None, desc: str) -> Iterator[int]:
-    """Start offsets of the batches of ``n`` items, with a tqdm bar (``progress=None``: only on a terminal,
-    never for a single batch)."""
-    from tqdm.auto import tqdm
-
-    n_batches = -(-n // batch_size)
-    disable = True if n_batches <= 1 else (None if progress is None else not progress)
-    for b in tqdm(range(n_batches), desc=desc, disable=disable, unit="batch"):
-        yield b * batch_size
-
-
 class _StopForward(Exception):
     """Raised by a hook once every requested layer has been captured, to skip the rest of the forward."""
 
@@ -287,11 +281,10 @@ class HookedImageEncoder(Encoder):
     model: nn.Module
     block_names: list[str]
     _poolers: dict[str, Callable[[Any], torch.Tensor]]
-    _dims: dict[str, int] | None = None
     has_final: bool = True
 
     def _setup(self) -> None:
-        self.model.eval().to(device=self.device, dtype=self.dtype)
+        self.model = self._place(self.model)
         self._capture = BlockCapture(self.model, self._poolers)
 
     @property
@@ -300,11 +293,7 @@ class HookedImageEncoder(Encoder):
 
     @property
     def dims(self) -> dict[str, int]:
-        if self._dims is None:  # one probe forward on a mid-grey image
-            probe = np.full((224, 224, 3), 128, dtype=np.uint8)
-            out = self.encode([probe])
-            self._dims = {name: int(t.shape[1]) for name, t in out.items()}
-        return dict(self._dims)
+        return self._probe_dims(grey_probe_image())
 
     @abstractmethod
     def _preprocess(self, items: Sequence[Any], start: int) -> torch.Tensor:
@@ -317,21 +306,15 @@ class HookedImageEncoder(Encoder):
     @torch.no_grad()
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         wanted = self.check_layers(layers)
-        if not items or not wanted:
-            dims = self.dims if wanted else {}
-            return {n: torch.empty(0, dims[n]) for n in wanted}
         want_final = "final" in wanted
         blocks = [n for n in wanted if n != "final"]
-        bs = self.batch_size
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
-        for start in batch_starts(len(items), bs, self.progress, f"encode {self.id}"):
-            x = self._preprocess(items[start : start + bs], start).to(device=self.device, dtype=self.dtype)
-            outs, final = self._capture.run(blocks, lambda x=x: self._final(x), stop_early=not want_final)
-            for n in blocks:
-                chunks[n].append(outs[n].cpu())
-            if want_final:
-                chunks["final"].append(final.float().cpu())
-        return {n: torch.cat(c) for n, c in chunks.items()}
+
+        def run(batch: Sequence[Any], start: int) -> dict[str, torch.Tensor]:
+            x = self._preprocess(batch, start).to(device=self.device, dtype=self.dtype)
+            outs, final = self._capture.run(blocks, lambda: self._final(x), stop_early=not want_final)
+            return {**outs, "final": final} if want_final else outs
+
+        return self._batched(items, wanted, run)
 
 
 # -------------------------------------------------------------------------------------------- torchvision
@@ -547,10 +530,9 @@ class _OpenClipBase(Encoder):
         self.model_name, self.pretrained, self.tower = model_name, pretrained, tower
         self.id = f"open_clip:{model_name}/{pretrained}#{tower}"
         model, _, preprocess = oc.create_model_and_transforms(model_name, pretrained=pretrained)
-        self.model = model.eval().to(device=self.device, dtype=self.dtype)
+        self.model = self._place(model)
         self.preprocess = preprocess
         self.oc_version = getattr(oc, "__version__", None)
-        self._dims: dict[str, int] | None = None
         return oc
 
     def identity(self) -> dict[str, Any]:
@@ -614,28 +596,22 @@ class OpenClipImageEncoder(_OpenClipBase):
 
     @property
     def dims(self) -> dict[str, int]:
-        if self._dims is None:
-            out = self.encode([np.full((224, 224, 3), 128, dtype=np.uint8)])
-            self._dims = {n: int(t.shape[1]) for n, t in out.items()}
-        return dict(self._dims)
+        return self._probe_dims(grey_probe_image())
 
     @torch.no_grad()
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         wanted = self.check_layers(layers)
         want_final = "final" in wanted
         blocks = [n[len("visual.") :] for n in wanted if n != "final"]
-        bs = self.batch_size
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
-        for start in batch_starts(len(items), bs, self.progress, f"encode {self.id}"):
-            batch = items[start : start + bs]
+
+        def run(batch: Sequence[Any], start: int) -> dict[str, torch.Tensor]:
             x = torch.stack([self.preprocess(image_to_pil(it, start + i)) for i, it in enumerate(batch)])
             x = x.to(device=self.device, dtype=self.dtype)
-            outs, final = self._capture.run(blocks, lambda x=x: self.model.encode_image(x), not want_final)
-            for b in blocks:
-                chunks[f"visual.{b}"].append(outs[b].float().cpu())
-            if want_final:
-                chunks["final"].append(final.float().cpu())
-        return {n: torch.cat(c) if c else torch.empty(0, 0) for n, c in chunks.items()}
+            outs, final = self._capture.run(blocks, lambda: self.model.encode_image(x), not want_final)
+            out = {f"visual.{b}": outs[b] for b in blocks}
+            return {**out, "final": final} if want_final else out
+
+        return self._batched(items, wanted, run)
 
 
 class OpenClipTextEncoder(_OpenClipBase):
@@ -677,10 +653,7 @@ class OpenClipTextEncoder(_OpenClipBase):
 
     @property
     def dims(self) -> dict[str, int]:
-        if self._dims is None:
-            out = self.encode(["a photo"])
-            self._dims = {n: int(t.shape[1]) for n, t in out.items()}
-        return dict(self._dims)
+        return self._probe_dims("a photo")
 
     def _eot_index(self, text: torch.Tensor, seq_len: int) -> torch.Tensor:
         if self._pool_type == "first":
@@ -708,32 +681,36 @@ class OpenClipTextEncoder(_OpenClipBase):
                 raise TypeError(f"text item {i}: expected str; got {type(it).__name__}")
         want_final = "final" in wanted
         blocks = [n[len("text.") :] for n in wanted if n != "final"]
-        bs = self.batch_size
         capture = BlockCapture(self._transformer.resblocks, {b: self._pool for b in blocks}) if blocks else None
-        chunks: dict[str, list[torch.Tensor]] = {n: [] for n in wanted}
-        for start in batch_starts(len(items), bs, self.progress, f"encode {self.id}"):
-            text = self.tokenizer(list(items[start : start + bs])).to(self.device)
+
+        def run(batch: Sequence[Any], start: int) -> dict[str, torch.Tensor]:
+            text = self.tokenizer(list(batch)).to(self.device)
             self._index = self._eot_index(text, text.shape[1])
             if capture is not None:
-                outs, final = capture.run(blocks, lambda t=text: self.model.encode_text(t), not want_final)
+                outs, final = capture.run(blocks, lambda: self.model.encode_text(text), not want_final)
             else:
                 outs, final = {}, self.model.encode_text(text)
-            for b in blocks:
-                chunks[f"text.{b}"].append(outs[b].float().cpu())
-            if want_final:
-                chunks["final"].append(final.float().cpu())
-        return {n: torch.cat(c) if c else torch.empty(0, 0) for n, c in chunks.items()}
+            out = {f"text.{b}": outs[b] for b in blocks}
+            return {**out, "final": final} if want_final else out
+
+        return self._batched(items, wanted, run)
 
 
 # ----------------------------------------------------------------------------------------------- registry
 
 
-@register_family("torchvision", "torchvision.models.get_model(name, weights=...) (network for weights); every block")
+@register_family(
+    "torchvision",
+    "torchvision.models.get_model(name, weights=...) (network for weights); every block",
+    options=TorchvisionEncoder,
+)
 def _torchvision_factory(name: str, **options: Any) -> Encoder:
     return TorchvisionEncoder(name, **options)
 
 
-@register_family("timm", "timm.create_model(name, pretrained=True) (network for weights); every block")
+@register_family(
+    "timm", "timm.create_model(name, pretrained=True) (network for weights); every block", options=TimmEncoder
+)
 def _timm_factory(name: str, **options: Any) -> Encoder:
     return TimmEncoder(name, **options)
 

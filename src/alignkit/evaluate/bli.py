@@ -1,4 +1,4 @@
-"""Bilingual lexicon induction P@k with NN and CSLS retrieval, and coverage (METHODS §5.3)."""
+"""Bilingual lexicon induction P@k with NN and CSLS retrieval, and coverage (docs/methods.md §5.3)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignkit._validation import ArrayLike, as_matrix, check_choice
-from alignkit.evaluate.retrieval import (
-    SCORINGS,
-    check_ks,
-    check_same_dim,
-    csls_radius,
-    gold_ranks,
-    normalize_rows,
-    pad_gold,
-)
+from alignkit._common import unit_rows
+from alignkit._validation import ArrayLike, as_matrix, check_choice, check_ks, check_same_dim
+from alignkit.evaluate.retrieval import SCORINGS, csls_radius, gold_ranks, pad_gold
 from alignkit.evaluate.rows import Row, make_row
 
 
@@ -34,8 +27,9 @@ def bli(
     **tags: Any,
 ) -> list[Row]:
     """Word translation P@k: source word i (a row of the mapped ``src_emb``) retrieves among all rows of
-    ``tgt_emb``; it is correct at k if any of its gold translations ``gold[i]`` is in the top k (strict
-    ranks, ties go to the gold word).
+    ``tgt_emb``; it is correct at k if any of its gold translations ``gold[i]`` is in the top k. Ties are not
+    hits: a word whose best gold translation trails g words and ties with t others counts
+    ``clip((k − g)/(t + 1), 0, 1)``, the expectation under random tie-breaking (:mod:`alignkit.ranking`).
 
     CSLS: ``2cos(Wx, y) − r_T(Wx) − r_S(y)``, r_T over the target vocabulary, r_S over the source
     vocabulary (the first ``n_src_vocab`` rows of ``src_emb``; all rows by default), K = ``csls_k``
@@ -87,22 +81,21 @@ def bli(
     rows = [make_row("coverage", n_cov / n_test, tags, **base)]
     if n_cov == 0:
         raise ValueError("no test word is covered (all OOV): P@k is undefined on covered words")
-    S = normalize_rows(src)
-    T = normalize_rows(tgt)
+    S = unit_rows(src.double())
+    T = unit_rows(tgt.double())
     idx = torch.as_tensor(covered, dtype=torch.long, device=S.device)
     Q = S[idx]
     gold_t = pad_gold(targets, S.device)
     for sc in scorings:
         extra: dict[str, Any] = {}
+        r_t = r_s = None
         if sc == "csls":
             r_t = csls_radius(Q, T, csls_k)
             r_s = csls_radius(T, S[:n_src_vocab], csls_k)
-            ranks = gold_ranks(Q, T, gold_t, r_queries=r_t, r_gallery=r_s)
             extra["csls_k"] = int(csls_k)
-        else:
-            ranks = gold_ranks(Q, T, gold_t)
+        ranks = gold_ranks(Q, T, gold_t, r_queries=r_t, r_gallery=r_s)
         for k in ks:
-            hits = int((ranks <= k).sum())
+            hits = ranks.expected_hits(k)
             for subset, denom in (("covered", n_cov), ("strict", n_test)):
                 rows.append(make_row(f"P@{k}", hits / denom, tags, scoring=sc, subset=subset, **base, **extra))
     return rows

@@ -29,13 +29,11 @@ def linear_probe(
     ``majority_baseline`` = the largest class's share. Labels may be any hashable values.
     Alain & Bengio, "Understanding intermediate layers using linear classifier probes", ICLR workshop 2017.
     """
-    try:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-    except ImportError as exc:  # pragma: no cover - scikit-learn is in the dev environment
-        raise ImportError("linear_probe needs scikit-learn: pip install scikit-learn") from exc
+    from sklearn.linear_model import LogisticRegression  # a dependency, imported here to keep start-up light
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     x = as_matrix(X, "X").double().cpu().numpy()
     y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     if y.ndim != 1 or y.shape[0] != x.shape[0]:

@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from alignkit._common import optional_import
+
 Row = dict[str, Any]
 
 
@@ -74,8 +76,5 @@ def summarize(rows: Iterable[Row], by: Sequence[str] = ("method",), *, confidenc
 
 def to_pandas(rows: Iterable[Row]) -> Any:
     """The rows as a pandas DataFrame (needs the optional ``pandas`` extra)."""
-    try:
-        import pandas as pd
-    except ImportError as exc:  # pragma: no cover - pandas is in the test extra
-        raise ImportError("to_pandas needs pandas: pip install 'alignkit[pandas]'") from exc
+    pd = optional_import("pandas", "pandas", what="to_pandas")
     return pd.DataFrame(list(rows))

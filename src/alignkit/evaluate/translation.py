@@ -1,4 +1,4 @@
-"""Embedding translation metrics in the style of vec2vec (METHODS §5.4)."""
+"""Embedding translation metrics in the style of vec2vec (docs/methods.md §5.4)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignkit._validation import ArrayLike, as_pair
-from alignkit.evaluate.retrieval import check_ks, check_same_dim, normalize_rows
+from alignkit._common import unit_rows
+from alignkit._validation import ArrayLike, as_pair, check_ks, check_same_dim
 from alignkit.evaluate.rows import Row, make_row
+from alignkit.ranking import Ranks, rank_counts, rank_summary
 
 
 def candidate_batches(n: int, n_candidates: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,7 +53,9 @@ def translation(
     - ``mean_cosine``: ``(1/n) Σ_i cos(pred_i, target_i)``;
     - ``top{k}``: fraction whose true target is among the k most cosine-similar of ``n_candidates``
       candidates (itself + others, see :func:`candidate_batches`);
-    - ``mean_rank``: mean strict rank ``1 + #{c : cos(pred_i, t_c) > cos(pred_i, t_i)}`` (1 = best).
+    - ``mean_rank``: mean rank ``1 + g_i + t_i/2`` (1 = best), ``g_i = #{c : cos(pred_i, t_c) > cos(pred_i, t_i)}``
+      and ``t_i`` the other candidates tied with the target; ties count by expectation under random
+      tie-breaking (:mod:`alignkit.ranking`), also in ``top{k}``.
 
     Random baseline: top-1 = 1/n_candidates, mean rank (n_candidates + 1)/2 (512.5 for 1024). Jha, Zhang,
     Shmatikov & Morris, "Harnessing the universal geometry of embeddings", arXiv 2025
@@ -64,19 +67,16 @@ def translation(
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise ValueError(f"n_candidates must be a positive integer; got {n_candidates!r}")
     ks = check_ks(ks, int(n_candidates), "candidate set")
-    P, T = normalize_rows(p), normalize_rows(t)
+    P, T = unit_rows(p.double()), unit_rows(t.double())
     n = P.shape[0]
     cos = (P * T).sum(dim=1)
-    ranks = torch.empty(n, dtype=torch.long, device=P.device)
+    parts = []
     for qi, ci in candidate_batches(n, int(n_candidates), seed):
-        q = torch.as_tensor(qi, device=P.device)
-        c = torch.as_tensor(ci, device=P.device)
-        S = P[q] @ T[c].T
-        own = S[torch.arange(q.numel(), device=P.device), torch.arange(q.numel(), device=P.device)]
-        ranks[q] = 1 + (S > own[:, None]).sum(dim=1)
-    r = ranks.double()
+        q, c = torch.as_tensor(qi, device=P.device), torch.as_tensor(ci, device=P.device)
+        parts.append(rank_counts(P[q], T[c]))  # query i's target is candidate i
+    summary = rank_summary(Ranks.cat(parts), ks, prefix="top")
     base = {"n_candidates": int(n_candidates), "n_queries": n, "seed": seed}
     rows = [make_row("mean_cosine", float(cos.mean()), tags, **base)]
-    rows += [make_row(f"top{k}", float((r <= k).double().mean()), tags, **base) for k in ks]
-    rows.append(make_row("mean_rank", float(r.mean()), tags, **base))
+    rows += [make_row(f"top{k}", summary[f"top{k}"], tags, **base) for k in ks]
+    rows.append(make_row("mean_rank", summary["mean_rank"], tags, **base))
     return rows

@@ -1,4 +1,4 @@
-"""Zero-shot classification with text prototypes (METHODS §5.2)."""
+"""Zero-shot classification with text prototypes (docs/methods.md §5.2)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignkit._validation import ArrayLike, as_matrix
-from alignkit.evaluate.retrieval import check_same_dim, gold_ranks, normalize_rows
+from alignkit._common import unit_rows
+from alignkit._validation import ArrayLike, as_matrix, check_same_dim
+from alignkit.evaluate.retrieval import gold_ranks
 from alignkit.evaluate.rows import Row, make_row
 
 
@@ -33,7 +34,7 @@ def class_prototypes(class_text_emb: ArrayLike, templates_per_class: int | None 
     templates. Without it each row is already one class.
     """
     t = as_matrix(class_text_emb, "class_text_emb")
-    e = normalize_rows(t)
+    e = unit_rows(t.double())
     if templates_per_class is None:
         return e
     T = templates_per_class
@@ -44,7 +45,7 @@ def class_prototypes(class_text_emb: ArrayLike, templates_per_class: int | None 
             f"class_text_emb has {e.shape[0]} rows, not a multiple of templates_per_class={T} "
             "(rows must be class-major blocks of T templates)"
         )
-    return normalize_rows(e.view(e.shape[0] // T, T, e.shape[1]).mean(dim=1))
+    return unit_rows(e.view(e.shape[0] // T, T, e.shape[1]).mean(dim=1))
 
 
 def zero_shot(
@@ -60,7 +61,9 @@ def zero_shot(
     :func:`class_prototypes`; Radford et al., "Learning transferable visual models from natural language
     supervision", ICML 2021).
 
-    Ranks are strict (``1 + #{c : s_c > s_true}``), so a tie with the true class counts as correct.
+    Ties are not hits: an image whose true class ties with t other classes (and trails g) counts
+    ``clip((k − g)/(t + 1), 0, 1)`` at top-k, its expectation under random tie-breaking (:mod:`alignkit.ranking`),
+    so an all-zero image embedding scores 1/n_classes.
     Rows: ``top1``, ``top5`` (only with ≥ 5 classes), ``mean_class_top1`` (mean over classes that have
     images) and one ``class_top1`` row per such class (with ``class`` and ``n_images``). With
     ``heldout_classes``, on the images of those classes: ``heldout_top1_among_all`` (classified among all
@@ -71,14 +74,14 @@ def zero_shot(
     check_same_dim(x, protos, ("image_emb", "class_text_emb"))
     n, C = x.shape[0], protos.shape[0]
     y = _labels(labels, n, C)
-    X = normalize_rows(x)
-    ranks = gold_ranks(X, protos, torch.as_tensor(y, device=X.device)[:, None]).cpu().numpy()
+    X = unit_rows(x.double())
+    ranks = gold_ranks(X, protos, torch.as_tensor(y, device=X.device)).cpu()
     base = {"n_images": n, "n_classes": C}
-    rows = [make_row("top1", np.mean(ranks <= 1), tags, **base)]
+    rows = [make_row("top1", ranks.recall(1), tags, **base)]
     if C >= 5:
-        rows.append(make_row("top5", np.mean(ranks <= 5), tags, **base))
+        rows.append(make_row("top5", ranks.recall(5), tags, **base))
     present = np.unique(y)
-    per_class = {int(c): float(np.mean(ranks[y == c] <= 1)) for c in present}
+    per_class = {int(c): ranks[torch.from_numpy(y == c)].recall(1) for c in present}
     rows.append(make_row("mean_class_top1", np.mean(list(per_class.values())), tags, **base))
     for c, acc in per_class.items():
         rows.append(make_row("class_top1", acc, tags, **{"class": c, "n_images": int(np.sum(y == c))}))
@@ -95,13 +98,11 @@ def zero_shot(
         remap[held] = np.arange(len(held))
         idx = torch.as_tensor(np.flatnonzero(mask), device=X.device)
         sub = gold_ranks(
-            X[idx],
-            protos[torch.as_tensor(held, device=X.device)],
-            torch.as_tensor(remap[y[mask]], device=X.device)[:, None],
+            X[idx], protos[torch.as_tensor(held, device=X.device)], torch.as_tensor(remap[y[mask]], device=X.device)
         )
         hb = {"n_images": int(mask.sum()), "n_heldout_classes": len(held)}
-        rows.append(make_row("heldout_top1_among_all", np.mean(ranks[mask] <= 1), tags, n_classes=C, **hb))
         rows.append(
-            make_row("heldout_top1_among_heldout", float((sub <= 1).double().mean()), tags, n_classes=len(held), **hb)
+            make_row("heldout_top1_among_all", ranks[torch.from_numpy(mask)].recall(1), tags, n_classes=C, **hb)
         )
+        rows.append(make_row("heldout_top1_among_heldout", sub.recall(1), tags, n_classes=len(held), **hb))
     return rows

@@ -4,7 +4,17 @@
 looks them up by name (``'mutual_knn?k=10'`` ids work too); ``describe()`` lists their metadata.
 """
 
-from alignkit.metrics._registry import MeasureInfo, describe, get, measure, names, parse_measure_id
+from alignkit.metrics._registry import (
+    MEASURES,
+    MeasureInfo,
+    describe,
+    get,
+    measure,
+    measure_spec,
+    names,
+    parse_measure_id,
+    register,
+)
 from alignkit.metrics.cca import canonical_correlations, cca, pwcca, svcca
 from alignkit.metrics.kernel import cka, hsic
 from alignkit.metrics.knn import cknna, cycle_knn, edit_distance_knn, jaccard_knn, lcs_knn, mutual_knn
@@ -15,6 +25,7 @@ from alignkit.metrics.rsa import rdm, rsa
 from alignkit.metrics.shape import procrustes, shape_distance
 
 __all__ = [
+    "MEASURES",
     "MeasureInfo",
     "canonical_correlations",
     "cca",
@@ -30,6 +41,7 @@ __all__ = [
     "linear_predictivity",
     "linear_predictivity_scores",
     "measure",
+    "measure_spec",
     "mutual_knn",
     "names",
     "parse_measure_id",
@@ -37,6 +49,7 @@ __all__ = [
     "procrustes",
     "pwcca",
     "rdm",
+    "register",
     "retrieval_alignment",
     "retrieval_mrr",
     "retrieval_ranks",

@@ -2,7 +2,7 @@
 
 Biased linear HSIC needs the centred cross-covariance; the unbiased estimator of Song et al.
 (2012) is exactly invariant to a column shift of X or Y (U-centering cancels the extra
-``a_i + a_j + c`` terms), so raw moments of shifted data suffice (METHODS §1.7):
+``a_i + a_j + c`` terms), so raw moments of shifted data suffice (docs/methods.md §1.7):
 
 ``T1 = ‖S_xy‖² − p_xy``, ``T2 = (‖a‖² − q_x)(‖b‖² − q_y)``,
 ``T3 = aᵀS_xy b − aᵀu − vᵀb + p_xy``,
@@ -14,8 +14,15 @@ All sums are float64. State is O(d1² + d2² + d1·d2) and adds across batches o
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-import torch
+from alignkit._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
+
 
 _ORDER = ("n", "a", "b", "Sxx", "Syy", "Sxy", "qx", "qy", "pxy", "pxx", "pyy", "u", "v", "wx", "wy")
 

@@ -1,43 +1,104 @@
-"""One registry of cross-space measures: name -> function + metadata (ReSi-style)."""
+"""The measure registry: name → function + ReSi-style metadata + typed parameters + fast path.
+
+Built on :mod:`alignkit.registry`. A measure is registered once, with :func:`register` on its
+function; that declares its metadata, its parameter schema (typed from the signature, with
+``constraints`` for ranges and choices) and, optionally, its fast path for permutation nulls and
+atlases (``prepare``: a factory of a :class:`~alignkit.metrics.prepared.PreparedMeasure`). The
+registered public function validates its keyword parameters with the schema, so
+``cka(X, Y, debiased="maybe")`` fails as clearly as ``measure("cka?debiased=maybe", X, Y)``.
+
+Every entry point resolves an id through :func:`measure_spec` (parsed, validated, canonical, once).
+Keyword arguments override the id's parameters (see :mod:`alignkit.registry`).
+"""
 
 from __future__ import annotations
 
-import difflib
+import functools
+import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
-from alignkit.metrics.preprocess import preprocess as _preprocess
+from alignkit.registry import Entry, Param, ParamSchema, Registry, Spec, parse_id
+
+#: Preprocessing options every measure accepts (PRH: clip outliers, centre, L2-normalise rows),
+#: applied to each space before the measure. A measure with a parameter of the same name keeps it.
+PREPROCESS_PARAMS: tuple[Param, ...] = (
+    Param(
+        "clip_quantile",
+        ("float",),
+        None,
+        nullable=True,
+        low=0.0,
+        low_open=True,
+        high=1.0,
+        doc="clip entries at ± this quantile of |x| (PRH: 0.95)",
+    ),
+    Param("center", ("bool",), False, doc="subtract column means"),
+    Param("normalize", ("bool",), False, doc="L2-normalise rows"),
+)
+PREPROCESS_KEYS = tuple(p.name for p in PREPROCESS_PARAMS)
 
 
 @dataclass(frozen=True)
-class MeasureInfo:
-    """What a user needs to know to read a measure's number."""
+class MeasureInfo(Entry[Callable[..., float]]):
+    """What a user needs to know to read a measure's number, and how to compute it fast."""
 
-    name: str
-    func: Callable[..., float]
-    family: str  # knn | kernel | cca | shape | rsa | predictive | retrieval
-    range: tuple[float, float]
-    higher_is_better: bool  # True for similarities, False for distances
-    symmetric: bool
-    invariances: tuple[str, ...]  # orthogonal, isotropic_scale, translation, invertible_linear, permutation
-    cost: str  # big-O of one evaluation
-    description: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    knn_based: bool = False  # takes precomputed KNNGraph objects (fast permutation path)
+    family: str = ""  # knn | kernel | cca | shape | rsa | predictive | retrieval
+    range: tuple[float, float] = (float("-inf"), float("inf"))
+    higher_is_better: bool = True  # True for similarities, False for distances
+    symmetric: bool = True
+    invariances: tuple[str, ...] = ()  # orthogonal, isotropic_scale, translation, invertible_linear, permutation
+    cost: str = ""  # big-O of one evaluation
+    knn_based: bool = False  # takes precomputed KNNGraph objects
     max_score: float | None = None  # the true maximum, for chance-adjusted scores
+    own: frozenset[str] = frozenset()  # the measure's own parameters (the rest are preprocessing)
+    degenerate: str = "nan"  # on a degenerate space (alignkit.degenerate): "nan" + warning, or "raise"
+    view: Callable[[Any, dict[str, Any]], Any] | None = field(default=None, repr=False)  # the space as it sees it
+    prepare: Callable[..., Any] | str | None = field(default=None, repr=False)
+
+    @property
+    def func(self) -> Callable[..., float]:
+        """The unvalidated function (parameters already checked by the caller)."""
+        return self.obj
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: v for k, v in self.schema.defaults().items() if k in self.own}
+
+    @property
+    def best_possible(self) -> float | None:
+        """The best value the measure can take (max for similarities, min for distances)."""
+        return self.max_score if self.higher_is_better else self.range[0]
+
+    def prepared_factory(self) -> Callable[..., Any] | None:
+        """The declared fast path (a lazy ``'module:attr'`` reference is imported on first use)."""
+        if isinstance(self.prepare, str):
+            module, _, attr = self.prepare.partition(":")
+            return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+        return self.prepare
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("func")
-        d["range"] = list(self.range)
-        d["invariances"] = list(self.invariances)
-        return d
+        return {
+            "name": self.name,
+            "family": self.family,
+            "range": list(self.range),
+            "higher_is_better": self.higher_is_better,
+            "symmetric": self.symmetric,
+            "invariances": list(self.invariances),
+            "cost": self.cost,
+            "description": self.description,
+            "defaults": self.defaults,
+            "knn_based": self.knn_based,
+            "max_score": self.max_score,
+            "fast_path": self.prepare is not None,
+            "degenerate": self.degenerate,
+            "params": self.schema.describe(),
+        }
 
 
-_REGISTRY: dict[str, MeasureInfo] = {}
+MEASURES: Registry[MeasureInfo] = Registry("measure")
 
 
 def register(
@@ -50,100 +111,179 @@ def register(
     invariances: tuple[str, ...] = (),
     cost: str,
     description: str,
+    constraints: dict[str, dict[str, Any]] | None = None,
     defaults: dict[str, Any] | None = None,
     knn_based: bool = False,
     max_score: float | None = None,
+    prepare: Callable[..., Any] | str | None = None,
+    degenerate: str = "nan",
+    view: Callable[[Any, dict[str, Any]], Any] | None = None,
+    replace: bool = False,
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """Decorator adding a measure function to the registry under ``name``."""
+    """Decorator: register ``func(X, Y, **params) -> float`` as measure ``name``.
+
+    The schema comes from the signature (everything after X and Y), typed by annotations and
+    defaults, tightened by ``constraints`` (``{"k": {"low": 1}}``). ``defaults``, when given, must
+    agree with the signature (it documents the headline settings). ``prepare(info, params, *,
+    max_dim, linear_form)`` returns the measure's :class:`PreparedMeasure` (its fast null/atlas
+    path); without one, nulls and atlases call the function per pair. ``degenerate`` is what the
+    measure does with a degenerate (constant) space, see :mod:`alignkit.degenerate`: ``"nan"`` (NaN and
+    a warning; the default) or ``"raise"``; ``view(x, params)`` is the space as the measure sees it,
+    checked instead of the raw input (kNN with cosine similarity: the unit rows). Returns the function
+    wrapped so that direct calls validate their parameters and apply the policy too.
+    """
+    from alignkit.degenerate import POLICIES
+
+    if degenerate not in POLICIES:
+        raise ValueError(f"measure {name!r}: degenerate must be one of {POLICIES}; got {degenerate!r}")
 
     def deco(func: Callable[..., float]) -> Callable[..., float]:
-        if name in _REGISTRY:
-            raise RuntimeError(f"measure {name!r} registered twice")
-        _REGISTRY[name] = MeasureInfo(
-            name=name,
-            func=func,
-            family=family,
-            range=range,
-            higher_is_better=higher_is_better,
-            symmetric=symmetric,
-            invariances=invariances,
-            cost=cost,
-            description=description,
-            defaults=dict(defaults or {}),
-            knn_based=knn_based,
-            max_score=max_score if max_score is not None else range[1],
+        own_schema = ParamSchema.from_callable(func, skip=2, **(constraints or {}))
+        own = frozenset(own_schema.names())
+        for key, value in (defaults or {}).items():
+            if key not in own or own_schema.get(key).default != value:
+                raise ValueError(f"measure {name!r}: defaults[{key!r}]={value!r} disagrees with the signature")
+        schema = ParamSchema((*own_schema.params, *(p for p in PREPROCESS_PARAMS if p.name not in own)))
+        MEASURES.add(
+            MeasureInfo(
+                name=name,
+                obj=func,
+                description=description,
+                schema=schema,
+                family=family,
+                range=range,
+                higher_is_better=higher_is_better,
+                symmetric=symmetric,
+                invariances=invariances,
+                cost=cost,
+                knn_based=knn_based,
+                max_score=max_score if max_score is not None else range[1],
+                own=own,
+                prepare=prepare,
+                degenerate=degenerate,
+                view=view,
+            ),
+            replace=replace,
         )
-        return func
+        return _validating(func, own_schema, name)
 
     return deco
 
 
-def _coerce(value: str) -> Any:
-    low = value.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
+def _validating(func: Callable[..., float], schema: ParamSchema, name: str) -> Callable[..., float]:
+    """``func`` with its parameters (after X, Y) checked and coerced by ``schema``, and the degenerate-space
+    policy applied to X and Y, on every call."""
+    sig = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> float:
         try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            accepted = ", ".join(schema.names())
+            raise TypeError(f"measure {name!r}: {exc}; it takes X, Y and {accepted}") from None
+        items = list(bound.arguments.items())
+        params = schema.validate(dict(items[2:]), f"measure {name!r}")
+        bound.arguments.update(params)
+        if degenerate_inputs(items[0][1], items[1][1], MEASURES.get(name), params):
+            return float("nan")
+        return func(*bound.args, **bound.kwargs)
+
+    return wrapper
 
 
-def parse_measure_id(measure_id: str) -> tuple[str, dict[str, Any]]:
-    """Split ``'mutual_knn?k=10&metric=cosine'`` into the name and typed parameters."""
-    name, _, query = measure_id.partition("?")
-    params = {key: _coerce(val) for key, val in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))}
-    return name.strip(), params
+def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -> Any:
+    """One space as ``info`` sees it (its ``view``), inspected once; None for a precomputed kNN graph."""
+    from alignkit.degenerate import inspect_space
+    from alignkit.neighbors import KNNGraph
+
+    if isinstance(X, KNNGraph) or getattr(X, "ndim", None) != 2:
+        return None
+    if info.view is not None:
+        from alignkit._validation import as_matrix
+
+        X = info.view(as_matrix(X, label), {**info.defaults, **params})
+    return inspect_space(X, label, duplicates=False)
 
 
-def get(name: str) -> MeasureInfo:
-    """Look a measure up by name (parameters after '?' are ignored here)."""
-    base, _ = parse_measure_id(name)
-    try:
-        return _REGISTRY[base]
-    except KeyError:
-        close = difflib.get_close_matches(base, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown measure {base!r}.{hint} Known measures: {', '.join(sorted(_REGISTRY))}") from None
+def degenerate_inputs(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> bool:
+    """Check both spaces once and apply the measure's policy: True means the caller returns NaN (a warning
+    was given); ``"raise"`` raises :class:`~alignkit.degenerate.DegenerateSpaceError`."""
+    from alignkit.degenerate import handle
+
+    checks = [c for c in (check_space(info, X, "X", params), check_space(info, Y, "Y", params)) if c is not None]
+    return handle(checks, info.degenerate, f"measure {info.name!r}")
+
+
+def get(name: str | Spec) -> MeasureInfo:
+    """Look a measure up by name or id (parameters after '?' are ignored here)."""
+    return MEASURES.get(name.name if isinstance(name, Spec) else name)
 
 
 def names() -> list[str]:
     """All registered measure names, sorted."""
-    return sorted(_REGISTRY)
+    return MEASURES.names()
 
 
 def describe(name: str | None = None) -> list[dict[str, Any]] | dict[str, Any]:
     """Metadata of every measure (a list of dicts), or of one when ``name`` is given."""
-    if name is not None:
-        return get(name).as_dict()
-    return [_REGISTRY[n].as_dict() for n in names()]
+    return MEASURES.describe(name)
 
 
-PREPROCESS_KEYS = ("clip_quantile", "center", "normalize")
+def measure_spec(ref: str | Spec, /, **overrides: Any) -> Spec:
+    """Parse, validate and canonicalise a measure id once; ``overrides`` win over the id's parameters.
+
+    ``measure_spec("cka?debiased=no")`` raises (a bool takes true/false/1/0 only);
+    ``measure_spec("mutual_knn?k=5", k=7).id == "mutual_knn?k=7"``.
+    """
+    return MEASURES.spec(ref, **overrides)
 
 
-def split_preprocess(info: MeasureInfo, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(preprocessing options, the measure's own parameters). A measure that takes a parameter of
-    the same name itself (``procrustes(center=...)``) gets it; it is not treated as preprocessing."""
-    own_names = set(inspect.signature(info.func).parameters)
-    prep = {k: v for k, v in params.items() if k in PREPROCESS_KEYS and k not in own_names}
-    return prep, {k: v for k, v in params.items() if k not in prep}
+def parse_measure_id(measure_id: str) -> tuple[str, dict[str, Any]]:
+    """``'mutual_knn?k=10&metric=cosine'`` → ``('mutual_knn', {'k': 10, 'metric': 'cosine'})``, typed."""
+    spec = measure_spec(measure_id)
+    return spec.name, spec.kwargs
 
 
-def measure(name: str, X: Any, Y: Any, **params: Any) -> float:
-    """Compute measure ``name`` (optionally ``'name?k=10'``) between row-paired X and Y.
+def split(spec: Spec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(preprocessing options, the measure's own parameters) of a measure spec."""
+    own = get(spec).own
+    prep = {k: v for k, v in spec.params if k not in own}
+    return prep, {k: v for k, v in spec.params if k in own}
+
+
+def measure(name: str | Spec, X: Any, Y: Any, **params: Any) -> float:
+    """Compute measure ``name`` (or an id ``'name?k=10'``) between row-paired X and Y.
 
     Besides the measure's own parameters, three preprocessing options (applied to each space
     before the measure, PRH style): ``clip_quantile`` (clip entries at ± the q-quantile of |x|),
-    ``center`` (subtract column means), ``normalize`` (L2-normalise rows).
+    ``center`` (subtract column means), ``normalize`` (L2-normalise rows). Keyword arguments
+    override the id's parameters.
     """
-    info = get(name)
-    _, id_params = parse_measure_id(name)
-    prep, merged = split_preprocess(info, {**id_params, **params})
+    from alignkit.metrics.preprocess import preprocess
+
+    spec = measure_spec(name, **params)
+    prep, own = split(spec)
     if prep:
-        X = _preprocess(X, name="X", **prep)
-        Y = _preprocess(Y, name="Y", **prep)
-    return info.func(X, Y, **merged)
+        X = preprocess(X, name="X", **prep)
+        Y = preprocess(Y, name="Y", **prep)
+    info = get(spec)
+    if degenerate_inputs(X, Y, info, own):
+        return float("nan")
+    return info.func(X, Y, **own)
+
+
+__all__ = [
+    "MEASURES",
+    "PREPROCESS_KEYS",
+    "MeasureInfo",
+    "describe",
+    "get",
+    "measure",
+    "measure_spec",
+    "names",
+    "parse_id",
+    "parse_measure_id",
+    "register",
+    "split",
+]

@@ -4,7 +4,7 @@ Every measure starts from an orthonormal basis of each centred column space: a t
 ``X_c = U S Vᵀ`` that keeps the directions with ``s_i > max(n, d)·eps·s_1`` (eps of the *input* dtype,
 so float32 data loses its float32 round-off directions). Rank-deficient inputs (d ≥ n, duplicate or
 collinear columns) therefore drop their null directions instead of producing NaNs, and
-``ρ = svd(U_xᵀU_y)`` (the ``Q_xᵀQ_y`` of METHODS §1.9 with an SVD basis in place of QR). There are
+``ρ = svd(U_xᵀU_y)`` (the ``Q_xᵀQ_y`` of docs/methods.md §1.9 with an SVD basis in place of QR). There are
 ``min(r_x, r_y)`` correlations, r the kept rank. No iterative solver and no random noise (PRH's
 ``svcca`` adds 1e-10 Gaussian noise and runs sklearn's iterative CCA).
 
@@ -14,7 +14,7 @@ of ``diag(w_x) U_xᵀU_y diag(w_y)``, ``w = s/sqrt(s² + n·reg)``, which needs 
 ``reg`` is absolute (in the units of the covariance), so ``reg > 0`` is scale-dependent and no longer
 invariant to invertible linear maps.
 
-Pitfall (METHODS §1.9, anatome #18): with n ≤ the number of directions every ρ ≈ 1. The measures warn
+Pitfall (docs/methods.md §1.9, anatome #18): with n ≤ the number of directions every ρ ≈ 1. The measures warn
 (UserWarning) when ``n < 10·max(r_x, r_y)``; r is the rank actually used, i.e. ``min(n − 1, d)`` for
 generic data.
 """
@@ -23,12 +23,18 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 SUMMARIES: tuple[str, ...] = ("mean", "mean_sq")
 MIN_ROWS = 3
@@ -216,7 +222,7 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
     i runs over the k = min(r_x, r_y) correlations. Morcos, Raghu, Bengio, "Insights on representational
     similarity in neural networks with canonical correlation", NeurIPS 2018.
 
-    [unverified] METHODS §1.9 records this formula from memory, not from the paper or google/svcca code;
+    [unverified] docs/methods.md §1.9 records this formula from memory, not from the paper or google/svcca code;
     treat exact agreement with other implementations as unchecked. Asymmetric (weights come from X), and,
     because the weights are L1 norms over X's neurons, invariant to permuting/sign-flipping and scaling X's
     columns jointly but not to rotations of X or invertible linear maps.

@@ -7,11 +7,18 @@ O(n·d²) feature form when n ≥ max(d1, d2), which needs only ``X_cᵀY_c`` an
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+from alignkit._common import median
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._moments import cka_ratio
 from alignkit.metrics._registry import register
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 KERNELS: tuple[str, ...] = ("linear", "rbf_median", "rbf_abs")
 FORMS: tuple[str, ...] = ("auto", "gram", "feature")
@@ -20,13 +27,6 @@ FORMS: tuple[str, ...] = ("auto", "gram", "feature")
 def _sq_dists(G: torch.Tensor) -> torch.Tensor:
     diag = torch.diagonal(G)
     return (diag[:, None] + diag[None, :] - 2.0 * G).clamp_min(0.0)
-
-
-def _median(v: torch.Tensor) -> torch.Tensor:
-    """numpy's median (mean of the two middle values for an even count); torch.median takes the lower."""
-    m = v.numel()
-    lo = v.kthvalue((m + 1) // 2).values
-    return lo if m % 2 else (lo + v.kthvalue(m // 2 + 1).values) / 2
 
 
 def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sigma: float = 1.0) -> torch.Tensor:
@@ -41,7 +41,7 @@ def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sig
         return G
     D2 = _sq_dists(G)
     if kernel == "rbf_median":
-        med = _median(D2.flatten())
+        med = median(D2)
         if not med > 0:
             raise ValueError("rbf_median kernel: the median squared distance is 0 (too many duplicate rows)")
         return torch.exp(-D2 / (2.0 * threshold**2 * med))
@@ -101,7 +101,7 @@ def centred_features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def feature_hsic(xa: torch.Tensor, ra: torch.Tensor, xb: torch.Tensor, rb: torch.Tensor, debiased: bool) -> float:
     """Linear HSIC from centred features (feature form, O(n·d1·d2)).
 
-    Biased: ``‖X_cᵀY_c‖_F²/(n−1)²``. Unbiased (centred data, so the raw-moment terms of METHODS §1.7
+    Biased: ``‖X_cᵀY_c‖_F²/(n−1)²``. Unbiased (centred data, so the raw-moment terms of docs/methods.md §1.7
     with a = b = 0): ``[‖X_cᵀY_c‖² − ⟨r_x,r_y⟩ + Σr_x·Σr_y/((n−1)(n−2)) − 2⟨r_x,r_y⟩/(n−2)] / (n(n−3))``.
     """
     n = xa.shape[0]
@@ -139,6 +139,13 @@ def _validated(
     cost="O(n·d²) linear feature form; O(n²d) Gram",
     description="Hilbert–Schmidt independence criterion (biased /(n−1)² or unbiased Song 2012). Scale-dependent.",
     defaults={"kernel": "linear", "debiased": True},
+    constraints={
+        "kernel": {"choices": KERNELS},
+        "form": {"choices": FORMS},
+        "threshold": {"low": 0, "low_open": True},
+        "sigma": {"low": 0, "low_open": True},
+    },
+    prepare="alignkit.metrics.cka_prepared:prepare_cka",
 )
 def hsic(
     X: ArrayLike,
@@ -172,6 +179,13 @@ def hsic(
     description="Centred kernel alignment (Kornblith 2019). Debiased (default) ≈ 0 on independent data; "
     "biased is in [0, 1] and inflated when d ≫ n.",
     defaults={"kernel": "linear", "debiased": True},
+    constraints={
+        "kernel": {"choices": KERNELS},
+        "form": {"choices": FORMS},
+        "threshold": {"low": 0, "low_open": True},
+        "sigma": {"low": 0, "low_open": True},
+    },
+    prepare="alignkit.metrics.cka_prepared:prepare_cka",
 )
 def cka(
     X: ArrayLike,

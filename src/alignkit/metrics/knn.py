@@ -7,15 +7,30 @@ every layer pair. After the kNN step each measure costs O(n·k) or O(n·k²).
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_k, check_min_rows
 from alignkit.metrics._registry import register
-from alignkit.neighbors import KNNGraph, knn_graph, overlap_counts, with_recall
+from alignkit.metrics.prepared import PreparedMeasure
+from alignkit.metrics.preprocess import l2_normalize as unit_rows
+from alignkit.neighbors import METRICS, KNNGraph, knn_graph, overlap_counts, with_recall
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 GraphOrArray = KNNGraph | ArrayLike
 
 _KNN_INVARIANCES = ("orthogonal", "isotropic_scale", "permutation")
+_KNN_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "k": {"low": 1},
+    "metric": {"choices": METRICS},
+    "backend": {"choices": ("exact", "faiss")},
+}
 
 
 def as_graph(X: GraphOrArray, k: int, metric: str = "cosine", backend: str = "exact", name: str = "X") -> KNNGraph:
@@ -43,28 +58,6 @@ def mutual_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return overlap_counts(a, b).double() / a.shape[1]
 
 
-@register(
-    "mutual_knn",
-    family="knn",
-    range=(0.0, 1.0),
-    invariances=_KNN_INVARIANCES,
-    cost="O(n²d) kNN + O(nk²)",
-    description="Mean fraction of shared k nearest neighbours (PRH headline metric). Null ≈ k/(n−1).",
-    defaults={"k": 10, "metric": "cosine"},
-    knn_based=True,
-)
-def mutual_knn(
-    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
-) -> float:
-    """Mutual k-nearest-neighbour alignment.
-
-    ``mknn = (1/n) Σ_i |S_X(i) ∩ S_Y(i)| / k``, with S the k nearest neighbours (self excluded).
-    Huh, Cheung, Wang, Isola, "The Platonic Representation Hypothesis", ICML 2024.
-    """
-    gx, gy = graph_pair(X, Y, k, metric, backend)
-    return with_recall(float(mutual_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
-
-
 def cycle_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """1 where i is among the X-neighbours of one of its Y-neighbours."""
     n = a.shape[0]
@@ -78,53 +71,9 @@ def cycle_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@register(
-    "cycle_knn",
-    family="knn",
-    range=(0.0, 1.0),
-    symmetric=False,
-    invariances=_KNN_INVARIANCES,
-    cost="O(n²d) kNN + O(nk²)",
-    description="Fraction of items that return to themselves along i →Y-kNN→ j →X-kNN→ i. Asymmetric.",
-    defaults={"k": 10, "metric": "cosine"},
-    knn_based=True,
-)
-def cycle_knn(
-    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
-) -> float:
-    """Cycle kNN: ``(1/n) Σ_i 1[i ∈ ∪_{j ∈ S_Y(i)} S_X(j)]`` (PRH, Huh et al. 2024).
-
-    Null under independence ≈ ``1 − (1 − k/(n−1))^k``. Not symmetric in (X, Y).
-    """
-    gx, gy = graph_pair(X, Y, k, metric, backend)
-    return with_recall(float(cycle_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
-
-
 def jaccard_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     m = overlap_counts(a, b).double()
     return m / (2 * a.shape[1] - m)
-
-
-@register(
-    "jaccard_knn",
-    family="knn",
-    range=(0.0, 1.0),
-    invariances=_KNN_INVARIANCES,
-    cost="O(n²d) kNN + O(nk²)",
-    description="Mean Jaccard index of the two k-neighbour sets (ReSi).",
-    defaults={"k": 10, "metric": "cosine"},
-    knn_based=True,
-)
-def jaccard_knn(
-    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
-) -> float:
-    """kNN Jaccard similarity ``(1/n) Σ_i m_i / (2k − m_i)``, m_i = |S_X(i) ∩ S_Y(i)|.
-
-    Klabunde et al., "ReSi: A Comprehensive Benchmark for Representational Similarity Measures",
-    ICLR 2025.
-    """
-    gx, gy = graph_pair(X, Y, k, metric, backend)
-    return with_recall(float(jaccard_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
 
 def _sequence_dp(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
@@ -157,55 +106,120 @@ def lcs_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _sequence_dp(a, b, "lcs").double() / a.shape[1]
 
 
-@register(
-    "lcs_knn",
-    family="knn",
-    range=(0.0, 1.0),
-    invariances=_KNN_INVARIANCES,
-    cost="O(n²d) kNN + O(nk²)",
-    description="Longest common subsequence of the two ranked k-neighbour lists, divided by k (PRH).",
-    defaults={"k": 10, "metric": "cosine"},
-    knn_based=True,
-)
-def lcs_knn(X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact") -> float:
-    """Mean LCS length of the ordered neighbour lists, normalised to [0, 1] by k.
-
-    PRH (Huh et al. 2024) reports the raw length in [0, k]; we divide by k so the range is honest.
-    """
-    gx, gy = graph_pair(X, Y, k, metric, backend)
-    return with_recall(float(lcs_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
-
-
 def edit_distance_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - _sequence_dp(a, b, "edit").double() / a.shape[1]
 
 
-@register(
-    "edit_distance_knn",
-    family="knn",
-    range=(0.0, 1.0),
-    invariances=_KNN_INVARIANCES,
-    cost="O(n²d) kNN + O(nk²)",
-    description="1 − mean Levenshtein distance between the ranked k-neighbour lists / k (PRH).",
-    defaults={"k": 10, "metric": "cosine"},
-    knn_based=True,
+RowFunction = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+@dataclass
+class KnnMeasure(PreparedMeasure):
+    """Any kNN-overlap measure: a graph per space; a permutation relabels the index lists
+    (``knn_{Yπ}[i] = π⁻¹[knn_Y[π(i)]]``, O(n·k) per draw); a pair costs one row function."""
+
+    name: str
+    rows: RowFunction
+    k: int = 10
+    metric: str = "cosine"
+    backend: str = "exact"
+
+    def prepare(self, x: torch.Tensor | KNNGraph) -> KNNGraph:
+        if isinstance(x, KNNGraph):
+            return as_graph(x, self.k)
+        check_k(self.k, x.shape[0])
+        return knn_graph(x, self.k, metric=self.metric, backend=self.backend)  # type: ignore[arg-type]
+
+    def permute(self, p: KNNGraph, perm: torch.Tensor) -> KNNGraph:
+        return p.permuted(perm)
+
+    def score(self, pa: KNNGraph, pb: KNNGraph) -> float:
+        return float(self.rows(pa.indices, pb.indices).mean())
+
+
+def _knn_view(x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """The space as a kNN measure sees it: unit rows under cosine similarity."""
+    return unit_rows(x) if params.get("metric", "cosine") == "cosine" else x
+
+
+def _knn_measure(
+    name: str, rows: RowFunction, *, summary: str, doc: str, symmetric: bool = True
+) -> Callable[..., float]:
+    """Define and register one kNN-overlap measure from its row function (one shared body)."""
+
+    def func(X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact") -> float:
+        gx, gy = graph_pair(X, Y, k, metric, backend)
+        return with_recall(float(rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
+
+    func.__name__ = func.__qualname__ = name
+    func.__doc__ = doc
+    func.__module__ = __name__
+
+    def prepare(info: Any, params: dict[str, Any], **_: Any) -> KnnMeasure:
+        return KnnMeasure(info.name, rows, params["k"], params["metric"], params["backend"])
+
+    return register(
+        name,
+        family="knn",
+        range=(0.0, 1.0),
+        symmetric=symmetric,
+        invariances=_KNN_INVARIANCES,
+        cost="O(n²d) kNN + O(nk²)",
+        description=summary,
+        constraints=_KNN_CONSTRAINTS,
+        defaults={"k": 10, "metric": "cosine"},
+        knn_based=True,
+        prepare=prepare,
+        view=_knn_view,
+    )(func)
+
+
+mutual_knn = _knn_measure(
+    "mutual_knn",
+    mutual_knn_rows,
+    summary="Mean fraction of shared k nearest neighbours (PRH headline metric). Null ≈ k/(n−1).",
+    doc="""Mutual k-nearest-neighbour alignment.
+
+    ``mknn = (1/n) Σ_i |S_X(i) ∩ S_Y(i)| / k``, with S the k nearest neighbours (self excluded).
+    Huh, Cheung, Wang, Isola, "The Platonic Representation Hypothesis", ICML 2024.
+    X, Y are row-paired arrays or precomputed :class:`KNNGraph` objects (truncated to k).
+    """,
 )
-def edit_distance_knn(
-    X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
-) -> float:
-    """``1 − mean_i edit(S_X(i), S_Y(i)) / k`` over the ranked neighbour lists (PRH, Huh et al. 2024)."""
-    gx, gy = graph_pair(X, Y, k, metric, backend)
-    return with_recall(float(edit_distance_knn_rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
+cycle_knn = _knn_measure(
+    "cycle_knn",
+    cycle_knn_rows,
+    symmetric=False,
+    summary="Fraction of items that return to themselves along i →Y-kNN→ j →X-kNN→ i. Asymmetric.",
+    doc="""Cycle kNN: ``(1/n) Σ_i 1[i ∈ ∪_{j ∈ S_Y(i)} S_X(j)]`` (PRH, Huh et al. 2024).
 
+    Null under independence ≈ ``1 − (1 − k/(n−1))^k``. Not symmetric in (X, Y).
+    """,
+)
+jaccard_knn = _knn_measure(
+    "jaccard_knn",
+    jaccard_knn_rows,
+    summary="Mean Jaccard index of the two k-neighbour sets (ReSi).",
+    doc="""kNN Jaccard similarity ``(1/n) Σ_i m_i / (2k − m_i)``, m_i = |S_X(i) ∩ S_Y(i)|.
 
-# Row-wise forms, used by the permutation and bootstrap fast paths.
-ROWWISE = {
-    "mutual_knn": mutual_knn_rows,
-    "cycle_knn": cycle_knn_rows,
-    "jaccard_knn": jaccard_knn_rows,
-    "lcs_knn": lcs_knn_rows,
-    "edit_distance_knn": edit_distance_knn_rows,
-}
+    Klabunde et al., "ReSi: A Comprehensive Benchmark for Representational Similarity Measures",
+    ICLR 2025.
+    """,
+)
+lcs_knn = _knn_measure(
+    "lcs_knn",
+    lcs_knn_rows,
+    summary="Longest common subsequence of the two ranked k-neighbour lists, divided by k (PRH).",
+    doc="""Mean LCS length of the ordered neighbour lists, normalised to [0, 1] by k.
+
+    PRH (Huh et al. 2024) reports the raw length in [0, k]; we divide by k so the range is honest.
+    """,
+)
+edit_distance_knn = _knn_measure(
+    "edit_distance_knn",
+    edit_distance_knn_rows,
+    summary="1 − mean Levenshtein distance between the ranked k-neighbour lists / k (PRH).",
+    doc="""``1 − mean_i edit(S_X(i), S_Y(i)) / k`` over the ranked neighbour lists (PRH, Huh et al. 2024).""",
+)
 
 
 # ---------------------------------------------------------------------------------------- CKNNA
@@ -264,6 +278,54 @@ def cknna_ratio(cross: float, self_x: float, self_y: float, eps: float = 1e-6) -
     return cross / (max(self_x * self_y, 0.0) ** 0.5 + eps)
 
 
+@dataclass
+class _Cknna:
+    f: torch.Tensor  # features as the kernel sees them, on CPU
+    graph: KNNGraph
+    self_hsic: float
+
+
+@dataclass
+class CknnaMeasure(PreparedMeasure):
+    """CKNNA with each space's features, kNN graph and self-HSIC computed once."""
+
+    name: str = "cknna"
+    k: int = 10
+    metric: str = "cosine"
+    backend: str = "exact"
+    eps: float = 1e-6
+
+    def min_rows(self) -> int:
+        return 4
+
+    def prepare(self, x: torch.Tensor) -> _Cknna:
+        _check_cknna(self.metric, self.k, x.shape[0])
+        f = unit_rows(x) if self.metric == "cosine" else x
+        g = knn_graph(f, self.k, metric=self.metric, backend=self.backend)  # type: ignore[arg-type]
+        f = f.cpu()
+        return _Cknna(f, g, cknna_self(f, g))
+
+    def permute(self, p: _Cknna, perm: torch.Tensor) -> _Cknna:
+        return _Cknna(p.f[perm], p.graph.permuted(perm), p.self_hsic)
+
+    def score(self, pa: _Cknna, pb: _Cknna) -> float:
+        return cknna_ratio(cknna_cross(pa.f, pb.f, pa.graph, pb.graph), pa.self_hsic, pb.self_hsic, self.eps)
+
+
+def _check_cknna(metric: str, k: int, n: int) -> int:
+    if metric not in ("cosine", "ip"):
+        raise ValueError(f"metric must be 'cosine' or 'ip' for cknna (its kernel is an inner product); got {metric!r}")
+    check_min_rows(n, 4, "cknna (unbiased HSIC)")
+    k = check_k(k, n)
+    if k < 2:
+        raise ValueError(f"k must be >= 2 for cknna; got k={k}")
+    return k
+
+
+def _prepare_cknna(info: Any, params: dict[str, Any], **_: Any) -> CknnaMeasure:
+    return CknnaMeasure(info.name, params["k"], params["metric"], params["backend"], params["eps"])
+
+
 @register(
     "cknna",
     family="knn",
@@ -274,7 +336,9 @@ def cknna_ratio(cross: float, self_x: float, self_y: float, eps: float = 1e-6) -
     description="Centred kernel alignment restricted to mutual-neighbour pairs (PRH). Needs k >= 2. "
     "Nearly symmetric (the masked kernels are not).",
     defaults={"k": 10, "metric": "cosine"},
-    knn_based=False,
+    constraints={"k": {"low": 2}, "metric": {"choices": ("cosine", "ip")}, "backend": {"choices": ("exact", "faiss")}},
+    prepare=_prepare_cknna,
+    view=_knn_view,
 )
 def cknna(
     X: ArrayLike,
@@ -294,17 +358,10 @@ def cknna(
     Computed on the ≤ n·k non-zeros only. Huh et al., "The Platonic Representation Hypothesis",
     ICML 2024 (PRH ``cknna`` with ``unbiased=True``).
     """
-    if metric not in ("cosine", "ip"):
-        raise ValueError(f"metric must be 'cosine' or 'ip' for cknna (its kernel is an inner product); got {metric!r}")
     x, y = as_pair(X, Y)
-    n = x.shape[0]
-    check_min_rows(n, 4, "cknna (unbiased HSIC)")
-    k = check_k(k, n)
-    if k < 2:
-        raise ValueError(f"k must be >= 2 for cknna; got k={k}")
+    k = _check_cknna(metric, k, x.shape[0])
     if metric == "cosine":
-        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        y = y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        x, y = unit_rows(x), unit_rows(y)
     gx = as_graph(knn_x, k, name="knn_x") if knn_x is not None else knn_graph(x, k, metric=metric, backend=backend)
     gy = as_graph(knn_y, k, name="knn_y") if knn_y is not None else knn_graph(y, k, metric=metric, backend=backend)
     x, y = x.cpu(), y.cpu()

@@ -8,13 +8,18 @@ primal ``(X_cᵀX_c + λI)^{-1}X_cᵀY_c`` and the dual ``X_cᵀ(X_cX_cᵀ + λI
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 DIRECTIONS: tuple[str, ...] = ("x_to_y", "y_to_x", "both")
 SUMMARIES: tuple[str, ...] = ("pooled", "mean_column")

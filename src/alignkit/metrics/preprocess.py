@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+from alignkit._common import unit_rows
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 
 def clip_outliers(X: torch.Tensor, quantile: float = 0.95) -> torch.Tensor:
@@ -18,9 +25,9 @@ def clip_outliers(X: torch.Tensor, quantile: float = 0.95) -> torch.Tensor:
     return X.clamp(-bound, bound)
 
 
-def l2_normalize(X: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Divide each row by its L2 norm (zero rows stay zero)."""
-    return X / X.norm(dim=1, keepdim=True).clamp_min(eps)
+def l2_normalize(X: torch.Tensor) -> torch.Tensor:
+    """Divide each row by its L2 norm (zero rows stay zero): :func:`alignkit._common.unit_rows`."""
+    return unit_rows(X)
 
 
 def center_columns(X: torch.Tensor) -> torch.Tensor:

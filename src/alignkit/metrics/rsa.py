@@ -8,12 +8,18 @@ Comparisons: Spearman (average ranks for ties, computed on torch), Pearson, cosi
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from scipy import stats
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 RDM_METRICS: tuple[str, ...] = ("correlation", "cosine", "euclidean", "sqeuclidean")
 COMPARISONS: tuple[str, ...] = ("spearman", "pearson", "kendall", "cosine")
@@ -43,7 +49,8 @@ def _unit_rows(x: torch.Tensor, centre: bool, name: str, metric: str) -> torch.T
         rows = torch.nonzero(bad).flatten()[:5].tolist()
         raise ValueError(
             f"{name} has {int(bad.sum())} {what} row(s) (e.g. rows {rows}): the {metric} dissimilarity is "
-            "undefined for them; drop them or use metric='euclidean'"
+            "undefined for them; drop them or use the 'euclidean' RDM "
+            "(rsa(..., rdm_metric='euclidean'), rdm(..., metric='euclidean'))"
         )
     return x / norms[:, None]
 
@@ -129,6 +136,8 @@ def compare_rdms(a: torch.Tensor, b: torch.Tensor, compare: str = "spearman") ->
         return _pearson(a, b)
     if compare == "cosine":
         return float((a @ b) / (a.norm() * b.norm()))
+    from scipy import stats  # imported here: scipy.stats costs ~0.5 s at startup
+
     tau = stats.kendalltau(a.cpu().numpy(), b.cpu().numpy(), variant="b")[0]
     return float(tau)
 

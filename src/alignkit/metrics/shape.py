@@ -3,7 +3,7 @@
 Williams, Kunz, Kornblith, Linderman, "Generalized Shape Metrics on Neural Representations", NeurIPS 2021
 (ahwillia/netrep ``LinearMetric``).
 
-Normalisation (ours; METHODS §1.10 leaves it open). Centre the columns, take the thin SVD
+Normalisation (ours; docs/methods.md §1.10 leaves it open). Centre the columns, take the thin SVD
 ``X_c = U S Vᵀ`` (directions with ``s_i ≤ max(n, d)·eps·s_1`` dropped), and rescale so the top singular
 value is 1: ``σ = s/s_1``, i.e. the eigenvalues of ``X̄ᵀX̄`` with ``X̄ = X_c/s_1`` are ``λ = σ²`` ∈ (0, 1].
 Partial whitening ``X_α = X̄ V diag(α + (1−α)λ^{−1/2}) Vᵀ = U diag(ασ + 1 − α) Vᵀ`` maps the spectrum
@@ -23,13 +23,19 @@ correlation when r_x = r_y); at α = 1, ``cos θ = procrustes(X, Y)``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
 from alignkit.metrics.cca import MIN_ROWS, centred_basis
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_module("torch")
 
 SCORES: tuple[str, ...] = ("angular", "euclidean")
 _SHAPE_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation")

@@ -9,13 +9,22 @@ names the key (``experiments.bible.fit.sizes.0``) and what is allowed there.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -29,22 +38,10 @@ class _Strict(BaseModel):
 
 
 def aligner_classes() -> dict[str, type]:
-    """Aligner ``type`` names usable in a config, and the estimator class each builds."""
-    from alignkit.align import ASIF, CCAAligner, HeadAligner, Procrustes, Ridge, VecMap
+    """Aligner ``type`` names usable in a config (the aligner registry), and the estimator class each builds."""
+    from alignkit.align import ALIGNERS
 
-    return {
-        "procrustes": Procrustes,
-        "vecmap": VecMap,
-        "cca": CCAAligner,
-        "ridge": Ridge,
-        "asif": ASIF,
-        "head": HeadAligner,
-    }
-
-
-def aligner_params(cls: type) -> list[str]:
-    """The constructor's hyper-parameters (scikit-learn convention: everything in ``__init__``)."""
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    return {e.name: e.obj for e in ALIGNERS}
 
 
 class SpaceConfig(_Strict):
@@ -58,24 +55,46 @@ class SpaceConfig(_Strict):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, v: str) -> str:
-        from alignkit.encoders import available_encoders
+        from alignkit.encoders.base import encoder_info
 
-        known = available_encoders()
-        family, sep, _ = v.partition(":")
-        if v in known or (sep and f"{family}:<name>" in known):
+        encoder_info(v)  # did-you-mean on unknown ids
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from alignkit.encoders.base import check_encoder_options
+
+        if "encoder" in info.data:
+            check_encoder_options(info.data["encoder"], v)
+        return v
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        from alignkit.encoders.base import encoder_info
+
+        if v is None or "encoder" not in info.data:
             return v
-        raise ValueError(f"unknown encoder {v!r}; known: {', '.join(sorted(known))}")
+        known = encoder_info(info.data["encoder"]).layer_names(info.data.get("options"))
+        missing = [layer for layer in v if known is not None and layer not in known]
+        if missing:
+            raise ValueError(
+                f"{missing} are not layers of {info.data['encoder']}; its layers: {', '.join(known or [])}"
+            )
+        return v
+
+    def layer_names(self) -> list[str] | None:
+        """The layers this space will hold, when known before embedding (None: only the model knows)."""
+        from alignkit.encoders.base import encoder_info
+
+        return list(self.layers) if self.layers is not None else encoder_info(self.encoder).layer_names(self.options)
 
 
 def _check_measure(v: str) -> str:
     from alignkit.metrics import _registry
 
-    name, params = _registry.parse_measure_id(v)
-    info = _registry.get(name)  # raises with a did-you-mean
-    accepted = set(inspect.signature(info.func).parameters) | {"clip_quantile", "center", "normalize"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ValueError(f"measure {name!r} takes no parameter(s) {unknown}; it takes {sorted(accepted - {'X', 'Y'})}")
+    _registry.measure_spec(v)  # unknown names (did-you-mean), unknown parameters, types and ranges
     return v
 
 
@@ -83,8 +102,8 @@ class AtlasConfig(_Strict):
     """Layer × layer scores of each measure on every paired item, with a max-statistic null."""
 
     measures: list[str] = Field(default_factory=lambda: ["mutual_knn?k=10", "cka"], min_length=1)
-    n_perm: int = Field(100, ge=0)
-    sample: int | None = Field(None, ge=10, description="score on this many random items (None = all)")
+    n_perm: StrictInt = Field(100, ge=0)
+    sample: StrictInt | None = Field(None, ge=10, description="score on this many random items (None = all)")
 
     @field_validator("measures")
     @classmethod
@@ -104,13 +123,10 @@ class AlignerConfig(_Strict):
 
     @model_validator(mode="after")
     def _params(self) -> AlignerConfig:
-        classes = aligner_classes()
-        if self.type not in classes:
-            raise ValueError(f"unknown aligner type {self.type!r}; allowed: {', '.join(classes)}")
-        allowed = aligner_params(classes[self.type])
-        unknown = sorted(set(self.params) - set(allowed))
-        if unknown:
-            raise ValueError(f"{self.type} takes no parameter(s) {unknown}; allowed: {', '.join(allowed)}")
+        from alignkit.align import ALIGNERS
+
+        info = ALIGNERS.get(self.type)  # did-you-mean on unknown types
+        info.schema.validate(self.params, f"aligner {self.type!r}")  # unknown parameters, types, ranges, choices
         return self
 
     @property
@@ -127,13 +143,13 @@ class FitConfig(_Strict):
     """
 
     aligners: dict[str, AlignerConfig] = Field(min_length=1)
-    sizes: list[int] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    test: int = Field(ge=1)
+    sizes: list[StrictInt] = Field(min_length=1)
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
+    test: StrictInt = Field(ge=1)
     layers: Literal["best", "last"] | tuple[str, str] = "best"
     select_measure: str = "mutual_knn"
-    select_k: int | Literal["rice", "sqrt", "sturges"] = "rice"
-    select_sample: int | None = Field(5000, ge=10)
+    select_k: Annotated[StrictInt, Field(ge=1)] | Literal["rice", "sqrt", "sturges"] = "rice"
+    select_sample: StrictInt | None = Field(5000, ge=10)
     heldout_classes: list[str | int] = Field(default_factory=list)
 
     @field_validator("sizes")
@@ -169,9 +185,9 @@ class FitConfig(_Strict):
 class RetrievalEval(_Strict):
     """Retrieval of held-out pairs both ways (Recall@k, MRR, median rank), NN and/or CSLS scoring."""
 
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    ks: list[Annotated[StrictInt, Field(ge=1)]] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     scoring: list[Literal["nn", "csls"]] = Field(default_factory=lambda: ["nn", "csls"], min_length=1)
-    csls_k: int = Field(10, ge=1)
+    csls_k: StrictInt = Field(10, ge=1)
 
 
 class ZeroShotEval(_Strict):
@@ -210,13 +226,13 @@ class RunConfig(_Strict):
     """A whole run; see the module docstring and ``docs/runs.md``."""
 
     name: str = Field(pattern=NAME_RE)
-    seed: int = 0
+    seed: StrictInt = 0
     output: str = "results"
     cache: str | None = Field(None, description="embedding store folder (None: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
     device: str | None = Field(None, description="encoder device (None: CUDA when present)")
     spaces: dict[str, SpaceConfig] = Field(min_length=1)
     experiments: dict[str, ExperimentConfig] = Field(min_length=1)
-    report: bool = True
+    report: StrictBool = True
     plugins: list[str] = Field(
         default_factory=list,
         description="Python files (.py) or module names imported first, e.g. to register your own encoders",
@@ -233,6 +249,15 @@ class RunConfig(_Strict):
                 ref = getattr(exp, side)
                 if ref not in self.spaces:
                     raise ValueError(f"experiments.{name}.{side}: unknown space {ref!r}; spaces: {known}")
+            if exp.fit is not None and isinstance(exp.fit.layers, tuple):
+                for side, layer in zip(("a", "b"), exp.fit.layers, strict=True):
+                    space = getattr(exp, side)
+                    known = self.spaces[space].layer_names()
+                    if known is not None and layer not in known:
+                        raise ValueError(
+                            f"experiments.{name}.fit.layers: {layer!r} is not a layer of space {space!r}; "
+                            f"its layers: {', '.join(known)}"
+                        )
             zs = exp.evaluate.zero_shot if exp.evaluate else None
             if zs is not None:
                 if zs.prompts not in self.spaces:

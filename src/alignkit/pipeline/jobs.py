@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from alignkit.io import atomic_write_bytes, atomic_write_text
-from alignkit.pipeline.plan import RESULT_FILE, Job
+from alignkit.pipeline.plan import RESULT_FILE, Job, class_indices
+from alignkit.registry import Entry, Registry
 
 
 @dataclass(frozen=True)
@@ -156,26 +157,12 @@ def paired_split(inputs: _Inputs, spec: dict[str, Any]) -> Split:
     names = None if src.class_names is None else list(src.class_names)
     perm = np.random.default_rng([int(spec["seed"]), 7919]).permutation(len(ra))
     test, pool = np.sort(perm[: spec["test"]]), perm[spec["test"] :]
-    held = _class_indices(spec.get("heldout_classes") or [], names, spec["experiment"])
+    held = class_indices(spec.get("heldout_classes") or [], names, spec["experiment"])
     if held:
         if labels is None:
             raise ValueError(f"experiments.{spec['experiment']}.fit.heldout_classes: neither space's data has labels")
         pool = pool[~np.isin(labels[pool], held)]
     return Split(ra, rb, test, pool, labels, names)
-
-
-def _class_indices(classes: list[str | int], names: list[str] | None, experiment: str) -> list[int]:
-    out = []
-    for c in classes:
-        if isinstance(c, int):
-            if names is not None and not 0 <= c < len(names):
-                raise ValueError(f"experiments.{experiment}.fit.heldout_classes: class index {c} out of range")
-            out.append(c)
-        elif names is None or c not in names:
-            raise ValueError(f"experiments.{experiment}.fit.heldout_classes: unknown class {c!r}; classes: {names}")
-        else:
-            out.append(names.index(c))
-    return sorted(set(out))
 
 
 def training_rows(split: Split, n_train: int, fit_seed: int, run_seed: int, experiment: str) -> np.ndarray:
@@ -238,28 +225,26 @@ def _spaces(inputs: _Inputs, embed_id: str, rows: np.ndarray) -> dict[str, np.nd
 
 def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
     from alignkit.atlas import atlas
-    from alignkit.metrics._registry import parse_measure_id
 
     s = job.spec
     split = paired_split(inputs, {**s, "test": 0})
     A, B = _spaces(inputs, s["embed_a"], split.rows_a), _spaces(inputs, s["embed_b"], split.rows_b)
-    name, params = parse_measure_id(s["measure"])
     t0 = time.perf_counter()
-    res = atlas(A, B, name, n_perm=s["n_perm"], seed=s["seed"], sample=s["sample"], progress=ctx.progress, **params)
+    res = atlas(A, B, s["measure"], n_perm=s["n_perm"], seed=s["seed"], sample=s["sample"], progress=ctx.progress)
     seconds = time.perf_counter() - t0
     n = min(len(split.rows_a), s["sample"] or len(split.rows_a))
-    tags = {"experiment": s["experiment"], "space_a": s["a"], "space_b": s["b"], "metric": s["measure"]}
+    tags = {"experiment": s["experiment"], "space_a": s["a"], "space_b": s["b"], "measure": s["measure"]}
     idx_a = {k: i for i, k in enumerate(res.names_a)}
     idx_b = {k: i for i, k in enumerate(res.names_b)}
     rows = []
     for r in res.to_rows():
-        row = {**tags, **{k: v for k, v in r.items() if k != "metric"}}
+        row = {**tags, **{k: v for k, v in r.items() if k != "measure"}}
         row.update(index_a=idx_a[r["layer_a"]], index_b=idx_b[r["layer_b"]], n=n, n_perm=s["n_perm"])
         for col in ("null_mean", "null_std", "p_value", "p_value_fwer"):
             row.setdefault(col, float("nan"))
         rows.append(row)
     summary = res.summary()
-    summary.pop("metric", None)
+    summary.pop("measure", None)
     summary = {**tags, **summary, "n": n, "n_perm": s["n_perm"]}
     for col in ("best_p_calibrated", "max_null_mean", "best_adjusted", "min_knn_recall"):
         summary.setdefault(col, float("nan"))
@@ -271,17 +256,15 @@ def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str
 def run_select(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
     """STRUCTURE's layer selection on training pairs only (never on the held-out items)."""
     from alignkit.atlas import select_layers
-    from alignkit.metrics._registry import parse_measure_id
 
     s = job.spec
     split = paired_split(inputs, s)
     pool = np.sort(split.pool)
     A = _spaces(inputs, s["embed_a"], split.rows_a[pool])
     B = _spaces(inputs, s["embed_b"], split.rows_b[pool])
-    name, params = parse_measure_id(s["measure"])
-    la, lb, res = select_layers(A, B, metric=name, k=s["k"], sample=s["sample"], seed=s["seed"], **params)
+    la, lb, res = select_layers(A, B, measure=s["measure"], k=s["k"], sample=s["sample"], seed=s["seed"])
     rows = [
-        {"experiment": s["experiment"], "metric": s["measure"], **{k: v for k, v in r.items() if k != "metric"}}
+        {"experiment": s["experiment"], "measure": s["measure"], **{k: v for k, v in r.items() if k != "measure"}}
         | {"chosen": r["layer_a"] == la and r["layer_b"] == lb}
         for r in res.to_rows()
     ]
@@ -310,15 +293,15 @@ def resolve_layers(inputs: _Inputs, spec: dict[str, Any]) -> tuple[str, str]:
 
 def build_aligner(spec: dict[str, Any]) -> Any:
     """The estimator for a fit spec; a head's ``seed`` is the fit seed unless the config fixes it."""
-    from alignkit.pipeline.config import aligner_classes, aligner_params
+    from alignkit.align import ALIGNERS, make_aligner
 
-    cls = aligner_classes()[spec["aligner"]]
+    accepted = ALIGNERS.get(spec["aligner"]).schema
     params = dict(spec["params"])
-    if "seed" in aligner_params(cls):
+    if "seed" in accepted:
         params.setdefault("seed", spec["fit_seed"])
-    if "progress" in aligner_params(cls):
+    if "progress" in accepted:
         params.setdefault("progress", False)
-    return cls(**params)
+    return make_aligner(spec["aligner"], **params)
 
 
 def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
@@ -382,7 +365,7 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
         prompts_ds = inputs.dataset(_prompts_data(inputs, s["embed_prompts"]))
         P = np.ascontiguousarray(inputs.layer(s["embed_prompts"], lb), dtype=np.float32)
         zp = np.asarray(model.transform_y(P))
-        held = _class_indices(s.get("heldout_classes") or [], split.class_names, s["experiment"])
+        held = class_indices(s.get("heldout_classes") or [], split.class_names, s["experiment"])
         order = np.argsort(np.asarray(prompts_ds.labels), kind="stable")
         n_cls = len(set(np.asarray(prompts_ds.labels).tolist()))
         for row in zero_shot(
@@ -406,13 +389,18 @@ def _prompts_data(inputs: _Inputs, embed_id: str) -> str:
     return inputs.result(embed_id)["data"]
 
 
-RUNNERS: dict[str, Callable[[Job, Path, _Inputs, Context], dict[str, Any]]] = {
-    "embed": run_embed,
-    "atlas": run_atlas,
-    "select": run_select,
-    "fit": run_fit,
-    "evaluate": run_evaluate,
-}
+Runner = Callable[[Job, Path, _Inputs, Context], dict[str, Any]]
+
+#: Job kinds by name: each runs in a folder of its own and returns its result (see :func:`execute`).
+JOB_KINDS: Registry[Entry[Runner]] = Registry("job kind")
+for _name, _runner, _what in (
+    ("embed", run_embed, "embed one dataset with one encoder into the store (every layer)"),
+    ("atlas", run_atlas, "layer x layer scores of one measure, with a max-statistic null"),
+    ("select", run_select, "STRUCTURE layer selection on training pairs"),
+    ("fit", run_fit, "fit one aligner at one size and seed"),
+    ("evaluate", run_evaluate, "evaluate one fitted aligner on held-out items"),
+):
+    JOB_KINDS.add(Entry(_name, _runner, _what))
 
 
 def execute(job: Job, ctx: Context, jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -430,5 +418,5 @@ def execute(job: Job, ctx: Context, jobs: dict[str, dict[str, Any]]) -> dict[str
     folder.mkdir(parents=True, exist_ok=True)
     inputs = _Inputs(run_dir, jobs, job.spec.get("fingerprints", {}))
     t0 = time.perf_counter()
-    result = RUNNERS[job.kind](job, folder, inputs, ctx)
+    result = JOB_KINDS.get(job.kind).obj(job, folder, inputs, ctx)
     return {"id": job.id, "seconds": time.perf_counter() - t0, **{k: v for k, v in result.items() if k == "summary"}}

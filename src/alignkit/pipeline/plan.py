@@ -15,7 +15,6 @@ from typing import Any
 
 from alignkit.pipeline.config import RunConfig
 
-KINDS = ("embed", "atlas", "select", "fit", "evaluate")
 RESULT_FILE = "result.json"
 
 
@@ -127,6 +126,7 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
         layers = "every layer" if sp.layers is None else f"{len(sp.layers)} layer(s)"
         plan.jobs.append(Job(jid, "embed", key, (), spec, cpus_embed, gpu, f"{info['n']:,} items, {layers}"))
 
+    _check_data(config, datasets)
     for ename, exp in config.experiments.items():
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
         ra, _ = align_keys(da["dataset"], db["dataset"], how="inner")
@@ -154,7 +154,7 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
         if exp.fit is None:
             continue
         fit = exp.fit
-        pool = _check_sizes(ename, n_paired, fit.test, fit.sizes)
+        pool = n_paired - fit.test
         split = {"test": fit.test, "heldout_classes": list(fit.heldout_classes)}
         layer_dep: tuple[str, ...] = ()
         layer_key: Any = fit.layers
@@ -234,6 +234,62 @@ def _used(exp: Any) -> list[str]:
 
 def _store_root(config: RunConfig) -> str | None:
     return None if config.cache is None else str(Path(config.cache).expanduser())
+
+
+def class_indices(classes: list[str | int], names: list[str] | None, experiment: str) -> list[int]:
+    """Held-out classes (names or indices) as sorted label indices; unknown ones name the key and the classes."""
+    out = []
+    for c in classes:
+        if isinstance(c, int):
+            if names is not None and not 0 <= c < len(names):
+                raise ValueError(f"experiments.{experiment}.fit.heldout_classes: class index {c} out of range")
+            out.append(c)
+        elif names is None or c not in names:
+            raise ValueError(f"experiments.{experiment}.fit.heldout_classes: unknown class {c!r}; classes: {names}")
+        else:
+            out.append(names.index(c))
+    return sorted(set(out))
+
+
+def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
+    """Every check that needs the datasets (cheap) but not the embeddings, all problems in one error."""
+    from alignkit.data.base import align_keys
+
+    problems = []
+    for ename, exp in config.experiments.items():
+        if exp.fit is None:
+            continue
+        da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
+        n_paired = len(align_keys(da["dataset"], db["dataset"], how="inner")[0])
+        try:
+            _check_sizes(ename, n_paired, exp.fit.test, exp.fit.sizes)
+        except ValueError as exc:
+            problems.append(str(exc))
+        try:
+            _check_against_data(ename, exp, da, db)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) with the data:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _check_against_data(ename: str, exp: Any, da: dict[str, Any], db: dict[str, Any]) -> None:
+    """Checks that need the datasets (not the embeddings): held-out classes exist, ks fit the test set."""
+    fit = exp.fit
+    if fit.heldout_classes:
+        src = da["dataset"] if da["dataset"].labels is not None else db["dataset"]
+        if src.labels is None:
+            raise ValueError(f"experiments.{ename}.fit.heldout_classes: neither space's data has labels")
+        names = None if src.class_names is None else list(src.class_names)
+        class_indices(list(fit.heldout_classes), names, ename)
+    ret = exp.evaluate.retrieval if exp.evaluate else None
+    if ret is not None and max(ret.ks) > fit.test:
+        raise ValueError(
+            f"experiments.{ename}.evaluate.retrieval.ks: {[k for k in ret.ks if k > fit.test]} exceed the "
+            f"{fit.test} held-out items retrieved among"
+        )
 
 
 def _check_sizes(experiment: str, n_paired: int, test: int, sizes: list[int]) -> int:

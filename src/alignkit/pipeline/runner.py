@@ -23,7 +23,7 @@ from typing import Any
 
 from alignkit.io import atomic_write_bytes, atomic_write_text
 from alignkit.pipeline.config import RunConfig, load_config
-from alignkit.pipeline.executors import EXECUTORS, Notify, Outcome, run_local, run_ray
+from alignkit.pipeline.executors import EXECUTORS, Items, Notify, Outcome, run_local, run_ray
 from alignkit.pipeline.plan import Plan, build_plan
 
 #: table name -> the file each job of that kind writes
@@ -89,11 +89,17 @@ def run(
     progress: bool = False,
     notify: Notify | None = None,
     base: str | None = None,
+    items: Items | None = None,
 ) -> RunResult:
     """Run every job of ``config`` that is not finished yet, then write the tables, run.json and report.
 
     resume : reuse finished jobs (keyed by their inputs). False deletes the run's job outputs first
         (the embedding store is kept: embeddings are keyed by model and data, not by run).
+    progress : the jobs' own progress bars (tqdm, on a terminal; local executor).
+    notify : told ``(job, status, seconds)`` as each job ends (``done``, ``failed``, ``skipped``).
+    items : told ``(job, description, done, total)`` as a running job works through its items (texts
+        embedded, permutations drawn), in place of the bars: how ``alignkit run`` shows progress inside a job
+        (local executor; Ray workers report only through ``notify``).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}; got {executor!r}")
@@ -110,7 +116,7 @@ def run(
         if executor == "ray":
             outcome = run_ray(plan, address=address, notify=notify)
         else:
-            outcome = run_local(plan, progress=progress, notify=notify)
+            outcome = run_local(plan, progress=progress, notify=notify, items=items)
         tables = collect_tables(plan)
         wall = time.perf_counter() - t0
         meta.update(

@@ -1,7 +1,7 @@
 """Confidence intervals by subsampling items without replacement (half-sampling by default).
 
 Resampling with replacement puts exact duplicates in the sample; duplicates are distance-0
-neighbours and bias kNN measures and U-statistics (METHODS §2.2). Instead draw m-out-of-n
+neighbours and bias kNN measures and U-statistics (docs/methods.md §2.2). Instead draw m-out-of-n
 subsets without replacement. For an estimator with variance ∝ 1/n, the spread of subset
 estimates around their mean is ``σ²(1/m − 1/n)`` (finite-population correction), so deviations are
 rescaled by ``sqrt(m/(n − m))`` (= 1 at m = n/2, the classic half-sample) to the spread at n.
@@ -14,6 +14,7 @@ estimation" (delete-d jackknife), Ann. Statist. 1989.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 from alignkit._progress import progress as bar
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
+from alignkit.registry import Spec
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class BootstrapResult:
     n: int
     samples: np.ndarray = field(repr=False)
     seed: int = 0
+    clipped: bool = False  # the interval was clipped to the measure's range (a basic interval can leave it)
 
     @property
     def n_boot(self) -> int:
@@ -56,6 +59,7 @@ class BootstrapResult:
             "low": self.low,
             "high": self.high,
             "level": self.level,
+            "clipped": self.clipped,
             "std_error": self.std_error,
             "m": self.m,
             "n": self.n,
@@ -65,7 +69,7 @@ class BootstrapResult:
 
 
 def bootstrap_ci(
-    measure: str | Callable[..., float],
+    measure: str | Spec | Callable[..., float],
     X: ArrayLike,
     Y: ArrayLike,
     n_boot: int = 200,
@@ -80,7 +84,9 @@ def bootstrap_ci(
 
     fraction : subset size m = round(fraction·n), 0 < m < n (default: half-sampling).
     The interval is ``score − c·(quantiles of θ*_m − mean θ*_m)``, c = sqrt(m/(n−m)) (basic
-    bootstrap form, so a skewed subsample distribution flips the right way).
+    bootstrap form, so a skewed subsample distribution flips the right way). A basic interval can leave
+    the measure's range (e.g. above 1 for CKA near 1); it is clipped to the registered range and
+    ``clipped`` says so. A NaN score (a degenerate space) or NaN subsamples give a NaN interval.
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1); got {level}")
@@ -93,14 +99,18 @@ def bootstrap_ci(
     m = round(fraction * n)
     if not 2 <= m < n:
         raise ValueError(f"fraction={fraction} gives a subset of m={m} items out of n={n}; need 2 <= m < n")
-    if callable(measure):
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+    if callable(measure) and not isinstance(measure, Spec):
         name, func = getattr(measure, "__name__", "callable"), measure
     else:
-        name = measure
-        info = _registry.get(measure)
-        func = lambda a, b, **kw: _registry.measure(measure, a, b, **kw)  # noqa: E731
-        del info
+        spec = _registry.measure_spec(measure, **params)  # validated once, before any subsample
+        name = measure if isinstance(measure, str) else spec.id
+        func, params = functools.partial(_registry.measure, spec), {}
+        bounds = _registry.get(spec).range
     score = float(func(x, y, **params))
+    if not np.isfinite(score):  # a degenerate space (or a NaN measure): no interval around nothing
+        nan = float("nan")
+        return BootstrapResult(name, score, nan, nan, level, m, n, np.full(int(n_boot), np.nan), seed)
     g = torch.Generator().manual_seed(int(seed))
     samples = []
     draws = bar(range(int(n_boot)), show=progress, desc="subsamples")
@@ -111,6 +121,11 @@ def bootstrap_ci(
     c = np.sqrt(m / (n - m))
     dev = c * (arr - arr.mean())
     alpha = 1.0 - level
+    if not np.isfinite(arr).all():
+        nan = float("nan")
+        return BootstrapResult(name, score, nan, nan, level, m, n, arr, seed)
     low = score - float(np.quantile(dev, 1 - alpha / 2))
     high = score - float(np.quantile(dev, alpha / 2))
-    return BootstrapResult(name, score, low, high, level, m, n, arr, seed)
+    clipped_low, clipped_high = float(np.clip(low, *bounds)), float(np.clip(high, *bounds))
+    clipped = (clipped_low, clipped_high) != (low, high)
+    return BootstrapResult(name, score, clipped_low, clipped_high, level, m, n, arr, seed, clipped)

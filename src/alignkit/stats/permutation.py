@@ -19,8 +19,9 @@ import torch
 from alignkit._progress import progress as bar
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
-from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure, split_params
+from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure
 from alignkit.metrics.preprocess import preprocess
+from alignkit.registry import Spec
 
 
 def permutations(n: int, n_perm: int, seed: int) -> list[torch.Tensor]:
@@ -53,17 +54,27 @@ class PermutationResult:
         return int(self.null.size)
 
     @property
+    def _finite_null(self) -> np.ndarray:
+        return self.null[np.isfinite(self.null)]
+
+    @property
     def null_mean(self) -> float:
-        return float(self.null.mean())
+        fin = self._finite_null
+        return float(fin.mean()) if fin.size else float("nan")
 
     @property
     def null_std(self) -> float:
-        return float(self.null.std(ddof=1)) if self.null.size > 1 else 0.0
+        fin = self._finite_null
+        return float(fin.std(ddof=1)) if fin.size > 1 else (0.0 if fin.size else float("nan"))
 
     @property
     def p_value(self) -> float:
-        """One-sided, with the +1 correction: never 0."""
+        """One-sided, with the +1 correction: never 0. NaN when the score is NaN (a NaN is never
+        significant); a NaN null draw counts as at least as extreme (conservative)."""
+        if not np.isfinite(self.score):
+            return float("nan")
         as_extreme = self.null >= self.score if self.higher_is_better else self.null <= self.score
+        as_extreme = as_extreme | ~np.isfinite(self.null)
         return float((1 + int(as_extreme.sum())) / (1 + self.null.size))
 
     @property
@@ -82,8 +93,10 @@ class PermutationResult:
 
     @property
     def threshold(self) -> float:
-        """The q-quantile of null ∪ {raw}: scores above it are significant at level 1 − q."""
+        """The q-quantile of null ∪ {raw}: scores above it are significant at level 1 − q (NaN if any is NaN)."""
         pool = np.append(self.null, self.score)
+        if not np.isfinite(pool).all():
+            return float("nan")
         return float(np.quantile(pool, self.q if self.higher_is_better else 1 - self.q))
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,12 +115,8 @@ class PermutationResult:
         }
 
 
-def _best(info: _registry.MeasureInfo) -> float | None:
-    return info.max_score if info.higher_is_better else info.range[0]
-
-
 def permutation_test(
-    measure: str | Callable[..., float],
+    measure: str | Spec | Callable[..., float],
     X: ArrayLike,
     Y: ArrayLike,
     n_perm: int = 1000,
@@ -124,7 +133,7 @@ def permutation_test(
     including the preprocessing options ``clip_quantile``, ``center``, ``normalize``.
     """
     n_perm = check_n_perm(n_perm)
-    if callable(measure):
+    if callable(measure) and not isinstance(measure, Spec):
         x, y = as_pair(X, Y)
         name = getattr(measure, "__name__", "callable")
         func = measure
@@ -136,12 +145,17 @@ def permutation_test(
             ]
         )
         return PermutationResult(name, raw, null, True, None, seed, q)
-    info = _registry.get(measure)
-    prep, own = split_params(measure, params)
+    spec = _registry.measure_spec(measure, **params)
+    info = _registry.get(spec)
+    prep, _ = _registry.split(spec)
     x, y = as_pair(X, Y)
     if prep:
         x, y = preprocess(x, name="X", **prep), preprocess(y, name="Y", **prep)
-    pm = prepared_measure(info.name, max_dim=max(x.shape[1], y.shape[1]), **own)
+    label = measure if isinstance(measure, str) else spec.id
+    if _registry.degenerate_inputs(x, y, info, _registry.split(spec)[1]):  # NaN score, NaN p: never significant
+        nan = np.full(n_perm, np.nan)
+        return PermutationResult(label, float("nan"), nan, info.higher_is_better, info.best_possible, seed, q)
+    pm = prepared_measure(spec, max_dim=max(x.shape[1], y.shape[1]))
     check_rows(pm, x.shape[0])
     pa, pb = pm.prepare(x), pm.prepare(y)
     raw = pm.score(pa, pb)
@@ -149,7 +163,7 @@ def permutation_test(
         [pm.score(pa, pm.permute(pb, p)) for p in _progress(permutations(x.shape[0], n_perm, seed), progress)]
     )
     recall = {k: r for k, p in (("X", pa), ("Y", pb)) if (r := knn_recall(p)) is not None}
-    return PermutationResult(measure, raw, null, info.higher_is_better, _best(info), seed, q, recall)
+    return PermutationResult(label, raw, null, info.higher_is_better, info.best_possible, seed, q, recall)
 
 
 def _progress(items: list[torch.Tensor], show: bool) -> Any:

@@ -1,6 +1,6 @@
 """Exact linear CKA over data that never fits in memory: accumulate moments batch by batch.
 
-State is O(d1² + d2² + d1·d2) float64 sums (METHODS §1.7) that add across batches and workers
+State is O(d1² + d2² + d1·d2) float64 sums (docs/methods.md §1.7) that add across batches and workers
 (``merge``), so the result equals the one-shot value for any split or order of the rows.
 Each state keeps a fixed reference shift (its first batch's column means) to avoid
 cancellation when the data have large means; states with different shifts merge exactly.
@@ -12,6 +12,7 @@ import torch
 
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics._moments import LinearMoments
+from alignkit.registry import check_bool
 
 _CHUNK_BYTES = 32 * 2**20
 
@@ -38,7 +39,7 @@ class StreamingCKA:
     def __init__(self, debiased: bool = True, precision: str = "float64") -> None:
         if precision not in ("float64", "float32"):
             raise ValueError(f"precision must be 'float64' or 'float32'; got {precision!r}")
-        self.debiased = debiased
+        self.debiased = check_bool(debiased, "debiased", "StreamingCKA")
         self.precision = precision
         self.moments: LinearMoments | None = None
         self.shift_x: torch.Tensor | None = None
@@ -88,7 +89,7 @@ class StreamingCKA:
         """CKA of all rows seen so far."""
         if self.moments is None:
             raise ValueError("StreamingCKA has seen no data; call update() first")
-        return self.moments.cka(self.debiased if debiased is None else debiased)
+        return self.moments.cka(self.debiased if debiased is None else check_bool(debiased, "debiased", "compute"))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors only (safe to store with safetensors)."""

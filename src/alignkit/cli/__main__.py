@@ -1,0 +1,5 @@
+"""``python -m alignkit.cli``."""
+
+from alignkit.cli import app
+
+app()

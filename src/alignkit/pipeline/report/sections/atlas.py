@@ -1,0 +1,169 @@
+"""Layer atlas: a table of each atlas's best layer pair and one heatmap per (experiment, measure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from alignkit.pipeline import plots
+from alignkit.pipeline.report import labels
+from alignkit.pipeline.report.context import Context
+from alignkit.pipeline.report.html import Section, e, howto, num, section, table
+from alignkit.pipeline.report.load import clean, finite, records
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+HOWTO = (
+    "Each heatmap scores every pair of layers: rows are the layers of model A (first layer at the "
+    "bottom), columns the layers of model B. <b>Mutual kNN</b> is the fraction of each item's k nearest "
+    "neighbours that the two layers share (0: no shared neighbours, 1: identical neighbourhoods); "
+    "<b>CKA</b> (centred kernel alignment) compares the whole similarity structure of the items "
+    "(0 to 1, blind to rotations and isotropic scaling). The outlined cell is the best pair. Picking "
+    "the best of all layer pairs inflates the score even when nothing is aligned, so its p-value comes "
+    "from a <b>max-statistic permutation null</b>: the items of B are shuffled (one shuffle shared by all "
+    "of B's layers), the best score over <i>all</i> pairs is kept for each shuffle, and the observed best "
+    "is compared with those maxima. This controls for the search over pairs. A permutation p-value "
+    "cannot go below 1/(permutations + 1), hence “p ≤ …”. Hatched, dimmed cells are not significant "
+    "at family-wise error 5 % (their score does not beat the max-null). <i>Chance-adjusted</i> measures "
+    "the best score against the mean of the max-statistic null."
+)
+
+
+@dataclass
+class Atlas:
+    """One (experiment, measure) atlas: its cells and what the run recorded about its best pair."""
+
+    experiment: str
+    measure: labels.MeasureLabel
+    space_a: str
+    space_b: str
+    cells: pd.DataFrame
+    best_a: str | None
+    best_b: str | None
+    best_score: float | None
+    p: float | None
+    n_perm: int | None
+    max_null_mean: float | None
+    adjusted: float | None
+    n: int | None
+
+    @property
+    def head(self) -> str:
+        return f"{self.experiment} · {self.measure.label} ({self.space_a} × {self.space_b})"
+
+    @property
+    def p_text(self) -> str:
+        return plots.format_p(self.p if self.p is not None else math.nan, self.n_perm)
+
+
+def atlases(ctx: Context) -> list[Atlas]:
+    """Every atlas of the run, in table order.
+
+    The best pair is the one ``atlas_summary`` recorded; without a summary it is taken from the cells,
+    in the measure's registered direction, and left out when the measure is not registered.
+    """
+    cells = ctx.data.tables["atlas"]
+    summ = ctx.data.tables["atlas_summary"]
+    if cells is None:
+        return []
+    summary: dict[tuple[str, str], dict[str, Any]] = {}
+    if summ is not None:
+        for r in records(summ):
+            summary[(str(r.get("experiment")), str(r.get("measure")))] = r
+    out = []
+    keys = list(dict.fromkeys(zip(cells["experiment"].astype(str), cells["measure"].astype(str), strict=True)))
+    for exp, metric in keys:
+        sub = cells[(cells["experiment"].astype(str) == exp) & (cells["measure"].astype(str) == metric)]
+        first = records(sub.head(1))[0]
+        s = summary.get((exp, metric), {})
+        measure = labels.measure(metric)
+        scores = sub["score"].astype(float)
+        if s.get("best_a") is not None and s.get("best_b") is not None:
+            best_a, best_b, best_score = str(s["best_a"]), str(s["best_b"]), clean(s.get("best_score"))
+        elif measure.known and scores.notna().any():
+            row = sub.loc[scores.idxmax() if measure.higher_is_better else scores.idxmin()]
+            best_a, best_b, best_score = str(row["layer_a"]), str(row["layer_b"]), float(row["score"])
+        else:
+            best_a = best_b = best_score = None
+        if best_score is None and best_a is not None:
+            hit = sub[(sub["layer_a"].astype(str) == best_a) & (sub["layer_b"].astype(str) == best_b)]
+            best_score = float(hit["score"].iloc[0]) if len(hit) else None
+        p = clean(s.get("best_p_calibrated"))
+        if p is None and "p_value_fwer" in sub.columns and sub["p_value_fwer"].notna().any():
+            p = float(sub["p_value_fwer"].min())
+        n_perm = clean(s.get("n_perm", first.get("n_perm")))
+        out.append(
+            Atlas(
+                experiment=exp,
+                measure=measure,
+                space_a=str(first.get("space_a") or "A"),
+                space_b=str(first.get("space_b") or "B"),
+                cells=sub,
+                best_a=best_a,
+                best_b=best_b,
+                best_score=best_score,
+                p=p,
+                n_perm=int(n_perm) if finite(n_perm) else None,
+                max_null_mean=clean(s.get("max_null_mean")),
+                adjusted=clean(s.get("best_adjusted")),
+                n=clean(s.get("n", first.get("n"))),
+            )
+        )
+    return out
+
+
+def _heatmap(ctx: Context, a: Atlas) -> str:
+    has_best = a.best_a is not None
+    if not a.measure.known:
+        detail, marked = a.measure.unknown_note(), None
+    else:
+        detail = f"best {a.best_a} × {a.best_b} = {num(a.best_score)}, {a.p_text}" if has_best else "no finite scores"
+        marked = (a.best_a, a.best_b) if has_best else None
+    fig = plots.atlas_heatmap(
+        a.cells,
+        title=f"{a.head}\n{detail}",
+        metric=a.measure.label,
+        best=marked,
+        label_a=a.space_a,
+        label_b=a.space_b,
+    )
+    has_null = "p_value_fwer" in a.cells.columns and a.cells["p_value_fwer"].notna().any()
+    cap = f"<b>{e(a.head)}</b>: {e(detail)}."
+    cap += " Hatched: not significant after FWER correction (p &gt; 0.05)." if has_null else " No permutation null."
+    return ctx.figure(f"atlas-{a.experiment}-{a.measure.id}", fig, f"Atlas heatmap {a.head}", cap)
+
+
+def build(ctx: Context) -> Section:
+    title = "Layer atlas"
+    atl = atlases(ctx)
+    if not atl:
+        return section("atlas", title, ctx.missing("atlas"))
+    rows = [
+        [
+            e(a.experiment),
+            f"{e(a.space_a)} × {e(a.space_b)}",
+            a.measure.label_html(),
+            f"{e(a.best_a)} × {e(a.best_b)}" if a.best_a is not None else "–",
+            num(a.best_score),
+            e(a.p_text),
+            num(a.max_null_mean),
+            num(a.adjusted),
+            e(a.n) if a.n is not None else "–",
+        ]
+        for a in atl
+    ]
+    header = [
+        "experiment",
+        "spaces",
+        "measure",
+        "best pair (A × B)",
+        "score",
+        "calibrated p",
+        "max-null mean",
+        "chance-adjusted",
+        "n items",
+    ]
+    figs = [_heatmap(ctx, a) for a in atl]
+    return section("atlas", title, howto(HOWTO), table(header, rows, "num"), *figs)
