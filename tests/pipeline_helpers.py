@@ -23,12 +23,15 @@ class HashEncoder(Encoder):
     default_batch_size = 64
     calls = 0  # encode() calls across all instances (the cache-hit tests read it)
 
-    def __init__(self, variant: str, dim: int = 24, n_layers: int = 3, **kwargs: Any) -> None:
+    def __init__(
+        self, variant: str, dim: int = 24, n_layers: int = 3, constant_layer: str | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("device", "cpu")
         super().__init__(**kwargs)
         self.id = f"test:{variant}"
         self.variant = variant
         self.dim = dim
+        self.constant_layer = constant_layer  # a dead layer (every item the same vector), as real encoders can emit
         # names whose alphabetical order is not the layer order, so tests catch any sorting
         self._layers = ["input", "hidden", "output", *[f"extra{i}" for i in range(n_layers - 3)]][:n_layers]
         rng = np.random.default_rng(int(hashlib.sha256(variant.encode()).hexdigest()[:8], 16))
@@ -43,7 +46,7 @@ class HashEncoder(Encoder):
         return {name: self.dim for name in self._layers}
 
     def identity(self) -> dict[str, Any]:
-        return {"id": self.id, "dim": self.dim, "layers": len(self._layers)}
+        return {"id": self.id, "dim": self.dim, "layers": len(self._layers), "constant": self.constant_layer}
 
     def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         type(self).calls += 1
@@ -53,6 +56,8 @@ class HashEncoder(Encoder):
         for i, name in enumerate(self._layers):
             if name in wanted:
                 out[name] = torch.from_numpy(np.tanh(base @ self._maps[i]).astype(np.float32))
+                if name == self.constant_layer:
+                    out[name] = torch.ones_like(out[name])
         return out
 
 

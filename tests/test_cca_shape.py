@@ -15,6 +15,8 @@ import alignkit
 from alignkit.degenerate import DegenerateSpaceWarning
 from alignkit.metrics import canonical_correlations, cca, procrustes, pwcca, shape_distance, svcca
 from alignkit.metrics._registry import get
+from alignkit.metrics.cca import SmallSampleWarning
+from alignkit.metrics.shape import effective_dim, whitened_factor
 
 # small-n inflation warnings are tested explicitly below; elsewhere they are noise
 pytestmark = pytest.mark.filterwarnings("ignore:.*inflated:UserWarning")
@@ -383,3 +385,82 @@ def test_bad_parameters_raise():
         cca(X, Y, reg=-1.0)
     with pytest.raises(ValueError, match="reg must be"):
         pwcca(X, Y, reg=float("nan"))
+
+
+# ------------------------------------------------------------------------------------ small n, scale safety
+
+
+def test_shape_and_procrustes_warn_when_n_small_for_dimension():
+    """Rule: warn when n < 10·max(m_x, m_y), m = (Σg²)²/Σg⁴ the effective dimension of each (partially whitened)
+    side; n = 50 items in d = 5000 dimensions are rotated onto each other (Procrustes ≈ 1)."""
+    rng = np.random.default_rng(11)
+    X, Y = rng.normal(size=(50, 5000)), rng.normal(size=(50, 5000))
+    with pytest.warns(SmallSampleWarning, match=r"procrustes with n=50 .*inflated"):
+        assert procrustes(X, Y) > 0.99
+    for alpha in (0.0, 0.5, 1.0):
+        with pytest.warns(SmallSampleWarning, match=r"shape_distance with n=50 .*inflated"):
+            shape_distance(X, Y, alpha=alpha)
+    X, Y = rng.normal(size=(2000, 64)), rng.normal(size=(2000, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert procrustes(X, Y) < 0.25
+        for alpha in (0.0, 0.5, 1.0):
+            shape_distance(X, Y, alpha=alpha)
+
+
+def test_effective_dimension_is_rank_at_alpha0_and_participation_ratio_at_alpha1():
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(300, 8)) * np.geomspace(1, 0.01, 8)  # a decaying spectrum: few effective directions
+    s2 = np.linalg.svd(X - X.mean(0), compute_uv=False) ** 2
+    assert effective_dim(whitened_factor(torch.from_numpy(X), 0.0)) == pytest.approx(8.0)
+    assert effective_dim(whitened_factor(torch.from_numpy(X), 1.0)) == pytest.approx(s2.sum() ** 2 / (s2**2).sum())
+    Y = rng.normal(size=(40, 8)) * np.geomspace(1, 0.01, 8)
+    X40 = X[:40]
+    with warnings.catch_warnings():  # at α = 1 only ~2 effective directions: 40 items are enough
+        warnings.simplefilter("error")
+        procrustes(X40, Y)
+    with pytest.warns(SmallSampleWarning):  # at α = 0 all 8 directions count, like CCA
+        shape_distance(X40, Y, alpha=0.0)
+
+
+def test_cca_family_warning_class():
+    X, Y = _data(7, n=40, d1=6, d2=4)
+    for f in (cca, svcca, pwcca):
+        with pytest.warns(SmallSampleWarning, match="inflated"):
+            f(X, Y)
+    assert issubclass(SmallSampleWarning, UserWarning)
+
+
+SCALES = {np.float32: (1e-30, 1e-10, 1e10, 1e30), np.float64: (1e-160, 1e-30, 1e30, 1e160)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_cca_and_shape_same_value_at_any_scale(dtype):
+    """Each centred space is divided by a power of two before its SVD: the same value at any finite scale."""
+    X, Y = _data(13, n=120, d1=6, d2=5)
+    tol = 1e-5 if dtype == np.float32 else 1e-10
+    calls = {
+        "cca": lambda a, b: cca(a, b),
+        "cca_mean_sq": lambda a, b: cca(a, b, summary="mean_sq"),
+        "svcca": lambda a, b: svcca(a, b),
+        "svcca_int": lambda a, b: svcca(a, b, keep=3),
+        "pwcca": lambda a, b: pwcca(a, b),
+        "procrustes": lambda a, b: procrustes(a, b),
+        "shape_angular": lambda a, b: shape_distance(a, b, alpha=0.5),
+        "shape_euclidean": lambda a, b: shape_distance(a, b, score="euclidean"),
+    }
+    for name, f in calls.items():
+        base = f(X.astype(dtype), Y.astype(dtype))
+        for s in SCALES[dtype]:
+            assert f((X * s).astype(dtype), (Y * s).astype(dtype)) == pytest.approx(base, abs=tol), (name, s)
+            assert f((X * s).astype(dtype), Y.astype(dtype)) == pytest.approx(base, abs=tol), (name, s)
+
+
+def test_regularised_cca_reg_is_in_input_units():
+    """reg is absolute (covariance units): scaling the data by s and reg by s² leaves every ρ unchanged."""
+    X, Y = _data(14, n=100, d1=5, d2=4)
+    base = canonical_correlations(X, Y, reg=0.3).numpy()
+    for s in (1e-150, 1e-20, 1e20, 1e150):
+        got = canonical_correlations(X * s, Y * s, reg=0.3 * s * s).numpy()
+        np.testing.assert_allclose(got, base, atol=1e-10)
+        assert svcca(X * s, Y * s, reg=0.3 * s * s) == pytest.approx(svcca(X, Y, reg=0.3), abs=1e-10)

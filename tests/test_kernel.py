@@ -1,5 +1,7 @@
 """HSIC / CKA against dense references, identities between forms, properties and nulls."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from hypothesis import strategies as st
 import alignkit
 from alignkit.degenerate import DegenerateSpaceWarning
 from alignkit.metrics import cka, hsic
+from alignkit.metrics._moments import biased_cka_chance
+from alignkit.metrics.cca import SmallSampleWarning
 from dense_reference import cka_dense, gram_dense, hsic_biased_dense, hsic_unbiased_dense, shared_latent
 
 
@@ -126,3 +130,130 @@ def test_bad_input(rng):
         assert np.isnan(cka(np.ones((10, 3)), X))
     with pytest.raises(ValueError, match="NaN or Inf"):
         cka(np.where(X > 1, np.nan, X), X)
+
+
+# ------------------------------------------------------------------------------------- small n, high d
+
+
+def test_biased_needs_four_items_like_debiased():
+    """Biased CKA is exactly 1 at n = 2 for any data: too few items raise for both estimators (and HSIC)."""
+    g = np.random.default_rng(0)
+    for n in (2, 3):
+        X, Y = g.standard_normal((n, 5)), g.standard_normal((n, 7))
+        for f in (cka, hsic):
+            with pytest.raises(ValueError, match="at least 4 items"):
+                f(X, Y, debiased=False)
+    s = alignkit.StreamingCKA(debiased=False).update(X, Y)
+    with pytest.raises(ValueError, match="at least 4 items"):
+        s.compute()
+
+
+@pytest.mark.parametrize("form", ["feature", "gram"])
+def test_biased_cka_warns_when_n_small_for_dimension(form):
+    """Rule: warn when n − 1 < 10·sqrt(m_x·m_y), m the effective rank (Murphy et al., ICLR 2024)."""
+    g = np.random.default_rng(1)
+    X, Y = g.standard_normal((50, 5000)), g.standard_normal((50, 5000))
+    with pytest.warns(SmallSampleWarning, match=r"biased CKA with n=50 .*inflated .*score ≈ 0\.9"):
+        assert cka(X, Y, debiased=False, form=form) > 0.95  # independent, yet ≈ 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert abs(cka(X, Y)) < 0.05  # the debiased estimator: no warning, ≈ 0
+        X, Y = g.standard_normal((2000, 64)), g.standard_normal((2000, 64))
+        assert cka(X, Y, debiased=False, form=form) < 0.1
+
+
+def test_biased_cka_warns_in_fast_paths_and_streaming():
+    g = np.random.default_rng(2)
+    X, Y = g.standard_normal((40, 800)), g.standard_normal((40, 800))
+    with pytest.warns(SmallSampleWarning, match="biased CKA"):
+        alignkit.permutation_test("cka?debiased=false", X, Y, n_perm=3)
+    with pytest.warns(SmallSampleWarning, match="biased CKA"):
+        alignkit.StreamingCKA(debiased=False).update(X, Y).compute()
+    with pytest.warns(SmallSampleWarning, match="biased CKA"):
+        cka(X, Y, kernel="rbf_median", debiased=False)
+
+
+@pytest.mark.parametrize(("n", "d"), [(100, 10), (100, 100), (60, 600), (400, 40)])
+def test_biased_chance_level_matches_independent_data(n, d):
+    """sqrt(m_x·m_y)/(n − 1) predicts biased CKA between independent spaces (the warning's number)."""
+    g = np.random.default_rng(n + d)
+    vals, chances = [], []
+    for _ in range(5):
+        X, Y = g.standard_normal((n, d)), g.standard_normal((n, d))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vals.append(cka(X, Y, debiased=False))
+        Xc = X - X.mean(0)
+        s2 = np.linalg.svd(Xc, compute_uv=False) ** 2
+        m = s2.sum() ** 2 / (s2**2).sum()
+        chances.append(biased_cka_chance(n, m, m))
+        assert any(issubclass(w.category, SmallSampleWarning) for w in caught) == (chances[-1] > 0.1)
+    assert np.mean(vals) == pytest.approx(np.mean(chances), abs=0.03)
+
+
+# ------------------------------------------------------------------------------------------- scale safety
+
+SCALES64 = (1e-160, 1e-60, 1e60, 1e160)
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf_median"])
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("form", ["auto", "gram", "feature"])
+def test_cka_same_value_at_extreme_scales(rng, kernel, debiased, form):
+    """Each space is divided by a power of two first: float64 ×1e±160 (and float32 ×1e±30) give scale 1's CKA."""
+    if kernel != "linear" and form == "feature":
+        return
+    X, Y = shared_latent(rng, n=60, dx=6, dy=8)
+    base = cka(X, Y, kernel=kernel, debiased=debiased, form=form)
+    for s in SCALES64:
+        assert cka(X * s, Y * s, kernel=kernel, debiased=debiased, form=form) == pytest.approx(base, abs=1e-12)
+        assert cka(X * s, Y / s, kernel=kernel, debiased=debiased, form=form) == pytest.approx(base, abs=1e-12)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    base32 = cka(X32, Y32, kernel=kernel, debiased=debiased, form=form)
+    for s in (1e-30, 1e30):
+        got = cka((X * s).astype(np.float32), (Y * s).astype(np.float32), kernel=kernel, debiased=debiased, form=form)
+        assert got == pytest.approx(base32, abs=1e-5)
+
+
+def test_rbf_abs_follows_sigma_in_input_units(rng):
+    """rbf_abs is scale-dependent: scaling the data and σ together leaves CKA unchanged, at any scale."""
+    X, Y = shared_latent(rng, n=50)
+    base = cka(X, Y, kernel="rbf_abs", sigma=3.0)
+    for s in (1e-150, 1e150):
+        assert cka(X * s, Y * s, kernel="rbf_abs", sigma=3.0 * s) == pytest.approx(base, abs=1e-12)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_hsic_scales_as_s4_and_warns_out_of_range(rng, debiased):
+    """HSIC is scale-dependent (the documented exemption): computed rescaled, exact where representable,
+    a RuntimeWarning and ±inf / 0 (never a silent NaN) where s⁴·HSIC leaves float64."""
+    X, Y = shared_latent(rng, n=60)
+    base = hsic(X, Y, debiased=debiased)
+    for s in (1e-60, 1e-20, 1e20, 1e60):
+        assert hsic(X * s, Y * s, debiased=debiased) == pytest.approx(base * s**4, rel=1e-10)
+        assert hsic(X * s, Y / s, debiased=debiased) == pytest.approx(base, rel=1e-10)
+    assert hsic((X * 1e30).astype(np.float32), Y.astype(np.float32)) == pytest.approx(hsic(X, Y) * 1e60, rel=1e-5)
+    with pytest.warns(RuntimeWarning, match="outside float64's range"):
+        assert hsic(X * 1e160, Y * 1e160, debiased=debiased) == np.copysign(np.inf, base)
+    with pytest.warns(RuntimeWarning, match="outside float64's range"):
+        assert hsic(X * 1e-160, Y * 1e-160, debiased=debiased) == 0.0
+    for form in ("feature", "gram"):  # the fast paths return the same units
+        res = alignkit.permutation_test("hsic", X * 1e20, Y * 1e-10, n_perm=3, debiased=debiased, form=form)
+        assert res.score == pytest.approx(base * 1e20, rel=1e-10)  # (1e20)²·(1e-10)²
+
+
+def test_cka_fast_paths_scale_safe(rng):
+    X, Y = shared_latent(rng, n=60)
+    for measure in ("cka", "cka?debiased=false", "cka?form=gram", "cka?kernel=rbf_median"):
+        base = alignkit.permutation_test(measure, X, Y, n_perm=4, seed=3)
+        big = alignkit.permutation_test(measure, X * 1e160, Y * 1e-160, n_perm=4, seed=3)
+        assert big.score == pytest.approx(base.score, abs=1e-12)
+        np.testing.assert_allclose(big.null, base.null, atol=1e-12)
+
+
+def test_undefined_cka_warns_instead_of_silent_nan(rng):
+    """A kernel with no variance (rbf_abs with σ far below the distances: K = I, U-centred to 0) gives NaN with
+    a warning."""
+    X, Y = shared_latent(rng, n=40)
+    with pytest.warns(RuntimeWarning, match="CKA is undefined"):
+        assert np.isnan(cka(X, Y, kernel="rbf_abs", sigma=1e-3))

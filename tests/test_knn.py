@@ -201,3 +201,93 @@ def test_approximate_scores_carry_recall_never_silently(rng):
     assert set(res.knn_recall) == {"X", "Y"} and "knn_recall_X" in res.as_dict()
     at = alignkit.atlas([X], {"y": Y}, "mutual_knn", backend="faiss")
     assert set(at.knn_recall) == {"spaces_a['0']", "spaces_b['y']"} and "min_knn_recall" in at.summary()
+
+
+# ------------------------------------------------------------------------------------------- scale safety
+
+KNN_SCALES = {
+    np.float32: (1e-30, 1e-10, 1e10, 1e30),
+    np.float64: (1e-300, 1e-160, 1e-30, 1e-10, 1e10, 1e30, 1e160, 1e300),
+}
+
+
+def _scores(X: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+        return Z @ Z.T
+    if metric == "ip":
+        return X @ X.T
+    sq = (X * X).sum(axis=1)
+    return -(sq[:, None] + sq[None, :] - 2 * X @ X.T)
+
+
+def min_relative_gap(X: np.ndarray, k: int) -> float:
+    """Smallest gap between consecutive top-(k+1) similarities of any row, any metric, relative to the row's
+    largest |similarity|: above ~1e-5, rounding at any scale cannot reorder or swap neighbours."""
+    out = np.inf
+    for metric in ("cosine", "ip", "euclidean"):
+        S = _scores(np.asarray(X, dtype=np.float64), metric)
+        np.fill_diagonal(S, -np.inf)
+        top = -np.sort(-S, axis=1)[:, : k + 1]
+        scale = np.abs(np.where(np.isfinite(S), S, 0)).max(axis=1, keepdims=True)
+        out = min(out, float((-np.diff(top, axis=1) / scale).min()))
+    return out
+
+
+def well_separated(n: int, d: int, k: int = 10, seed: int = 0, *, tol: float = 1e-5) -> np.ndarray:
+    """Gaussian data whose neighbour lists have no near-ties (:func:`min_relative_gap` > tol), by seed search."""
+    for s in range(seed, seed + 200):
+        X = np.random.default_rng(s).standard_normal((n, d))
+        if min_relative_gap(X, k) > tol:
+            return X
+    raise AssertionError("no well-separated draw found")  # pragma: no cover
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+def test_knn_graph_same_neighbours_at_any_scale(dtype, metric):
+    """Rescaled before the products (docs: neighbors module): scale 1e-300 … 1e300 gives scale 1's graph."""
+    X = well_separated(120, 8)
+    ref = knn_graph(X.astype(dtype), 10, metric=metric).indices
+    for s in KNN_SCALES[dtype]:
+        got = knn_graph((X * s).astype(dtype), 10, metric=metric, block_size=37).indices
+        assert torch.equal(got, ref), (s, int((got != ref).any(dim=1).sum()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_knn_measures_same_value_at_any_scale(dtype):
+    X, Y = well_separated(100, 8, seed=0), well_separated(100, 6, seed=300)
+    for name in ("mutual_knn", "jaccard_knn", "lcs_knn", "edit_distance_knn", "cycle_knn", "cknna"):
+        for metric in ("cosine", "ip") if name == "cknna" else ("cosine", "ip", "euclidean"):
+            ref = alignkit.measure(name, X.astype(dtype), Y.astype(dtype), metric=metric)
+            for s in KNN_SCALES[dtype]:
+                got = alignkit.measure(name, (X * s).astype(dtype), (Y * s).astype(dtype), metric=metric)
+                tol = 0.0 if name != "cknna" else (2e-6 if dtype == np.float32 else 1e-12)
+                assert got == pytest.approx(ref, abs=tol), (name, metric, s)
+
+
+def test_independent_float32_at_huge_scale_is_not_aligned():
+    """Regression: float32 ×1e20 overflowed the row norms, every score tied and mutual kNN read ≈ 1."""
+    g = np.random.default_rng(5)
+    X, Y = g.standard_normal((400, 16)), g.standard_normal((400, 16))
+    base = mutual_knn(X.astype(np.float32), Y.astype(np.float32))
+    for s in (1e18, 1e20, 1e30, 1e-30):
+        assert mutual_knn((X * s).astype(np.float32), (Y * s).astype(np.float32)) == base < 0.1
+
+
+def test_faiss_backend_scale_safe():
+    """The faiss path searches the same rescaled space: a power-of-two scale gives the identical graph; any
+    other finite scale keeps the recall."""
+    pytest.importorskip("faiss")
+    g = np.random.default_rng(2)
+    centers = g.standard_normal((10, 16)) * 4
+    X = centers[g.integers(0, 10, 1500)] + g.standard_normal((1500, 16))
+    for dtype, big in ((np.float32, 100), (np.float64, 530)):
+        for metric in ("cosine", "ip", "euclidean"):
+            ref = knn_graph(X.astype(dtype), 10, metric=metric, backend="faiss", recall_sample=300)
+            for s in (2.0**-big, 2.0**big):
+                got = knn_graph((X * s).astype(dtype), 10, metric=metric, backend="faiss", recall_sample=300)
+                assert torch.equal(got.indices, ref.indices) and got.recall == ref.recall, (dtype, metric, s)
+            for s in (1e-30, 1e30):
+                got = knn_graph((X * s).astype(dtype), 10, metric=metric, backend="faiss", recall_sample=300)
+                assert got.recall > ref.recall - 0.05, (dtype, metric, s)

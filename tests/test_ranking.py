@@ -18,6 +18,7 @@ from alignkit._common import median, optional_import, unit_rows
 from alignkit._validation import check_ks
 from alignkit.align import Procrustes, VecMap
 from alignkit.align.trainer import _val_r1
+from alignkit.degenerate import DegenerateSpaceError, DegenerateSpaceWarning
 from alignkit.evaluate import retrieval
 from alignkit.metrics.retrieval import retrieval_alignment, retrieval_mrr, retrieval_ranks, retrieval_scores
 from alignkit.ranking import (
@@ -203,9 +204,12 @@ def test_aligner_score_of_a_degenerate_fit_is_chance():
     """The issue's case: VecMap fitted on a constant X maps everything to one point; that is not alignment."""
     g = np.random.default_rng(3)
     n = 500
-    model = VecMap().fit(np.ones((n, 16)), g.normal(size=(n, 16)))
-    score = model.score(g.normal(size=(n, 16)), g.normal(size=(n, 16)))
-    assert score < 5 / n  # was 1.0 when ties counted as hits; chance is 1/n
+    with pytest.raises(DegenerateSpaceError, match=r"VecMap\.fit: X is degenerate"):
+        VecMap().fit(np.ones((n, 16)), g.normal(size=(n, 16)))
+    model = VecMap().fit(g.normal(size=(n, 16)), g.normal(size=(n, 16)))
+    with pytest.warns(DegenerateSpaceWarning):
+        score = model.score(np.ones((n, 16)), g.normal(size=(n, 16)))  # every query maps to one point
+    assert score == pytest.approx(1 / n)  # was 1.0 when ties counted as hits; chance is 1/n
     val = _val_r1(nn.Identity(), nn.Identity(), torch.zeros(n, 16), torch.from_numpy(g.normal(size=(n, 16))),
                   torch.device("cpu"), torch.float64)  # fmt: skip
     assert val == 1 / n

@@ -202,3 +202,63 @@ def test_streaming_errors(rng):
         StreamingCKA().update(rng.standard_normal((3, 2)), rng.standard_normal((3, 2))).compute()
     with pytest.raises(ValueError, match="precision"):
         StreamingCKA(precision="float16")
+
+
+# ------------------------------------------------------------------------------------ streaming: scale
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize(("dtype", "scales"), [(np.float64, (1e-160, 1e160)), (np.float32, (1e-30, 1e30))])
+def test_streaming_same_value_at_extreme_scales(rng, debiased, dtype, scales):
+    """Rows are divided by a power-of-two unit per side before their products (fourth powers included)."""
+    X, Y = shared_latent(rng, n=300, dx=7, dy=5)
+    X = X + 20.0
+    tol = 1e-11 if dtype == np.float64 else 1e-5
+    target = alignkit.measure("cka", X.astype(dtype), Y.astype(dtype), debiased=debiased)
+    for s in scales:
+        st = StreamingCKA(debiased=debiased)
+        for rows in np.array_split(np.arange(300), 5):
+            st.update((X[rows] * s).astype(dtype), (Y[rows] / s).astype(dtype))
+        assert st.compute() == pytest.approx(target, abs=tol), s
+
+
+def test_streaming_batches_of_very_different_scales_rescale_the_state(rng):
+    """A later batch 1e200 times larger than the first raises the unit: the accumulated moments are rescaled
+    exactly (no overflow), and the result equals the one-shot value."""
+    X, Y = shared_latent(rng, n=240)
+    X[120:] *= 1e200
+    target = alignkit.measure("cka", X, Y)
+    s = StreamingCKA()
+    for rows in np.array_split(np.arange(240), 6):
+        s.update(X[rows], Y[rows])
+    assert s.log2_x > 600 and np.isfinite(s.compute())
+    assert s.compute() == pytest.approx(target, abs=1e-10)
+
+
+def test_streaming_merge_across_scales_and_state_round_trip(rng):
+    X, Y = shared_latent(rng, n=200)
+    target = alignkit.measure("cka", X, Y)
+    Xs, Ys = X * 1e150 + 1e152, Y * 1e-150  # CKA ignores the translation and the scales
+    a = StreamingCKA().update(Xs[:3], Ys[:3])  # a tiny first batch: a small unit, raised by the next one
+    a.update(Xs[3:100], Ys[3:100])
+    b = StreamingCKA().update(Xs[100:], Ys[100:])  # another shift and unit
+    merged = a.merge(b)
+    assert merged.n == 200 and merged.compute() == pytest.approx(target, abs=1e-9)
+    restored = StreamingCKA().load_state_dict(merged.state_dict())
+    assert (restored.log2_x, restored.log2_y) == (merged.log2_x, merged.log2_y)
+    assert restored.compute() == merged.compute()
+
+
+def test_streaming_loads_states_saved_without_units(rng):
+    """A state from before the power-of-two units holds unscaled moments: it loads with unit 2^0 and goes on."""
+    from alignkit.metrics._moments import LinearMoments
+
+    X, Y = shared_latent(rng, n=200)
+    x, y = torch.from_numpy(X[:120]), torch.from_numpy(Y[:120])
+    sx, sy = x.mean(0), y.mean(0)
+    legacy = {**LinearMoments.of(x - sx, y - sy).state_dict(), "shift_x": sx, "shift_y": sy}
+    s = StreamingCKA().load_state_dict(legacy)
+    assert (s.log2_x, s.log2_y) == (0, 0)
+    s.update(X[120:] * 1e100, Y[120:] * 1e100)  # then a batch at another scale entirely
+    ref = np.vstack([X[:120], X[120:] * 1e100]), np.vstack([Y[:120], Y[120:] * 1e100])
+    assert s.compute() == pytest.approx(alignkit.measure("cka", *ref), abs=1e-10)

@@ -682,3 +682,29 @@ def test_text_prefix_and_max_length_key_the_cache():
 
     assert len({fp(), fp(prefix="query: "), fp(max_length=16)}) == 3
     assert fp(prefix="query: ") == fp(prefix="query: ")
+
+
+class _DeadLayer(_Wide):
+    """Layer "b" is constant (a dead block), layer "c" repeats every item twice."""
+
+    id = "test:dead-layer"
+
+    def encode(self, items: Sequence[Any], layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        out = super().encode(items, layers)
+        if "b" in out:
+            out["b"] = torch.ones_like(out["b"])
+        return out
+
+
+def test_each_layer_is_checked_once_at_consolidation(tmp_path: Path) -> None:
+    """The store records alignkit.degenerate's check per layer and warns about a dead layer at extraction."""
+    ds = InMemory([f"item {i % 50}" for i in range(100)], "text", name="dups")  # every item twice
+    with pytest.warns(StoreWarning, match="layer 'b' of test:dead-layer is degenerate: constant"):
+        spaces = EmbeddingStore(tmp_path).extract(_DeadLayer(), ds, shard_size=32, progress=False)
+    checks = {name: sp.meta["check"] for name, sp in spaces.items()}
+    assert checks["b"]["constant"] and checks["b"]["degenerate"]
+    assert (
+        not checks["a"]["degenerate"] and checks["a"]["n_distinct"] == 50 and checks["a"]["duplicate_fraction"] == 0.5
+    )
+    again = EmbeddingStore(tmp_path).get(_DeadLayer(), ds, "b")  # read back from the manifest, not recomputed
+    assert again.meta["check"] == checks["b"]

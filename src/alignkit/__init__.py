@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 from alignkit._version import __version__
 
 if TYPE_CHECKING:
-    from alignkit import metrics, stats
+    from alignkit import degenerate, metrics, registry, stats
     from alignkit.atlas import AtlasResult, atlas, k_from_rule, select_layers
+    from alignkit.degenerate import inspect_space
     from alignkit.metrics import describe, measure
     from alignkit.neighbors import KNNGraph, knn_graph
     from alignkit.stats import StreamingCKA, bootstrap_ci, permutation_test
 
-_SUBMODULES = ("metrics", "stats")
+_SUBMODULES = ("degenerate", "metrics", "registry", "stats")
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     **{name: f"alignkit.{name}" for name in _SUBMODULES},
@@ -29,6 +30,7 @@ _LAZY: dict[str, str] = {
     "k_from_rule": "alignkit.atlas",
     "select_layers": "alignkit.atlas",
     "describe": "alignkit.metrics",
+    "inspect_space": "alignkit.degenerate",
     "measure": "alignkit.metrics",
     "KNNGraph": "alignkit.neighbors",
     "knn_graph": "alignkit.neighbors",
@@ -44,12 +46,15 @@ __all__ = [
     "__version__",
     "atlas",
     "bootstrap_ci",
+    "degenerate",
     "describe",
+    "inspect_space",
     "k_from_rule",
     "knn_graph",
     "measure",
     "metrics",
     "permutation_test",
+    "registry",
     "select_layers",
     "stats",
 ]

@@ -6,6 +6,7 @@ A leaf module (torch and the standard library only), so every layer may import i
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,68 @@ else:
 UNIT_EPS = 1e-12
 
 
-def unit_rows(t: torch.Tensor, eps: float = UNIT_EPS) -> torch.Tensor:
-    """Rows scaled to unit L2 norm, ``x / max(‖x‖₂, eps)`` (dtype and device kept; zero rows stay zero)."""
+def _plain_unit_rows(t: torch.Tensor, eps: float = UNIT_EPS) -> torch.Tensor:
     return t / t.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def _step_limit(dtype: torch.dtype) -> int:
+    """The largest |k| for which 2^k is a normal number of ``dtype`` (126 for float32, 1022 for float64)."""
+    return math.frexp(torch.finfo(dtype).max)[1] - 2
+
+
+def times_pow2(t: torch.Tensor, k: int) -> torch.Tensor:
+    """``t·2^k``, exact unless a value leaves the dtype's range (then ±inf or a subnormal/zero, as it must be).
+
+    Multiplies in steps whose factor 2^step is itself representable, so any int ``k`` works in any float dtype.
+    """
+    limit = _step_limit(t.dtype)
+    k = int(k)
+    while k:
+        step = max(-limit, min(limit, k))
+        t = t * math.ldexp(1.0, step)
+        k -= step
+    return t
+
+
+def pow2_exponent(t: torch.Tensor) -> int:
+    """The e with ``max|t|·2^−e ∈ [0.5, 1)`` (``math.frexp`` of the largest |entry|); 0 for an all-zero ``t``."""
+    if t.numel() == 0:
+        return 0
+    lo, hi = torch.aminmax(t)
+    peak = max(-float(lo), float(hi))
+    return math.frexp(peak)[1] if math.isfinite(peak) and peak > 0 else 0
+
+
+def pow2_rescale(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(t·2^−e, e)`` with e from :func:`pow2_exponent`: the largest |entry| moves into [0.5, 1).
+
+    Dividing by a power of two is exact and order-preserving, so every scale-invariant quantity of ``t`` is
+    unchanged, and products, squares and fourth powers of the result neither overflow nor underflow.
+    """
+    e = pow2_exponent(t)
+    return (times_pow2(t, -e) if e else t), e
+
+
+def _pow2_tensor(k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Exactly 2^k (float64, else float32) for integers |k| ≤ :func:`_step_limit`, from the exponent bits."""
+    if dtype == torch.float64:
+        return ((k.to(torch.int64) + 1023) << 52).view(torch.float64)
+    return ((k.to(torch.int32) + 127) << 23).view(torch.float32)
+
+
+def unit_rows(t: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, ``x / ‖x‖₂``, at any finite scale (dtype and device kept; zero rows stay
+    zero; norms below :data:`UNIT_EPS` after the rescaling below are floored there).
+
+    Each row is first multiplied by the power of two that moves its largest |entry| into [0.5, 1), so its squared
+    norm lies in [0.25, d) and can neither overflow (|x| ≳ 1e19 in float32, 1e154 in float64) nor underflow to 0;
+    then ``x / ‖x‖₂``. The power of two is exact, so rows of ordinary scale give bit for bit ``x / ‖x‖₂``.
+    """
+    if t.dtype not in (torch.float32, torch.float64):
+        return unit_rows(t.float()).to(t.dtype)
+    _, e = torch.frexp(t.abs().amax(dim=1, keepdim=True))  # e = 0 for a zero row
+    half = torch.div(-e, 2, rounding_mode="floor")
+    return _plain_unit_rows(t * _pow2_tensor(half, t.dtype) * _pow2_tensor(-e - half, t.dtype))
 
 
 def median(v: torch.Tensor) -> torch.Tensor:

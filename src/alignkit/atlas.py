@@ -166,13 +166,13 @@ class AtlasResult:
         p, pf = self.p_values, self.p_values_fwer
         for i, a in enumerate(self.names_a):
             for j, b in enumerate(self.names_b):
-                why = "; ".join(r for r in (self.degenerate.get(f"a:{a}"), self.degenerate.get(f"b:{b}")) if r)
                 row: dict[str, Any] = {
                     "measure": self.measure,
                     "layer_a": a,
                     "layer_b": b,
                     "score": float(self.scores[i, j]),
-                    "degenerate": why,
+                    "degenerate_a": self.degenerate.get(f"a:{a}", ""),  # why the score is NaN ("" if it is not)
+                    "degenerate_b": self.degenerate.get(f"b:{b}", ""),
                 }
                 if self.null is not None:
                     cell = self.null[:, i, j]

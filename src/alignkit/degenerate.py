@@ -42,6 +42,10 @@ class DegenerateSpaceWarning(UserWarning):
     """A space is degenerate: the measure returned NaN (or the evaluation scored chance) instead of a score."""
 
 
+class DuplicateRowsWarning(DegenerateSpaceWarning):
+    """A space has exact duplicate rows: a neighbourhood measure's neighbours (and its null) hinge on ties."""
+
+
 class DegenerateSpaceError(ValueError):
     """A space is degenerate and the method cannot be fitted or computed on it."""
 
@@ -92,86 +96,128 @@ class SpaceCheck:
         return {**asdict(self), "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
 
 
-def _row_hashes(a: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's bytes: O(n·d), vectorised over row blocks (random odd multipliers,
-    wrapping arithmetic), so memory stays O(block·d)."""
-    words = np.ascontiguousarray(a)
+_BLOCK_ELEMENTS = 1 << 16  # rows per block ≈ 64K / d: a check holds O(block·d) beyond its input (≈ 1 MB)
+
+
+def _blocks(a: Any, n: int, d: int) -> Any:
+    """Row blocks of ``a`` (a torch tensor, numpy array or memory map) as torch tensors, without copying
+    the whole array."""
+    step = max(1, _BLOCK_ELEMENTS // max(1, d))
+    for s in range(0, n, step):
+        block = a[s : s + step]
+        t = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(block))
+        yield s, t if t.is_floating_point() else t.double()
+
+
+def _row_hashes(block: np.ndarray, mult: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's bytes (random odd multipliers, wrapping arithmetic)."""
+    words = np.ascontiguousarray(block)
     if words.dtype.itemsize not in (2, 4, 8):
         words = words.astype(np.float64)
-    ints = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize])
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=a.shape[1], dtype=np.uint64) | np.uint64(1)
-    out = np.empty(a.shape[0], dtype=np.uint64)
-    step = max(1, (1 << 20) // max(1, a.shape[1]))
+    ints = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize]).astype(np.uint64)
     with np.errstate(over="ignore"):
-        for s in range(0, a.shape[0], step):
-            block = ints[s : s + step].astype(np.uint64)
-            out[s : s + step] = (block * mult).sum(axis=1, dtype=np.uint64) ^ (block[:, 0] << np.uint64(17))
-    return out
+        return (ints * mult).sum(axis=1, dtype=np.uint64) ^ (ints[:, 0] << np.uint64(17))
 
 
-def count_distinct_rows(a: np.ndarray) -> int:
-    """The number of distinct rows (exact byte equality), by hashing then confirming within hash groups."""
-    if a.shape[0] <= 1:
-        return int(a.shape[0])
-    h = _row_hashes(a)
+def count_distinct_rows(a: Any) -> int:
+    """The number of distinct rows (exact byte equality): hash every row block by block, then confirm byte
+    for byte within groups of equal hashes (collisions are astronomically rare)."""
+    n, d = int(a.shape[0]), int(a.shape[1])
+    if n <= 1:
+        return n
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    h = np.empty(n, dtype=np.uint64)
+    for s, t in _blocks(a, n, d):
+        h[s : s + t.shape[0]] = _row_hashes(t.cpu().numpy(), mult)
     order = np.argsort(h, kind="stable")
     hs = h[order]
     starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
     distinct = len(starts)
-    bounds = np.r_[starts, len(hs)]
-    for s, e in itertools.pairwise(bounds):
-        if e - s > 1:  # a hash group: count its truly distinct rows (collisions are astronomically rare)
-            group = np.ascontiguousarray(a[order[s:e]])
-            distinct += len(np.unique(group.view(np.dtype((np.void, group.dtype.itemsize * a.shape[1]))))) - 1
+    for s, e in itertools.pairwise(np.r_[starts, n]):
+        if e - s > 1:
+            rows = np.sort(order[s:e])
+            group = np.ascontiguousarray(a[rows].cpu().numpy() if isinstance(a, torch.Tensor) else a[rows])
+            distinct += len(np.unique(group.view(np.dtype((np.void, group.dtype.itemsize * d))))) - 1
     return int(distinct)
 
 
-def _rank_le_1(x: torch.Tensor, max_abs: float) -> bool:
-    """Centred rows all on one line (d ≥ 2): the centred energy off the line through the mean towards the
-    longest row is ≤ rtol² of the total. Three O(n·d) passes in the input's dtype, no n × d copy (a
-    rescaled copy only when squares would overflow or underflow)."""
-    limit = 1e15 if x.dtype == torch.float32 else 1e100
-    if not 1 / limit < max_abs < limit:
-        x = x.double() / max_abs
-    n = x.shape[0]
-    rtol = _RANK1_RTOL if x.dtype == torch.float64 else 1e-3  # float32 sums resolve ~1e-7 of the energy
-    mean = x.mean(dim=0)
-    sq = torch.linalg.vector_norm(x, dim=1) ** 2
-    total = float(sq.double().sum()) - n * float(mean.double() @ mean.double())  # ‖X − x̄‖_F²
-    if total <= rtol**2 * float(sq.double().sum()):
+def _moments(a: Any, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass: per-column min and max, and the column sums (each block summed in its dtype, the blocks
+    accumulated in float64; amin/amax and a plain sum are several times faster than aminmax and a float64
+    reduction over a row-major block)."""
+    lo = hi = None
+    total = torch.zeros(d, dtype=torch.float64)
+    for _, t in _blocks(a, n, d):
+        blo, bhi = t.amin(dim=0), t.amax(dim=0)
+        lo = blo if lo is None else torch.minimum(lo, blo)
+        hi = bhi if hi is None else torch.maximum(hi, bhi)
+        part = t.sum(dim=0)
+        if not bool(torch.isfinite(part).all()):  # a float32 sum can overflow where float64 does not
+            part = t.double().sum(dim=0)
+        total += part.double().cpu()
+    assert lo is not None and hi is not None
+    return lo, hi, total
+
+
+def _rank_le_1(a: Any, n: int, d: int, mean: torch.Tensor, max_abs: float, dtype: torch.dtype) -> bool:
+    """Centred rows all on one line: the centred energy off the line through the mean towards the farthest
+    row is ≤ rtol² of the total. Two more block passes in the input's dtype (norms and matrix-vector
+    products, no block copies); blocks are rescaled only when squares could overflow or underflow."""
+    rtol = _RANK1_RTOL if dtype == torch.float64 else 1e-3  # float32 products resolve ~1e-7 of the energy
+    limit = 1e15 if dtype != torch.float64 else 1e100
+    scale = 1.0 if 1 / limit < max_abs < limit else max_abs
+
+    def centred(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t if scale == 1.0 else t.double() / scale
+        m = (mean / scale).to(device=t.device, dtype=t.dtype)
+        return t, m
+
+    total, far, far_row = 0.0, -1.0, None
+    for _, t in _blocks(a, n, d):
+        t, m = centred(t)
+        r = (torch.linalg.vector_norm(t, dim=1) ** 2 - 2 * (t @ m) + m @ m).double().clamp_min(0.0)  # ‖x_i − x̄‖²
+        total += float(r.sum())
+        j = int(r.argmax())
+        if float(r[j]) > far:
+            far, far_row = float(r[j]), (t[j] - m).double().cpu()
+    if total <= 0.0 or far_row is None or not bool(far_row.norm() > 0):
         return True
-    u = (x[int(sq.argmax())] - mean).double()
-    if not bool(u.norm() > 0):
-        return False
-    u = u / u.norm()
-    proj = (x @ u.to(x.dtype)).double() - float(mean.double() @ u)  # (x_i − x̄)·u
-    return total - float(proj @ proj) <= rtol**2 * total
+    u = far_row / far_row.norm()
+    proj = 0.0
+    for _, t in _blocks(a, n, d):
+        t, m = centred(t)
+        p = (t @ u.to(device=t.device, dtype=t.dtype)).double() - float(m.double().cpu() @ u)
+        proj += float(p @ p)
+    return total - proj <= rtol**2 * total
 
 
 def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceCheck:
-    """Check one space (numpy array or torch tensor, n × d) for degeneracy in a few O(n·d) passes.
+    """Check one space (a numpy array, memory map or torch tensor, n × d) for degeneracy, in row blocks
+    (a few O(n·d) passes; memory O(block·d + n)).
 
     ``duplicates=False`` skips counting distinct rows (the only part that hashes every row).
     """
-    t = X.detach() if isinstance(X, torch.Tensor) else torch.as_tensor(np.asarray(X))
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (items x features); got shape {tuple(t.shape)}")
-    n, d = int(t.shape[0]), int(t.shape[1])
-    if not t.is_floating_point():
-        t = t.double()
-    lo, hi = torch.aminmax(t, dim=0)
+    a = X.detach() if isinstance(X, torch.Tensor) else X if isinstance(X, np.ndarray) else np.asarray(X)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (items x features); got shape {tuple(a.shape)}")
+    n, d = int(a.shape[0]), int(a.shape[1])
+    dtype = a.dtype if isinstance(a, torch.Tensor) else torch.from_numpy(np.zeros(0, dtype=a.dtype)).dtype
+    lo, hi, total = _moments(a, n, d)
     max_abs = float(torch.maximum(-lo.min(), hi.max()))
-    n_nonfinite = 0 if np.isfinite(max_abs) else int((~torch.isfinite(t)).sum())
-    if n_nonfinite:
-        finite = t[torch.isfinite(t)]
-        max_abs = float(finite.abs().max()) if finite.numel() else float("nan")
+    n_nonfinite = 0
+    if not np.isfinite(max_abs):
+        n_nonfinite = sum(int((~torch.isfinite(t)).sum()) for _, t in _blocks(a, n, d))
+        finite = [t[torch.isfinite(t)].abs().max() for _, t in _blocks(a, n, d) if bool(torch.isfinite(t).any())]
+        max_abs = float(max(finite)) if finite else float("nan")
         constant = False
     else:
         # Equal at working precision: a derived view (unit rows of collinear data) differs only by round-off.
-        tol = 16 * torch.finfo(t.dtype).eps * max_abs
+        tol = 16 * torch.finfo(lo.dtype if lo.is_floating_point() else torch.float64).eps * max_abs
         constant = n >= 2 and bool(((hi - lo) <= tol).all())
-    n_distinct = count_distinct_rows(t.cpu().numpy()) if duplicates else None
-    rank1 = constant or (n_nonfinite == 0 and n >= 3 and d >= 2 and _rank_le_1(t, max_abs))
+    n_distinct = count_distinct_rows(a) if duplicates and not n_nonfinite else None
+    rank1 = constant or (
+        n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype)
+    )
     return SpaceCheck(name, n, d, n_distinct, constant, bool(rank1), n_nonfinite, max_abs)
 
 
@@ -185,6 +231,15 @@ def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
         if c.n_nonfinite:  # bad input, not a degenerate geometry: always the same clear error
             raise ValueError(f"{c.name} contains {c.n_nonfinite} NaN or Inf value(s); clean or impute them first")
     for c in checks:
+        if c.n_distinct is not None and c.n_distinct < c.n:
+            dup = c.n - c.n_distinct
+            warnings.warn(
+                f"{what}: {c.name} has {dup} duplicated row(s) ({dup / c.n:.0%} of {c.n}; {c.n_distinct} distinct): a "
+                "duplicate is another row's nearest neighbour at distance 0, so neighbourhoods and a row-permutation "
+                "null are decided by ties (permute duplicates together, or deduplicate)",
+                DuplicateRowsWarning,
+                stacklevel=4,
+            )
         if c.collapsed:
             warnings.warn(
                 f"{what}: {c.name} has rank ≤ 1 after centring (a collapsed space: every row on one line); "
@@ -203,12 +258,20 @@ def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
     return policy == "nan"
 
 
+def warn_degenerate(what: str, **spaces: Any) -> None:
+    """For evaluations: warn (never stop) when a space is constant; their ties are ranked by expectation,
+    so such a space scores chance. ``spaces`` maps argument names to arrays."""
+    handle([inspect_space(a, name, duplicates=False) for name, a in spaces.items()], "warn", what)
+
+
 __all__ = [
     "POLICIES",
     "DegenerateSpaceError",
     "DegenerateSpaceWarning",
+    "DuplicateRowsWarning",
     "SpaceCheck",
     "count_distinct_rows",
     "handle",
     "inspect_space",
+    "warn_degenerate",
 ]

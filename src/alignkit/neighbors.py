@@ -3,6 +3,9 @@
 Exact search runs in row blocks on torch: for a block B of rows, ``S = X_B Xᵀ`` then top-k, so
 memory is O(n·k + block·n) and no n×n matrix, dense mask or full argsort is ever built. Self is
 excluded by index (not by distance), so duplicate rows still get each other as neighbours.
+Every space is rescaled before its similarity products (cosine: each row by its largest |entry|, then to unit
+norm; inner product and Euclidean: the whole space by one power of two, which is exact and keeps every order),
+so the neighbours are the same at any finite scale of the input: no product overflows or underflows.
 The approximate backend goes through faiss and always measures its recall@k against exact search
 on a sample of rows; the recall travels with the graph.
 """
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from alignkit._common import optional_import, unit_rows
+from alignkit._common import optional_import, pow2_rescale, unit_rows
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k
 
@@ -93,7 +96,8 @@ def with_recall(value: float, **graphs: KNNGraph) -> float:
 
 
 def _prepare(X: torch.Tensor, metric: str) -> torch.Tensor:
-    return unit_rows(X) if metric == "cosine" else X
+    """The space as the search sees it: safe unit rows for cosine, else rescaled by one power of two."""
+    return unit_rows(X) if metric == "cosine" else pow2_rescale(X)[0]
 
 
 def _block_rows(n: int, itemsize: int, block_size: int | None) -> int:
@@ -231,7 +235,9 @@ def knn_graph(
 
     Parameters
     ----------
-    metric : "cosine" (rows L2-normalised, inner product), "ip" (raw inner product) or "euclidean".
+    metric : "cosine" (rows L2-normalised, inner product), "ip" (raw inner product) or "euclidean". The space is
+        rescaled first (:func:`safe_unit_rows` for cosine, :func:`pow2_rescale` otherwise), so any finite scale
+        of ``X`` gives the same neighbours as scale 1.
     backend : "exact" (blocked torch matmul + top-k, on X's device) or "faiss" (IVF-Flat,
         approximate; its recall@k against exact search on ``recall_sample`` rows is measured and
         stored in ``graph.recall``).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class AlignerInfo(Entry[type]):
 
     paired: bool = True  # fit needs row-paired X, Y
     translates: bool = False  # defines translate(): X into Y's own coordinates
+    degenerate: str = "raise"  # a constant training space is an error (alignkit.degenerate)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class AlignerInfo(Entry[type]):
             "description": self.description,
             "paired": self.paired,
             "translates": self.translates,
+            "degenerate": self.degenerate,
             "params": self.schema.describe(),
         }
 
@@ -127,11 +130,16 @@ class Aligner(BaseEstimator, ABC):
 
     Class attributes: ``_arrays`` names the learned array attributes saved to ``state.safetensors``;
     ``_scalars`` the learned scalar attributes saved in ``config.json``; ``_min_pairs`` the fewest
-    training pairs the method accepts.
+    training pairs the method accepts. ``_shapes`` declares what ``load`` checks: learned array ->
+    symbolic dims (``("d_x", "d_y")``; ``d_x``, ``d_y`` are the fitted widths, other names must agree
+    across arrays), and ``()`` for a learned scalar that must be a finite number. ``_rebuild_on_load``
+    names a method ``load`` calls once the state is set, to rebuild (and so check) derived state.
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ()
     _scalars: ClassVar[tuple[str, ...]] = ()
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {}
+    _rebuild_on_load: ClassVar[str] = ""
     _min_pairs: ClassVar[int] = 2
     _schema: ClassVar[ParamSchema | None] = None  # set by register_aligner
 
@@ -155,10 +163,18 @@ class Aligner(BaseEstimator, ABC):
         """Check the hyper-parameters (the start of ``fit``): a clear error names the parameter."""
         return self._hp
 
+    def _check_training_spaces(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """A constant training space cannot be aligned: a clear error naming it (alignkit.degenerate)."""
+        from alignkit.degenerate import handle, inspect_space
+
+        checks = [inspect_space(x, "X", duplicates=False), inspect_space(y, "Y", duplicates=False)]
+        handle(checks, "raise", f"{type(self).__name__}.fit")
+
     def fit(self, X: ArrayLike, Y: ArrayLike) -> Aligner:
         """Learn the alignment from paired rows ``X[i] ↔ Y[i]``; returns ``self``."""
         self._validate_params()
         x, y = as_pair(X, Y)
+        self._check_training_spaces(x, y)
         check_min_rows(x.shape[0], self._min_pairs_for(x, y), type(self).__name__)
         self._fit(x.double(), y.double(), input_dtype=x.dtype)
         self.n_features_x_ = int(x.shape[1])
@@ -239,6 +255,9 @@ class Aligner(BaseEstimator, ABC):
         check_min_rows(x.shape[0], 2, "score")
         zx = self._transform_x(self._input(x, "x", "score"))
         zy = self._transform_y(self._input(y, "y", "score"))
+        from alignkit.degenerate import warn_degenerate
+
+        warn_degenerate(f"{type(self).__name__}.score", **{"mapped X": zx, "mapped Y": zy})
         return rank_summary(paired_ranks(zx, zy, metric="cosine")[X_TO_Y], (1,))["R@1"]
 
     # ---------------------------------------------------------------------------------- save / load
@@ -293,6 +312,8 @@ class Aligner(BaseEstimator, ABC):
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
             name, params, fitted = config["class"], config["params"], config["fitted"]
             expected_hash = config["state_sha256"]
+            if not (isinstance(params, dict) and isinstance(fitted, dict)):
+                raise TypeError("'params' and 'fitted' must be mappings")
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{cfg_path}: corrupt aligner config ({type(exc).__name__}: {exc})") from exc
         if config.get("format") != "alignkit-aligner":
@@ -320,11 +341,126 @@ class Aligner(BaseEstimator, ABC):
             obj = target(**{k: _from_json(v) for k, v in params.items()})
         except TypeError as exc:
             raise ValueError(f"{cfg_path}: parameters do not fit {name} ({exc})") from exc
+        try:
+            obj._validate_params()  # a tampered hyper-parameter fails here, not on first use
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{cfg_path}: {exc}") from None
+        _check_fitted_values(obj, fitted, cfg_path)
+        _check_arrays(obj, arrays, fitted, state_path)
         for k, v in fitted.items():
             setattr(obj, k, v)
-        missing = [k for k in obj._learned_arrays() if k not in arrays]
-        if missing:
-            raise ValueError(f"{state_path}: missing learned arrays {missing} for {name}")
         for k in obj._learned_arrays():
             setattr(obj, k, arrays[k])
+        _rebuild_loaded(obj, state_path)
         return obj
+
+
+# ------------------------------------------------------------------------------------- load checks
+
+#: shape symbols bound by the fitted widths every aligner saves
+_WIDTHS = {"d_x": "n_features_x_", "d_y": "n_features_y_"}
+_COUNTS = ("n_features_x_", "n_features_y_", "n_pairs_")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_json_data(value: Any, top: bool = True) -> bool:
+    """A JSON scalar, or a list of JSON data (a training history: a list of records)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, list):
+        return all(_is_json_data(v, top=False) for v in value)
+    if isinstance(value, dict) and not top:
+        return all(isinstance(k, str) and _is_json_data(v, top=False) for k, v in value.items())
+    return False
+
+
+def _scalar_problem(key: str, value: Any, shape: tuple[str | int, ...] | None) -> str | None:
+    """What ``value`` of fitted ``key`` should be, or None when it is that."""
+    if key in _COUNTS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return None if ok else "a positive integer"
+    if shape == ():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    return None if _is_json_data(value) else "a JSON scalar or a list"
+
+
+def _check_fitted_values(obj: Aligner, fitted: dict[str, Any], cfg_path: Path) -> None:
+    """Only the declared fitted values, all of them, each of its kind (a tampered file cannot set others)."""
+    name, allowed = type(obj).__name__, obj._learned_scalars()
+    unknown = [k for k in fitted if k not in allowed]
+    if unknown:
+        raise ValueError(f"{cfg_path}: unexpected fitted value {unknown[0]!r}; a saved {name} holds only {allowed}")
+    missing = [k for k in allowed if k not in fitted]
+    if missing:
+        raise ValueError(f"{cfg_path}: missing fitted value(s) {missing} for {name}")
+    for k in allowed:
+        problem = _scalar_problem(k, fitted[k], type(obj)._shapes.get(k))
+        if problem is not None:
+            raise ValueError(f"{cfg_path}: fitted {k} must be {problem}; got {_short(fitted[k])}")
+
+
+def _check_arrays(obj: Aligner, arrays: dict[str, np.ndarray], fitted: dict[str, Any], state_path: Path) -> None:
+    """Exactly the declared learned arrays, float64, with shapes consistent with the fitted widths."""
+    name, expected = type(obj).__name__, obj._learned_arrays()
+    missing = [k for k in expected if k not in arrays]
+    if missing:
+        raise ValueError(f"{state_path}: missing learned arrays {missing} for {name}")
+    unknown = [k for k in arrays if k not in expected]
+    if unknown:
+        raise ValueError(f"{state_path}: unexpected learned array {unknown[0]!r}; a saved {name} holds only {expected}")
+    for k in expected:
+        if arrays[k].dtype != np.float64:
+            raise ValueError(f"{state_path}: {k} is {arrays[k].dtype}; saved arrays are float64")
+    shapes = {k: tuple(int(n) for n in arrays[k].shape) for k in expected}
+    _check_shapes(type(obj)._shapes, shapes, fitted, state_path)
+
+
+Dims = dict[str, tuple[int, str]]  # shape symbol -> (size, where the size comes from)
+
+
+def _check_shapes(
+    declared: dict[str, tuple[str | int, ...]], shapes: dict[str, tuple[int, ...]], fitted: dict[str, Any], where: Path
+) -> None:
+    """Each declared array against its symbolic dims: ``d_x``/``d_y`` bound by the fitted widths, any other
+    symbol by the first array that uses it (so ``("d_x", "k")`` and ``("k",)`` must agree on k)."""
+    dims: Dims = {sym: (int(fitted[key]), f"{key} in {CONFIG_FILE}") for sym, key in _WIDTHS.items()}
+    for name, want in declared.items():
+        got = shapes.get(name)  # None: a learned scalar, checked with the fitted values
+        if got is not None and not _fits(name, want, got, dims):
+            raise ValueError(_shape_error(where, name, want, got, dims))
+
+
+def _fits(name: str, want: tuple[str | int, ...], got: tuple[int, ...], dims: Dims) -> bool:
+    """Whether ``got`` matches ``want``, binding symbols not seen before to this array's sizes."""
+    ok = len(got) == len(want)
+    for sym, size in zip(want, got, strict=False):
+        bound = sym if isinstance(sym, int) else dims.setdefault(sym, (size, f"from {name}"))[0]
+        ok = ok and bound == size
+    return ok
+
+
+def _shape_error(where: Path, name: str, want: tuple[str | int, ...], got: tuple[int, ...], dims: Dims) -> str:
+    syms = [s for s in dict.fromkeys(want) if isinstance(s, str) and s in dims and dims[s][1] != f"from {name}"]
+    bound = ", ".join(f"{s} = {dims[s][0]} ({dims[s][1]})" for s in syms)
+    spelled = "(" + ", ".join(map(str, want)) + ("," if len(want) == 1 else "") + ")"
+    return (
+        f"{where}: {name} has shape {got}, expected {spelled}"
+        + (f" with {bound}" if bound else "")
+        + "; the saved state does not match its config"
+    )
+
+
+def _rebuild_loaded(obj: Aligner, state_path: Path) -> None:
+    """Call the class's ``_rebuild_on_load`` method, so state that does not fit fails here, naming the file."""
+    method = type(obj)._rebuild_on_load
+    if not method:
+        return
+    try:
+        getattr(obj, method)()
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"{state_path}: does not fit the saved {type(obj).__name__}'s configuration ({exc})") from exc

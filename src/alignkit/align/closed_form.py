@@ -232,6 +232,9 @@ class Procrustes(Aligner):
 
     _arrays: ClassVar[tuple[str, ...]] = ("rotation_", "mean_x_", "mean_y_")
     _scalars: ClassVar[tuple[str, ...]] = ("scale_",)
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {
+        "rotation_": ("d_x", "d_y"), "mean_x_": ("d_x",), "mean_y_": ("d_y",), "scale_": ()
+    }  # fmt: skip
 
     def __init__(
         self, center: bool = False, scale: bool = False, normalize: bool = False, solver: str = "auto"
@@ -337,6 +340,10 @@ class VecMap(Aligner):
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ("map_x_", "map_y_", "centers_x_", "centers_y_", "singular_values_")
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {
+        "map_x_": ("d_x", "k"), "map_y_": ("d_y", "k"), "centers_x_": ("c", "d_x"), "centers_y_": ("c", "d_y"),
+        "singular_values_": ("s",),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -444,6 +451,10 @@ class CCAAligner(Aligner):
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ("weights_x_", "weights_y_", "mean_x_", "mean_y_", "correlations_")
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {
+        "weights_x_": ("d_x", "k"), "weights_y_": ("d_y", "k"), "mean_x_": ("d_x",), "mean_y_": ("d_y",),
+        "correlations_": ("k",),
+    }  # fmt: skip
     _min_pairs: ClassVar[int] = 3
 
     def __init__(self, n_components: int | None = None, reg: float = 1e-6, solver: str = "auto") -> None:
@@ -529,6 +540,11 @@ class Ridge(Aligner):
 
     _arrays: ClassVar[tuple[str, ...]] = ("coef_", "intercept_")
     _scalars: ClassVar[tuple[str, ...]] = ("alpha_",)
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {
+        "coef_": ("d_x", "d_y"),
+        "intercept_": ("d_y",),
+        "alpha_": (),
+    }
     _min_pairs: ClassVar[int] = 3
 
     def __init__(self, alpha: float | None = None, fit_intercept: bool = True, solver: str = "auto") -> None:
@@ -644,6 +660,7 @@ class ASIF(Aligner):
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ("anchors_x_", "anchors_y_")
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {"anchors_x_": ("m", "d_x"), "anchors_y_": ("m", "d_y")}
 
     def __init__(self, n_anchors: int | None = None, k: int = 800, p: float = 8.0) -> None:
         self.n_anchors = n_anchors

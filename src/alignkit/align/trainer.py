@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -598,6 +598,8 @@ class HeadAligner(Aligner):
 
     _arrays = ("weights_",)
     _scalars = ("best_epoch_", "history_")
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {"weights_": ("n_weights",)}  # one flat vector
+    _rebuild_on_load: ClassVar[str] = "_networks"  # rebuilds the heads: weights_ must fit them exactly
     _min_pairs = 2
 
     def __init__(
@@ -672,6 +674,7 @@ class HeadAligner(Aligner):
         hp = self._validate_params()
         structure = self._structure()
         x, y = as_pair(X, Y)
+        self._check_training_spaces(x, y)
         check_min_rows(x.shape[0], self._min_pairs, type(self).__name__)
         frac, seed = hp["val_fraction"], hp["seed"]
         if val is None and frac > 0:

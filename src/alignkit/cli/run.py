@@ -93,6 +93,7 @@ def execute_run(
     """Shared by ``alignkit run`` and ``alignkit demo``."""
     from alignkit.pipeline import RunFailed, load_config, plan_run
     from alignkit.pipeline import run as run_pipeline
+    from alignkit.pipeline.runner import RunLocked
 
     cfg = load_config(config)
     if output is not None:
@@ -134,6 +135,9 @@ def execute_run(
         except RunFailed as exc:
             bar.stop()
             raise fail(str(exc).splitlines()[0] + " " + "; ".join(str(exc).splitlines()[1:4])) from None
+        except RunLocked as exc:  # a second run into the same folder: a user error, not a crash
+            bar.stop()
+            raise fail(exc) from None
     for table in (_atlas_summary_table(result.tables), summary_table(result.tables)):
         if table is not None:
             out.print(table)

@@ -10,6 +10,7 @@ import torch
 
 from alignkit._common import unit_rows
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_ks, check_same_dim
+from alignkit.degenerate import warn_degenerate
 from alignkit.evaluate.retrieval import SCORINGS, csls_radius, gold_ranks, pad_gold
 from alignkit.evaluate.rows import Row, make_row
 
@@ -51,6 +52,7 @@ def bli(
         check_choice(s, SCORINGS, "scoring")
     src = as_matrix(src_emb, "src_emb")
     tgt = as_matrix(tgt_emb, "tgt_emb").to(src.device)
+    warn_degenerate("bli", src_emb=src, tgt_emb=tgt)
     check_same_dim(src, tgt, ("src_emb", "tgt_emb"))
     n_s, n_t = src.shape[0], tgt.shape[0]
     if n_src_vocab is None:

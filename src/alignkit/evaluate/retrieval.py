@@ -17,6 +17,7 @@ import torch
 
 from alignkit._common import unit_rows
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_ks, check_same_dim
+from alignkit.degenerate import warn_degenerate
 from alignkit.evaluate.rows import Row, make_row
 from alignkit.neighbors import exact_topk
 from alignkit.ranking import X_TO_Y, Y_TO_X, Ranks, direction_names, rank_counts, rank_summary
@@ -121,6 +122,7 @@ def retrieval(
     check_choice(scoring, SCORINGS, "scoring")
     qt = as_matrix(q, "q")
     gt = as_matrix(g, "g")
+    warn_degenerate("retrieval", q=qt, g=gt)
     check_same_dim(qt, gt, ("q", "g"))
     gt = gt.to(qt.device)
     m, n = qt.shape[0], gt.shape[0]

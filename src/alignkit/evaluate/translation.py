@@ -10,6 +10,7 @@ import torch
 
 from alignkit._common import unit_rows
 from alignkit._validation import ArrayLike, as_pair, check_ks, check_same_dim
+from alignkit.degenerate import warn_degenerate
 from alignkit.evaluate.rows import Row, make_row
 from alignkit.ranking import Ranks, rank_counts, rank_summary
 
@@ -63,6 +64,7 @@ def translation(
     Rows carry ``n_candidates``, ``n_queries`` and the candidate ``seed``.
     """
     p, t = as_pair(pred, target, ("pred", "target"))
+    warn_degenerate("translation", pred=p, target=t)
     check_same_dim(p, t, ("pred", "target"))
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise ValueError(f"n_candidates must be a positive integer; got {n_candidates!r}")

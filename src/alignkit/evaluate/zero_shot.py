@@ -10,6 +10,7 @@ import torch
 
 from alignkit._common import unit_rows
 from alignkit._validation import ArrayLike, as_matrix, check_same_dim
+from alignkit.degenerate import warn_degenerate
 from alignkit.evaluate.retrieval import gold_ranks
 from alignkit.evaluate.rows import Row, make_row
 
@@ -70,6 +71,7 @@ def zero_shot(
     classes) and ``heldout_top1_among_heldout`` (among the held-out classes only).
     """
     x = as_matrix(image_emb, "image_emb")
+    warn_degenerate("zero_shot", image_emb=x)
     protos = class_prototypes(class_text_emb, templates_per_class).to(x.device)
     check_same_dim(x, protos, ("image_emb", "class_text_emb"))
     n, C = x.shape[0], protos.shape[0]

@@ -8,15 +8,21 @@ Biased linear HSIC needs the centred cross-covariance; the unbiased estimator of
 ``T3 = aᵀS_xy b − aᵀu − vᵀb + p_xy``,
 ``HSIC_u = [T1 + T2/((n−1)(n−2)) − 2·T3/(n−2)] / (n(n−3))``.
 
-All sums are float64. State is O(d1² + d2² + d1·d2) and adds across batches or workers.
+All sums are float64. State is O(d1² + d2² + d1·d2) and adds across batches or workers. Every field is a
+homogeneous polynomial in (x, y), so :meth:`LinearMoments.scaled` rescales a state by powers of two exactly
+(:class:`~alignkit.stats.streaming.StreamingCKA` keeps its data near unit scale this way).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
+from alignkit._common import times_pow2
 from alignkit._lazy import lazy_module
+from alignkit.metrics.cca import SMALL_N_RATIO, SmallSampleWarning
 
 if TYPE_CHECKING:
     import torch
@@ -25,6 +31,23 @@ else:
 
 
 _ORDER = ("n", "a", "b", "Sxx", "Syy", "Sxy", "qx", "qy", "pxy", "pxx", "pyy", "u", "v", "wx", "wy")
+# (degree in x, degree in y) of each field after n: how it scales when x → x·2^kx, y → y·2^ky.
+_DEGREES = (
+    (1, 0),
+    (0, 1),
+    (2, 0),
+    (0, 2),
+    (1, 1),
+    (2, 0),
+    (0, 2),
+    (2, 2),
+    (4, 0),
+    (0, 4),
+    (1, 2),
+    (2, 1),
+    (3, 0),
+    (0, 3),
+)
 
 
 @dataclass
@@ -131,6 +154,13 @@ class LinearMoments:
             self.wy + 2 * Syy_dy + ey * self.b + (self.qy + 2 * eb + n * ey) * dy,
         )
 
+    def scaled(self, kx: int, ky: int) -> LinearMoments:
+        """Exact moments of (x·2^kx, y·2^ky): each field times 2^(i·kx + j·ky), (i, j) its degrees."""
+        if kx == 0 and ky == 0:
+            return self
+        parts = (times_pow2(getattr(self, f), i * kx + j * ky) for f, (i, j) in zip(_ORDER[1:], _DEGREES, strict=True))
+        return LinearMoments(self.n, *parts)
+
     def to(self, device: torch.device | str) -> LinearMoments:
         return LinearMoments(self.n, *(getattr(self, f).to(device) for f in _ORDER[1:]))
 
@@ -175,16 +205,17 @@ class LinearMoments:
         return _combine(t1, t2, t3, self.n)
 
     def cka(self, debiased: bool) -> float:
-        """Linear CKA from the moments (biased or debiased)."""
+        """Linear CKA from the moments (biased or debiased; both need n ≥ 4). Biased CKA warns
+        (:func:`warn_biased_cka`) when n is too small for the spaces' effective ranks."""
+        if self.n < 4:
+            raise ValueError(f"{'debiased ' if debiased else ''}CKA needs at least 4 items; got n={self.n}")
         if debiased:
-            if self.n < 4:
-                raise ValueError(f"debiased CKA needs at least 4 items; got n={self.n}")
-            xy, xx, yy = self.hsic_unbiased_xy(), self.hsic_unbiased_xx(), self.hsic_unbiased_yy()
-        else:
-            if self.n < 2:
-                raise ValueError(f"CKA needs at least 2 items; got n={self.n}")
-            xy, xx, yy = self.hsic_biased_xy(), self.hsic_biased_xx(), self.hsic_biased_yy()
-        return cka_ratio(xy, xx, yy)
+            return cka_ratio(self.hsic_unbiased_xy(), self.hsic_unbiased_xx(), self.hsic_unbiased_yy())
+        xx, yy = self.hsic_biased_xx(), self.hsic_biased_yy()
+        tx = float(self.qx - self.a @ self.a / self.n)  # tr K_c = Σ‖x_i − x̄‖²
+        ty = float(self.qy - self.b @ self.b / self.n)
+        warn_biased_cka(self.n, effective_rank(tx, xx), effective_rank(ty, yy))
+        return cka_ratio(self.hsic_biased_xy(), xx, yy)
 
 
 def _centred(S: torch.Tensor, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
@@ -196,8 +227,52 @@ def _combine(t1: torch.Tensor, t2: torch.Tensor, t3: torch.Tensor, n: int) -> fl
 
 
 def cka_ratio(xy: float, xx: float, yy: float) -> float:
-    """``HSIC(K,L)/sqrt(HSIC(K,K)·HSIC(L,L))``; NaN when a self-term is not positive."""
-    denom = xx * yy
-    if not denom > 0.0:
+    """``HSIC(K,L)/sqrt(HSIC(K,K)·HSIC(L,L))``; NaN, with a RuntimeWarning, when a self-term is not positive.
+
+    The square roots are taken separately, so the product of two tiny or huge self-terms never under- or
+    overflows.
+    """
+    if not (xx > 0.0 and yy > 0.0):
+        warnings.warn(
+            f"CKA is undefined: a self-HSIC is not positive (HSIC(K,K)={xx:.3g}, HSIC(L,L)={yy:.3g}), i.e. a kernel "
+            "has no variance across items (e.g. rbf_abs with sigma far from the distances); the score is NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return float("nan")
-    return xy / denom**0.5
+    return xy / (math.sqrt(xx) * math.sqrt(yy))
+
+
+def effective_rank(trace: float, frob2: float) -> float:
+    """``m = (tr K_c)²/‖K_c‖_F²``, the participation ratio of a centred kernel's eigenvalues (for a linear kernel,
+    of the squared singular values of X_c): m = r for r equal non-zero eigenvalues, fewer for a decaying
+    spectrum. ``frob2`` may be ‖K_c‖_F² or any multiple c² of it, with ``trace`` the same multiple c of tr K_c.
+    0 for a zero kernel."""
+    return trace * trace / frob2 if frob2 > 0 else 0.0
+
+
+def biased_cka_chance(n: int, m_x: float, m_y: float) -> float:
+    """≈ E[biased CKA] between independent spaces with i.i.d. rows: ``sqrt(m_x·m_y)/(n − 1)``.
+
+    For i.i.d. rows ``E[HKH] = a·H`` for any kernel, so ``E⟨K_c, L_c⟩ = a_x a_y (n − 1)`` with
+    ``a = E tr K_c/(n − 1)``; dividing by ``‖K_c‖_F‖L_c‖_F = tr K_c tr L_c/sqrt(m_x m_y)`` gives the ratio (first
+    order). With ``d ≫ n`` both effective ranks approach n − 1 and the chance level approaches 1: the inflation of
+    biased CKA shown by Murphy, Zylberberg, Fyshe, "Correcting Biased Centered Kernel Alignment Measures in
+    Biological and Artificial Neural Networks", ICLR 2024 (arXiv:2405.01012).
+    """
+    return math.sqrt(max(m_x, 0.0) * max(m_y, 0.0)) / (n - 1)
+
+
+def warn_biased_cka(n: int, m_x: float, m_y: float, what: str = "biased CKA") -> None:
+    """Warn (:class:`~alignkit.metrics.cca.SmallSampleWarning`) when ``n − 1 < 10·sqrt(m_x·m_y)``, i.e. when
+    independent spaces would already score above 0.1 (:func:`biased_cka_chance`); the CCA family's rule with
+    the effective ranks in place of the ranks."""
+    chance = biased_cka_chance(n, m_x, m_y)
+    if chance * SMALL_N_RATIO > 1.0:
+        warnings.warn(
+            f"{what} with n={n} items and effective ranks {m_x:.1f}, {m_y:.1f}: n − 1 < {SMALL_N_RATIO}·"
+            f"sqrt(m_x·m_y), so it is inflated (independent spaces score ≈ {min(chance, 1.0):.2f}; Murphy et al., "
+            "ICLR 2024). Use the debiased estimator (debiased=True), more items or fewer dimensions.",
+            SmallSampleWarning,
+            stacklevel=3,
+        )

@@ -56,6 +56,7 @@ class MeasureInfo(Entry[Callable[..., float]]):
     own: frozenset[str] = frozenset()  # the measure's own parameters (the rest are preprocessing)
     degenerate: str = "nan"  # on a degenerate space (alignkit.degenerate): "nan" + warning, or "raise"
     view: Callable[[Any, dict[str, Any]], Any] | None = field(default=None, repr=False)  # the space as it sees it
+    duplicate_sensitive: bool = False  # neighbourhood measures: exact duplicate rows are counted and reported
     prepare: Callable[..., Any] | str | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +95,7 @@ class MeasureInfo(Entry[Callable[..., float]]):
             "max_score": self.max_score,
             "fast_path": self.prepare is not None,
             "degenerate": self.degenerate,
+            "duplicate_sensitive": self.duplicate_sensitive,
             "params": self.schema.describe(),
         }
 
@@ -118,6 +120,7 @@ def register(
     prepare: Callable[..., Any] | str | None = None,
     degenerate: str = "nan",
     view: Callable[[Any, dict[str, Any]], Any] | None = None,
+    duplicate_sensitive: bool = False,
     replace: bool = False,
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Decorator: register ``func(X, Y, **params) -> float`` as measure ``name``.
@@ -162,6 +165,7 @@ def register(
                 prepare=prepare,
                 degenerate=degenerate,
                 view=view,
+                duplicate_sensitive=duplicate_sensitive,
             ),
             replace=replace,
         )
@@ -199,19 +203,37 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
 
     if isinstance(X, KNNGraph) or getattr(X, "ndim", None) != 2:
         return None
+    raw = X
     if info.view is not None:
         from alignkit._validation import as_matrix
 
         X = info.view(as_matrix(X, label), {**info.defaults, **params})
-    return inspect_space(X, label, duplicates=False)
+    check = inspect_space(X, label, duplicates=False)
+    if info.duplicate_sensitive and not check.n_nonfinite:
+        import dataclasses
+
+        import numpy as np
+
+        from alignkit.degenerate import count_distinct_rows
+
+        rows = raw.detach().cpu().numpy() if hasattr(raw, "detach") else np.asarray(raw)
+        check = dataclasses.replace(check, n_distinct=count_distinct_rows(rows))
+    return check
 
 
-def degenerate_inputs(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> bool:
+def space_checks(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> list[Any]:
+    """The checks of both spaces (precomputed kNN graphs are not re-checked)."""
+    return [c for c in (check_space(info, X, "X", params), check_space(info, Y, "Y", params)) if c is not None]
+
+
+def degenerate_inputs(
+    X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any], checks: list[Any] | None = None
+) -> bool:
     """Check both spaces once and apply the measure's policy: True means the caller returns NaN (a warning
     was given); ``"raise"`` raises :class:`~alignkit.degenerate.DegenerateSpaceError`."""
     from alignkit.degenerate import handle
 
-    checks = [c for c in (check_space(info, X, "X", params), check_space(info, Y, "Y", params)) if c is not None]
+    checks = space_checks(X, Y, info, params) if checks is None else checks
     return handle(checks, info.degenerate, f"measure {info.name!r}")
 
 

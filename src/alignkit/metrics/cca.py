@@ -15,8 +15,12 @@ of ``diag(w_x) U_xᵀU_y diag(w_y)``, ``w = s/sqrt(s² + n·reg)``, which needs 
 invariant to invertible linear maps.
 
 Pitfall (docs/methods.md §1.9, anatome #18): with n ≤ the number of directions every ρ ≈ 1. The measures warn
-(UserWarning) when ``n < 10·max(r_x, r_y)``; r is the rank actually used, i.e. ``min(n − 1, d)`` for
-generic data.
+(:class:`SmallSampleWarning`, a UserWarning) when ``n < 10·max(r_x, r_y)``; r is the rank actually used, i.e.
+``min(n − 1, d)`` for generic data. Biased CKA and the shape metrics share the warning class and the factor 10.
+
+Scale: each centred space is divided by a power of two (its largest |entry| moved into [0.5, 1)) before the SVD,
+which is exact, so s² cannot overflow or underflow and every value is the same at any finite input scale;
+an absolute ``reg`` is converted to those units.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alignkit._common import pow2_rescale
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
@@ -42,8 +47,27 @@ SMALL_N_RATIO = 10
 _CCA_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "invertible_linear", "permutation")
 
 
-def centred_basis(x: torch.Tensor, name: str = "X", *, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(U_r, s_r)``: float64 left singular vectors and singular values of the (centred) matrix, rank-truncated.
+class SmallSampleWarning(UserWarning):
+    """Too few items for the spaces' dimension: the score is inflated towards its maximum even for independent
+    spaces (the CCA family, biased CKA, the shape metrics and Procrustes; the rule is stated by each measure)."""
+
+
+def warn_small_n(n: int, dims: float, what: str, detail: str, consequence: str) -> None:
+    """Warn (:class:`SmallSampleWarning`) when ``n < 10·dims``, dims the (effective) number of directions per side.
+
+    The message reads "<what> with n=<n> items and <detail>: n < 10·<dims>, so <consequence>".
+    """
+    if n < SMALL_N_RATIO * dims:
+        warnings.warn(
+            f"{what} with n={n} items and {detail}: n < {SMALL_N_RATIO}·{dims:.4g}, so {consequence}",
+            SmallSampleWarning,
+            stacklevel=4,
+        )
+
+
+def centred_basis(x: torch.Tensor, name: str = "X", *, center: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(U_r, s_r, e)``: float64 left singular vectors and singular values of the (centred) matrix divided by
+    ``2^e`` (e puts its largest |entry| in [0.5, 1), so s² neither overflows nor underflows), rank-truncated.
 
     Keeps ``s_i > max(n, d)·eps·s_1`` with eps of ``x``'s dtype (numpy's ``matrix_rank`` rule).
     Raises if nothing is left (every row identical, or all zeros when ``center=False``).
@@ -51,13 +75,14 @@ def centred_basis(x: torch.Tensor, name: str = "X", *, center: bool = True) -> t
     x64 = x.double()
     if center:
         x64 = x64 - x64.mean(dim=0, keepdim=True)
+    x64, e = pow2_rescale(x64)
     U, s, _ = torch.linalg.svd(x64, full_matrices=False)
     tol = max(x.shape) * torch.finfo(x.dtype).eps * s[0]
     r = int((s > tol).sum())
     if r == 0:
         what = "constant across items (every row identical)" if center else "all zeros"
         raise ValueError(f"{name} is {what}: it has no variance, so the measure is undefined")
-    return U[:, :r], s[:r]
+    return U[:, :r], s[:r], e
 
 
 def _check_reg(reg: float) -> float:
@@ -69,33 +94,37 @@ def _check_reg(reg: float) -> float:
     return reg
 
 
-def _whitened_factor(U: torch.Tensor, s: torch.Tensor, n: int, reg: float) -> torch.Tensor:
-    """``U·diag(w)`` with ``w = s/sqrt(s² + n·reg)`` (w = 1 when reg = 0): ``X_c (C_xx + reg·I)^{-1/2} / sqrt(n)``
-    expressed in the left singular basis."""
+def _whitened_factor(U: torch.Tensor, s: torch.Tensor, n: int, reg: float, e: int = 0) -> torch.Tensor:
+    """``U·diag(w)`` with ``w = s/sqrt(s² + n·reg·4^−e)`` (w = 1 when reg = 0): ``X_c (C_xx + reg·I)^{-1/2} / sqrt(n)``
+    expressed in the left singular basis, for s the singular values of ``X_c·2^−e``."""
     if reg == 0.0:
         return U
-    return U * (s / torch.sqrt(s * s + n * reg))
+    try:
+        scaled = math.ldexp(reg, -2 * e)
+    except OverflowError:
+        scaled = math.inf
+    return U * (s / torch.sqrt(s * s + n * scaled))
 
 
 def _warn_small_n(n: int, r: int, what: str) -> None:
-    if n < SMALL_N_RATIO * r:
-        warnings.warn(
-            f"{what} with n={n} items and up to {r} directions per side: n < {SMALL_N_RATIO}·{r}, so the canonical "
-            f"correlations are inflated (with n ≤ the number of directions every ρ ≈ 1). Use more items, fewer "
-            f"dimensions (svcca with a small integer keep) or reg > 0.",
-            UserWarning,
-            stacklevel=3,
-        )
+    warn_small_n(
+        n,
+        r,
+        what,
+        f"up to {r} directions per side",
+        "the canonical correlations are inflated (with n ≤ the number of directions every ρ ≈ 1). Use more items, "
+        "fewer dimensions (svcca with a small integer keep) or reg > 0.",
+    )
 
 
 def _cca_svd(x: torch.Tensor, y: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Correlations ρ (descending, length k = min(r_x, r_y)), the X-side factor, its left singular
     vectors in that factor's coordinates, and max(r_x, r_y)."""
     n = x.shape[0]
-    Ux, sx = centred_basis(x, "X")
-    Uy, sy = centred_basis(y, "Y")
-    Fx = _whitened_factor(Ux, sx, n, reg)
-    Fy = _whitened_factor(Uy, sy, n, reg)
+    Ux, sx, ex = centred_basis(x, "X")
+    Uy, sy, ey = centred_basis(y, "Y")
+    Fx = _whitened_factor(Ux, sx, n, reg, ex)
+    Fy = _whitened_factor(Uy, sy, n, reg, ey)
     A, rho, _ = torch.linalg.svd(Fx.T @ Fy, full_matrices=False)
     return rho.clamp(0.0, 1.0), Fx, A, max(Ux.shape[1], Uy.shape[1])
 
@@ -193,12 +222,12 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     keep = _check_keep(keep)
     x, y, reg = _validated(X, Y, reg, "SVCCA")
     n = x.shape[0]
-    Ux, sx = centred_basis(x, "X")
-    Uy, sy = centred_basis(y, "Y")
+    Ux, sx, ex = centred_basis(x, "X")
+    Uy, sy, ey = centred_basis(y, "Y")
     kx = _n_kept(sx, keep, x.shape[1], "X")
     ky = _n_kept(sy, keep, y.shape[1], "Y")
-    Fx = _whitened_factor(Ux[:, :kx], sx[:kx], n, reg)
-    Fy = _whitened_factor(Uy[:, :ky], sy[:ky], n, reg)
+    Fx = _whitened_factor(Ux[:, :kx], sx[:kx], n, reg, ex)
+    Fy = _whitened_factor(Uy[:, :ky], sy[:ky], n, reg, ey)
     rho = torch.linalg.svdvals(Fx.T @ Fy).clamp(0.0, 1.0)
     _warn_small_n(n, max(kx, ky), "SVCCA")
     return float(rho.mean())
@@ -232,6 +261,6 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
     _warn_small_n(x.shape[0], r, "PWCCA")
     H = Fx @ A  # canonical variates of X as columns (unit norm when reg = 0)
     H = H / H.norm(dim=0, keepdim=True)
-    xc = x.double() - x.double().mean(dim=0, keepdim=True)
+    xc, _ = pow2_rescale(x.double() - x.double().mean(dim=0, keepdim=True))  # α's scale cancels in the ratio
     alpha = (xc.T @ H).abs().sum(dim=0)
     return float((alpha * rho).sum() / alpha.sum())

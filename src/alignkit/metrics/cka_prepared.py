@@ -3,6 +3,10 @@
 Linear kernels in feature form keep each space's centred features and self-HSIC, so a pair (or a
 permutation) costs one ``X_cᵀY_c`` product (O(n·d1·d2)); other kernels keep the centred Gram and
 cost one O(n²) inner product per pair, or one matmul of stacked Grams for all layer pairs.
+
+Each space is divided by a power of two first (exact; see :mod:`alignkit.metrics.kernel`): CKA is unchanged,
+linear HSIC is multiplied back by ``2^(log2_a + log2_b)``. Both estimators need n ≥ 4; biased CKA warns when n is
+too small for the spaces' effective ranks (:func:`~alignkit.metrics._moments.warn_biased_cka`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignkit._common import pow2_rescale
 from alignkit._validation import check_choice
-from alignkit.metrics._moments import cka_ratio
-from alignkit.metrics.kernel import FORMS, KERNELS, centred_features, centred_gram, feature_hsic, gram
+from alignkit.metrics._moments import cka_ratio, effective_rank, warn_biased_cka
+from alignkit.metrics.kernel import (
+    FORMS,
+    KERNELS,
+    MIN_ROWS,
+    centred_features,
+    centred_gram,
+    feature_hsic,
+    gram_effective_rank,
+    hsic_in_input_units,
+    scaled_gram,
+)
 from alignkit.metrics.prepared import PreparedMeasure
 
 
 @dataclass
 class _Feat:
-    xc: torch.Tensor  # centred features, float64
+    xc: torch.Tensor  # centred features of the rescaled space, float64
     r: torch.Tensor  # row squared norms
     self_hsic: float
+    log2: int = 0  # HSIC factor of this side: the space was divided by 2^(log2/2)
+    rank: float = float("nan")  # effective rank (biased estimator only)
+
+
+def _warn_pairs(n: int, ranks_a: list[float], ranks_b: list[float]) -> None:
+    """One small-n warning for biased CKA, for the pair with the highest chance level."""
+    if ranks_a and ranks_b:  # the chance level grows with both ranks
+        warn_biased_cka(n, max(ranks_a), max(ranks_b))
 
 
 @dataclass
@@ -35,25 +58,35 @@ class LinearFeatureMeasure(PreparedMeasure):
     debiased: bool = True
 
     def min_rows(self) -> int:
-        return 4 if self.debiased else 2
+        return MIN_ROWS
 
     def prepare(self, x: torch.Tensor) -> _Feat:
+        x, e = pow2_rescale(x.double())
         xc, r = centred_features(x)
-        return _Feat(xc, r, feature_hsic(xc, r, xc, r, self.debiased))
+        self_hsic = feature_hsic(xc, r, xc, r, self.debiased)
+        n = xc.shape[0]
+        rank = float("nan") if self.debiased else effective_rank(float(r.sum()), self_hsic * (n - 1) ** 2)
+        return _Feat(xc, r, self_hsic, 2 * e, rank)
 
     def permute(self, p: _Feat, perm: torch.Tensor) -> _Feat:
         perm = perm.to(p.xc.device)
-        return _Feat(p.xc[perm], p.r[perm], p.self_hsic)
+        return _Feat(p.xc[perm], p.r[perm], p.self_hsic, p.log2, p.rank)
 
     def score(self, pa: _Feat, pb: _Feat) -> float:
         xy = feature_hsic(pa.xc, pa.r, pb.xc.to(pa.xc.device), pb.r.to(pa.xc.device), self.debiased)
-        return xy if self.name == "hsic" else cka_ratio(xy, pa.self_hsic, pb.self_hsic)
+        if self.name == "hsic":
+            return hsic_in_input_units(xy, pa.log2 + pb.log2)
+        if not self.debiased:
+            warn_biased_cka(pa.xc.shape[0], pa.rank, pb.rank)
+        return cka_ratio(xy, pa.self_hsic, pb.self_hsic)
 
 
 @dataclass
 class _Gram:
-    kc: torch.Tensor  # centred (HKH) or U-centred kernel, float64
+    kc: torch.Tensor  # centred (HKH) or U-centred kernel of the rescaled space, float64
     self_hsic: float
+    log2: int = 0  # HSIC factor of this side (linear kernel: the space was divided by 2^(log2/2))
+    rank: float = float("nan")  # effective rank (biased estimator only)
 
 
 @dataclass
@@ -67,7 +100,7 @@ class GramMeasure(PreparedMeasure):
     sigma: float = 1.0
 
     def min_rows(self) -> int:
-        return 4 if self.debiased else 2
+        return MIN_ROWS
 
     def _hsic(self, ka: torch.Tensor, kb: torch.Tensor) -> float:
         n = ka.shape[0]
@@ -75,16 +108,23 @@ class GramMeasure(PreparedMeasure):
         return inner / (n * (n - 3)) if self.debiased else inner / (n - 1) ** 2
 
     def prepare(self, x: torch.Tensor) -> _Gram:
-        kc = centred_gram(gram(x, self.kernel, threshold=self.threshold, sigma=self.sigma), self.debiased)
-        return _Gram(kc, self._hsic(kc, kc))
+        x, e = pow2_rescale(x.double())
+        K = scaled_gram(x, e, self.kernel, threshold=self.threshold, sigma=self.sigma)
+        kc = centred_gram(K, self.debiased)
+        rank = float("nan") if self.debiased else gram_effective_rank(kc)
+        return _Gram(kc, self._hsic(kc, kc), 2 * e if self.kernel == "linear" else 0, rank)
 
     def permute(self, p: _Gram, perm: torch.Tensor) -> _Gram:
         perm = perm.to(p.kc.device)
-        return _Gram(p.kc[perm][:, perm], p.self_hsic)
+        return _Gram(p.kc[perm][:, perm], p.self_hsic, p.log2, p.rank)
 
     def score(self, pa: _Gram, pb: _Gram) -> float:
         xy = self._hsic(pa.kc, pb.kc.to(pa.kc.device))
-        return xy if self.name == "hsic" else cka_ratio(xy, pa.self_hsic, pb.self_hsic)
+        if self.name == "hsic":
+            return hsic_in_input_units(xy, pa.log2 + pb.log2)
+        if not self.debiased:
+            warn_biased_cka(pa.kc.shape[0], pa.rank, pb.rank)
+        return cka_ratio(xy, pa.self_hsic, pb.self_hsic)
 
     def score_matrix(self, pa: list[_Gram], pb: list[_Gram]) -> np.ndarray:
         """All pairs with one matmul of the stacked centred Grams, (L1, n²) @ (n², L2), as Nguyen,
@@ -120,7 +160,10 @@ class GramMeasure(PreparedMeasure):
         n = pa[0].kc.shape[0]
         hsic = inner.double().cpu().numpy() / (n * (n - 3) if self.debiased else (n - 1) ** 2)
         if self.name == "hsic":
-            return hsic
+            return np.array([[hsic_in_input_units(float(hsic[i, j]), a.log2 + b.log2) for j, b in enumerate(pb)]
+                             for i, a in enumerate(pa)])  # fmt: skip
+        if not self.debiased:
+            _warn_pairs(n, [a.rank for a in pa], [b.rank for b in pb])
         out = np.full(hsic.shape, np.nan)
         for i, a in enumerate(pa):
             for j, b in enumerate(pb):
@@ -144,7 +187,7 @@ class _AutoLinear(PreparedMeasure):
         self._impl: PreparedMeasure | None = None
 
     def min_rows(self) -> int:
-        return 4 if self.debiased else 2
+        return MIN_ROWS
 
     def _choose(self, x: torch.Tensor) -> PreparedMeasure:
         if self._impl is None:

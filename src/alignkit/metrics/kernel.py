@@ -3,16 +3,29 @@
 Never an O(n³) product and no n×n centering matrix: the Gram form centres (HKH) or U-centres a
 kernel by its row/column sums and takes one O(n²) inner product; linear kernels switch to the
 O(n·d²) feature form when n ≥ max(d1, d2), which needs only ``X_cᵀY_c`` and the row norms.
+
+Scale: each space is divided by a power of two (its largest |entry| moved into [0.5, 1)) before any product,
+which is exact. CKA is scale-invariant, so it is unchanged at any finite input scale; linear HSIC scales as
+s_x²·s_y² and is multiplied back at the end (a RuntimeWarning when that leaves float64's range); the RBF kernels
+get their distances in the input's units (``rbf_median`` is scale-free, ``rbf_abs`` is not).
+
+Small n (docs/methods.md §1.6): biased CKA warns (:class:`~alignkit.metrics.cca.SmallSampleWarning`) when
+``n − 1 < 10·sqrt(m_x·m_y)``, m = (tr K_c)²/‖K_c‖_F² the effective rank of each centred kernel, i.e. when
+independent spaces would already score above 0.1 (:func:`~alignkit.metrics._moments.biased_cka_chance`).
+Both estimators need n ≥ 4 (biased CKA is exactly 1 at n = 2 for any data).
 """
 
 from __future__ import annotations
 
+import math
+import sys
+import warnings
 from typing import TYPE_CHECKING
 
-from alignkit._common import median
+from alignkit._common import median, pow2_rescale, times_pow2
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
-from alignkit.metrics._moments import cka_ratio
+from alignkit.metrics._moments import cka_ratio, effective_rank, warn_biased_cka
 from alignkit.metrics._registry import register
 
 if TYPE_CHECKING:
@@ -22,6 +35,7 @@ else:
 
 KERNELS: tuple[str, ...] = ("linear", "rbf_median", "rbf_abs")
 FORMS: tuple[str, ...] = ("auto", "gram", "feature")
+MIN_ROWS = 4
 
 
 def _sq_dists(G: torch.Tensor) -> torch.Tensor:
@@ -34,8 +48,18 @@ def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sig
 
     ``rbf_median``: ``exp(−D²/(2·threshold²·median(D²)))``, median over all n² entries
     (Kornblith et al. 2019, ``gram_rbf``). ``rbf_abs``: ``exp(−D²/(2σ²))`` with absolute σ (PRH).
+    Computed on X divided by a power of two, so only a linear Gram whose entries exceed float64 is ±inf.
     """
-    x = X.double()
+    x, e = pow2_rescale(X.double())
+    K = scaled_gram(x, e, kernel, threshold=threshold, sigma=sigma)
+    return times_pow2(K, 2 * e) if kernel == "linear" else K
+
+
+def scaled_gram(
+    x: torch.Tensor, e: int, kernel: str = "linear", *, threshold: float = 1.0, sigma: float = 1.0
+) -> torch.Tensor:
+    """The kernel of the space ``x·2^e``, from ``x`` (float64, near unit scale): linear ``x xᵀ`` in x's units
+    (the true Gram is that times 4^e), RBF kernels exactly (their distances are taken back to the input's units)."""
     G = x @ x.T
     if kernel == "linear":
         return G
@@ -45,7 +69,30 @@ def gram(X: torch.Tensor, kernel: str = "linear", *, threshold: float = 1.0, sig
         if not med > 0:
             raise ValueError("rbf_median kernel: the median squared distance is 0 (too many duplicate rows)")
         return torch.exp(-D2 / (2.0 * threshold**2 * med))
-    return torch.exp(-D2 / (2.0 * sigma**2))
+    mant, sig_e = math.frexp(sigma)  # D²·4^e/(2σ²) = D²/(2·mant²)·4^(e − sig_e): no overflow before the ratio
+    return torch.exp(-times_pow2(D2 / (2.0 * mant**2), 2 * (e - sig_e)))
+
+
+def hsic_in_input_units(value: float, log2: int) -> float:
+    """``value·2^log2``: a HSIC computed on rescaled data, back in the input's units.
+
+    HSIC is scale-dependent (linear kernels: ∝ s_x²·s_y²), so at extreme input scales it can leave float64's
+    range: then a RuntimeWarning and ±inf (overflow) or 0/subnormal (underflow), never a silent NaN.
+    """
+    if log2 == 0 or value == 0.0:
+        return value
+    try:
+        out = math.ldexp(value, log2)
+    except OverflowError:
+        out = math.copysign(math.inf, value)
+    if math.isinf(out) or abs(out) < sys.float_info.min:  # overflow, or underflow to a subnormal or 0
+        warnings.warn(
+            f"HSIC = {value!r}·2^{log2} is outside float64's range at this input scale (HSIC is scale-dependent); "
+            f"returning {out!r}. Rescale the inputs, or use CKA (scale-invariant)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return out
 
 
 def center_gram(K: torch.Tensor) -> torch.Tensor:
@@ -120,15 +167,26 @@ def _check_not_constant(t: torch.Tensor, name: str) -> None:
 
 def _validated(
     X: ArrayLike, Y: ArrayLike, kernel: str, form: str, debiased: bool
-) -> tuple[torch.Tensor, torch.Tensor, str]:
+) -> tuple[torch.Tensor, torch.Tensor, int, int, str]:
+    """(x·2^−ex, y·2^−ey, ex, ey, form): both spaces in float64, each divided by a power of two."""
     check_choice(kernel, KERNELS, "kernel")
     check_choice(form, FORMS, "form")
     x, y = as_pair(X, Y)
     n = x.shape[0]
-    check_min_rows(n, 4 if debiased else 2, "debiased HSIC/CKA" if debiased else "HSIC/CKA")
+    check_min_rows(n, MIN_ROWS, "debiased HSIC/CKA" if debiased else "HSIC/CKA")
     _check_not_constant(x, "X")
     _check_not_constant(y, "Y")
-    return x, y, _choose_form(form, kernel, n, x.shape[1], y.shape[1])
+    form = _choose_form(form, kernel, n, x.shape[1], y.shape[1])
+    (x, ex), (y, ey) = pow2_rescale(x.double()), pow2_rescale(y.double())
+    return x, y, ex, ey, form
+
+
+def _grams(
+    x: torch.Tensor, y: torch.Tensor, ex: int, ey: int, kernel: str, debiased: bool, threshold: float, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    K = centred_gram(scaled_gram(x, ex, kernel, threshold=threshold, sigma=sigma), debiased)
+    L = centred_gram(scaled_gram(y, ey, kernel, threshold=threshold, sigma=sigma), debiased)
+    return K, L
 
 
 @register(
@@ -160,14 +218,17 @@ def hsic(
     """HSIC between X and Y.
 
     Biased: ``tr(KHLH)/(n−1)²`` (Gretton et al., ALT 2005). Unbiased (Song et al., JMLR 2012):
-    ``[tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))``.
+    ``[tr(K̃L̃) + (1ᵀK̃1)(1ᵀL̃1)/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3))``. Needs n ≥ 4.
+
+    Scale-dependent (linear: HSIC(sX, tY) = s²t²·HSIC(X, Y)); computed on rescaled data and multiplied back, with
+    a RuntimeWarning and ±inf or 0 when the value itself leaves float64's range.
     """
-    x, y, form = _validated(X, Y, kernel, form, debiased)
+    x, y, ex, ey, form = _validated(X, Y, kernel, form, debiased)
     if form == "feature":
-        return feature_hsic(*centred_features(x), *centred_features(y), debiased)
-    K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
-    L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
-    return hsic_centred(K, L, debiased)
+        value = feature_hsic(*centred_features(x), *centred_features(y), debiased)
+    else:
+        value = hsic_centred(*_grams(x, y, ex, ey, kernel, debiased, threshold, sigma), debiased)
+    return hsic_in_input_units(value, 2 * (ex + ey)) if kernel == "linear" else value
 
 
 @register(
@@ -204,16 +265,31 @@ def cka(
 
     kernel : "linear", "rbf_median" (bandwidth = threshold × median distance, Kornblith's
         ``gram_rbf``) or "rbf_abs" (absolute σ, PRH's convention). The two RBFs differ; never alias.
-    debiased : use the unbiased HSIC estimator (needs n ≥ 4); the headline choice, since biased CKA
-        is high even for random data when d ≫ n (Murphy et al., ICLR 2024).
+    debiased : use the unbiased HSIC estimator; the headline choice, since biased CKA is high even for
+        random data when d ≫ n (Murphy et al., ICLR 2024).
     form : "auto" (Gram when n < max(d1, d2), else feature form), "gram" or "feature" (linear only).
+
+    Needs n ≥ 4 for either estimator. Biased CKA warns (SmallSampleWarning) when ``n − 1 < 10·sqrt(m_x·m_y)``,
+    m = (tr K_c)²/‖K_c‖_F² the effective rank of each centred kernel: then independent spaces already score
+    ≈ sqrt(m_x·m_y)/(n − 1) > 0.1 (d ≫ n drives it to 1; Murphy et al., ICLR 2024).
     """
-    x, y, form = _validated(X, Y, kernel, form, debiased)
+    x, y, ex, ey, form = _validated(X, Y, kernel, form, debiased)
+    n = x.shape[0]
     if form == "feature":
         xa, ra = centred_features(x)
         xb, rb = centred_features(y)
-        xy = feature_hsic(xa, ra, xb, rb, debiased)
-        return cka_ratio(xy, feature_hsic(xa, ra, xa, ra, debiased), feature_hsic(xb, rb, xb, rb, debiased))
-    K = centred_gram(gram(x, kernel, threshold=threshold, sigma=sigma), debiased)
-    L = centred_gram(gram(y, kernel, threshold=threshold, sigma=sigma), debiased)
-    return cka_ratio(hsic_centred(K, L, debiased), hsic_centred(K, K, debiased), hsic_centred(L, L, debiased))
+        xx, yy = feature_hsic(xa, ra, xa, ra, debiased), feature_hsic(xb, rb, xb, rb, debiased)
+        if not debiased:
+            scale = float((n - 1) ** 2)  # feature_hsic = ‖X_cᵀX_c‖²/(n−1)², tr K_c = Σr
+            warn_biased_cka(n, effective_rank(float(ra.sum()), xx * scale), effective_rank(float(rb.sum()), yy * scale))
+        return cka_ratio(feature_hsic(xa, ra, xb, rb, debiased), xx, yy)
+    K, L = _grams(x, y, ex, ey, kernel, debiased, threshold, sigma)
+    xx, yy = hsic_centred(K, K, debiased), hsic_centred(L, L, debiased)
+    if not debiased:
+        warn_biased_cka(n, gram_effective_rank(K), gram_effective_rank(L))
+    return cka_ratio(hsic_centred(K, L, debiased), xx, yy)
+
+
+def gram_effective_rank(Kc: torch.Tensor) -> float:
+    """``(tr K_c)²/‖K_c‖_F²`` of a centred (HKH) kernel: its effective rank (participation ratio)."""
+    return effective_rank(float(torch.trace(Kc)), float((Kc * Kc).sum()))

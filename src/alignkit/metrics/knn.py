@@ -11,12 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from alignkit._common import pow2_rescale, unit_rows
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_k, check_min_rows
 from alignkit.metrics._registry import register
 from alignkit.metrics.prepared import PreparedMeasure
-from alignkit.metrics.preprocess import l2_normalize as unit_rows
-from alignkit.neighbors import METRICS, KNNGraph, knn_graph, overlap_counts, with_recall
+from alignkit.neighbors import (
+    METRICS,
+    KNNGraph,
+    knn_graph,
+    overlap_counts,
+    with_recall,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -138,7 +144,7 @@ class KnnMeasure(PreparedMeasure):
 
 
 def _knn_view(x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-    """The space as a kNN measure sees it: unit rows under cosine similarity."""
+    """The space as a kNN measure sees it: unit rows under cosine similarity (safe at any scale)."""
     return unit_rows(x) if params.get("metric", "cosine") == "cosine" else x
 
 
@@ -171,6 +177,7 @@ def _knn_measure(
         knn_based=True,
         prepare=prepare,
         view=_knn_view,
+        duplicate_sensitive=True,
     )(func)
 
 
@@ -274,6 +281,17 @@ def cknna_self(F: torch.Tensor, g: KNNGraph) -> float:
     return sparse_hsic_u(F.shape[0], i, j, kv, kv)
 
 
+def cknna_features(x: torch.Tensor, metric: str) -> torch.Tensor:
+    """The features CKNNA's kernel sees: unit rows for ``"cosine"``; for ``"ip"`` the space divided by its
+    root-mean-square row norm (one positive scalar: the same neighbours, a scale-free kernel, so ``eps`` is
+    relative and the score is the same at any finite scale of X)."""
+    if metric == "cosine":
+        return unit_rows(x)
+    f, _ = pow2_rescale(x)
+    rms = float(f.double().pow(2).sum(dim=1).mean().sqrt())
+    return f / rms if rms > 0 else f
+
+
 def cknna_ratio(cross: float, self_x: float, self_y: float, eps: float = 1e-6) -> float:
     return cross / (max(self_x * self_y, 0.0) ** 0.5 + eps)
 
@@ -300,7 +318,7 @@ class CknnaMeasure(PreparedMeasure):
 
     def prepare(self, x: torch.Tensor) -> _Cknna:
         _check_cknna(self.metric, self.k, x.shape[0])
-        f = unit_rows(x) if self.metric == "cosine" else x
+        f = cknna_features(x, self.metric)
         g = knn_graph(f, self.k, metric=self.metric, backend=self.backend)  # type: ignore[arg-type]
         f = f.cpu()
         return _Cknna(f, g, cknna_self(f, g))
@@ -339,6 +357,7 @@ def _prepare_cknna(info: Any, params: dict[str, Any], **_: Any) -> CknnaMeasure:
     constraints={"k": {"low": 2}, "metric": {"choices": ("cosine", "ip")}, "backend": {"choices": ("exact", "faiss")}},
     prepare=_prepare_cknna,
     view=_knn_view,
+    duplicate_sensitive=True,
 )
 def cknna(
     X: ArrayLike,
@@ -354,14 +373,14 @@ def cknna(
     """Centred kernel nearest-neighbour alignment (unbiased form).
 
     ``CKNNA = HSIC_u(M∘K, M∘L) / (sqrt(HSIC_u(M_K∘K, M_K∘K)·HSIC_u(M_L∘L, M_L∘L)) + eps)`` with
-    K = XXᵀ (rows L2-normalised for ``metric='cosine'``), M = kNN(K)∘kNN(L) (self excluded).
+    K = XXᵀ (rows L2-normalised for ``metric='cosine'``; for ``'ip'`` X divided by its root-mean-square row
+    norm, see :func:`cknna_features`), M = kNN(K)∘kNN(L) (self excluded).
     Computed on the ≤ n·k non-zeros only. Huh et al., "The Platonic Representation Hypothesis",
     ICML 2024 (PRH ``cknna`` with ``unbiased=True``).
     """
     x, y = as_pair(X, Y)
     k = _check_cknna(metric, k, x.shape[0])
-    if metric == "cosine":
-        x, y = unit_rows(x), unit_rows(y)
+    x, y = cknna_features(x, metric), cknna_features(y, metric)
     gx = as_graph(knn_x, k, name="knn_x") if knn_x is not None else knn_graph(x, k, metric=metric, backend=backend)
     gy = as_graph(knn_y, k, name="knn_y") if knn_y is not None else knn_graph(y, k, metric=metric, backend=backend)
     x, y = x.cpu(), y.cpu()

@@ -3,15 +3,21 @@
 Each fold centres its training items, takes one thin SVD ``X_c = U S Vᵀ`` and uses it both to pick λ by
 generalised cross-validation over a log grid and to fit ``W = V diag(s/(s²+λ)) Uᵀ Y_c``, which equals the
 primal ``(X_cᵀX_c + λI)^{-1}X_cᵀY_c`` and the dual ``X_cᵀ(X_cX_cᵀ + λI)^{-1}Y_c`` forms for any n, d.
+
+Scale: X and Y are each divided by a power of two first (exact), so s² and ‖Y‖² never overflow or underflow.
+R² ignores Y's scale, and ridge on X/c with λ/c² gives the same predictions as on X with λ, so an absolute
+``alpha``/``alphas`` is converted to those units and the chosen λ reported back in the input's units.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from alignkit._common import pow2_rescale
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
@@ -26,6 +32,25 @@ SUMMARIES: tuple[str, ...] = ("pooled", "mean_column")
 # Default GCV grid, relative to the mean non-zero squared singular value of the centred training X, so the
 # chosen λ (and the score) does not depend on the scale of X.
 GCV_RELATIVE_GRID: np.ndarray = 10.0 ** np.linspace(-6.0, 4.0, 41)
+
+
+def _ldexp(value: float, k: int) -> float:
+    """``value·2^k`` as a float (±inf past float64's range, never an OverflowError)."""
+    try:
+        return math.ldexp(value, k)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _penalties_in(alphas: Sequence[float] | None, k: int) -> Sequence[float] | None:
+    """An absolute λ grid converted by 2^k (λ is in X's squared units); an invalid grid is left for
+    :func:`_alpha_grid` to reject as the user gave it."""
+    if alphas is None or k == 0:
+        return alphas
+    grid = np.asarray(alphas, dtype=np.float64).ravel()
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        return alphas
+    return [_ldexp(float(a), k) for a in grid]
 
 
 def kfold_splits(n: int, n_folds: int, seed: int = 0) -> list[np.ndarray]:
@@ -97,7 +122,8 @@ def ridge_gcv_alpha(X: ArrayLike, Y: ArrayLike, *, alphas: Sequence[float] | Non
     """
     x, y = as_pair(X, Y)
     check_min_rows(x.shape[0], 3, "ridge_gcv_alpha")
-    return _Fold(x.double(), y.double()).gcv_alpha(alphas)
+    (x, ex), (y, _) = pow2_rescale(x.double()), pow2_rescale(y.double())
+    return _ldexp(_Fold(x, y).gcv_alpha(_penalties_in(alphas, -2 * ex)), 2 * ex)
 
 
 def _check_alpha(alpha: float | None) -> None:
@@ -118,10 +144,21 @@ def _check_folds(n_folds: int, n: int) -> int:
 
 
 def _cv_r2(
-    x: torch.Tensor, y: torch.Tensor, alpha: float | None, folds: list[np.ndarray], alphas: Sequence[float] | None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float | None,
+    folds: list[np.ndarray],
+    alphas: Sequence[float] | None,
+    log2_x: int = 0,
 ) -> dict[str, Any]:
-    """Held-out R² of ridge x → y accumulated over folds (pooled and per-column)."""
+    """Held-out R² of ridge x → y accumulated over folds (pooled and per-column).
+
+    ``x`` is the input divided by ``2^log2_x``: ``alpha``/``alphas`` (input units) are converted by 4^−log2_x and
+    the chosen λ reported back in input units.
+    """
     n = x.shape[0]
+    alpha = None if alpha is None else _ldexp(float(alpha), -2 * log2_x)
+    alphas = _penalties_in(alphas, -2 * log2_x)
     sse = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
     sst = torch.zeros_like(sse)
     chosen: list[float] = []
@@ -139,10 +176,13 @@ def _cv_r2(
     pooled = 1.0 - float(sse.sum() / sst.sum())
     keep = sst > 0  # a constant output column has no variance to explain
     mean_column = float((1.0 - sse[keep] / sst[keep]).mean())
-    return {"pooled": pooled, "mean_column": mean_column, "alpha": chosen}
+    return {"pooled": pooled, "mean_column": mean_column, "alpha": [_ldexp(lam, 2 * log2_x) for lam in chosen]}
 
 
-def _prepared(X: ArrayLike, Y: ArrayLike, alpha: float | None, n_folds: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepared(
+    X: ArrayLike, Y: ArrayLike, alpha: float | None, n_folds: int
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(X·2^−ex, Y·2^−ey, ex, ey) in float64, checked."""
     _check_alpha(alpha)
     x, y = as_pair(X, Y)
     n = x.shape[0]
@@ -151,7 +191,8 @@ def _prepared(X: ArrayLike, Y: ArrayLike, alpha: float | None, n_folds: int) -> 
     for t, name in ((x, "X"), (y, "Y")):
         if bool((t == t[:1]).all()):
             raise ValueError(f"{name} is constant across items (every row identical): R² is undefined")
-    return x.double(), y.double()
+    (x, ex), (y, ey) = pow2_rescale(x.double()), pow2_rescale(y.double())
+    return x, y, ex, ey
 
 
 def linear_predictivity_scores(
@@ -168,10 +209,10 @@ def linear_predictivity_scores(
     Returns ``{"x_to_y": {"pooled", "mean_column", "alpha": [λ per fold]}, "y_to_x": {...},
     "both": {"pooled", "mean_column"}}`` (the "both" entries are means of the two directions).
     """
-    x, y = _prepared(X, Y, alpha, n_folds)
+    x, y, ex, ey = _prepared(X, Y, alpha, n_folds)
     folds = kfold_splits(x.shape[0], n_folds, seed)
-    fwd = _cv_r2(x, y, alpha, folds, alphas)
-    bwd = _cv_r2(y, x, alpha, folds, alphas)
+    fwd = _cv_r2(x, y, alpha, folds, alphas, ex)
+    bwd = _cv_r2(y, x, alpha, folds, alphas, ey)
     both = {key: (fwd[key] + bwd[key]) / 2.0 for key in SUMMARIES}
     return {"x_to_y": fwd, "y_to_x": bwd, "both": both}
 
@@ -217,11 +258,11 @@ def linear_predictivity(
     """
     check_choice(direction, DIRECTIONS, "direction")
     check_choice(summary, SUMMARIES, "summary")
-    x, y = _prepared(X, Y, alpha, n_folds)
+    x, y, ex, ey = _prepared(X, Y, alpha, n_folds)
     folds = kfold_splits(x.shape[0], n_folds, seed)
     scores = []
     if direction in ("x_to_y", "both"):
-        scores.append(_cv_r2(x, y, alpha, folds, alphas)[summary])
+        scores.append(_cv_r2(x, y, alpha, folds, alphas, ex)[summary])
     if direction in ("y_to_x", "both"):
-        scores.append(_cv_r2(y, x, alpha, folds, alphas)[summary])
+        scores.append(_cv_r2(y, x, alpha, folds, alphas, ey)[summary])
     return float(sum(scores) / len(scores))

@@ -4,6 +4,11 @@ RDMs are built by row blocks from one matrix product per block (never a Python l
 returned as the upper triangle (i < j, row-major, length m = n(n−1)/2), like ``scipy.spatial.distance.pdist``.
 Comparisons: Spearman (average ranks for ties, computed on torch), Pearson, cosine and Kendall τ_b
 (scipy's O(m log m) algorithm).
+
+Scale: each space is divided by a power of two before any product (exact), and rows are unit-normalised after
+dividing by their largest |entry|, so no square overflows or underflows: RSA gives the same value at any finite
+scale of either space (every comparison is invariant to a positive factor on an RDM). :func:`rdm` multiplies
+Euclidean distances back to the input's units.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from alignkit._common import pow2_rescale, times_pow2, unit_rows
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
@@ -28,6 +34,8 @@ _BLOCK_BYTES = 64 * 2**20
 # Gram-form squared distances lose relative precision when ‖x−y‖² ≪ ‖x‖² + ‖y‖²; such pairs are recomputed
 # from explicit differences.
 _REFINE_RTOL = 1e-6
+# A row counts as constant when its centred values are all within this fraction of its largest |entry|.
+_CONSTANT_RTOL = 1e-12
 
 
 def _row_block(n: int, block_size: int | None) -> int:
@@ -39,11 +47,13 @@ def _row_block(n: int, block_size: int | None) -> int:
 
 
 def _unit_rows(x: torch.Tensor, centre: bool, name: str, metric: str) -> torch.Tensor:
-    raw = x.norm(dim=1)
+    """Unit rows (centred over features first for the correlation RDM); a row that is constant — all zero, or
+    after centring within ``_CONSTANT_RTOL`` of its largest |entry| (a relative test: any scale) — raises."""
+    raw = x.abs().amax(dim=1)
     if centre:
         x = x - x.mean(dim=1, keepdim=True)
-    norms = x.norm(dim=1)
-    bad = norms <= (1e-12 * raw if centre else 0.0)
+    peak = x.abs().amax(dim=1)
+    bad = peak <= (_CONSTANT_RTOL * raw if centre else 0.0)
     if bool(bad.any()):
         what = "constant" if centre else "all-zero"
         rows = torch.nonzero(bad).flatten()[:5].tolist()
@@ -52,7 +62,7 @@ def _unit_rows(x: torch.Tensor, centre: bool, name: str, metric: str) -> torch.T
             "undefined for them; drop them or use the 'euclidean' RDM "
             "(rsa(..., rdm_metric='euclidean'), rdm(..., metric='euclidean'))"
         )
-    return x / norms[:, None]
+    return unit_rows(x)
 
 
 def _refine_sq(x: torch.Tensor, D2: torch.Tensor, need: torch.Tensor, s: int) -> None:
@@ -64,9 +74,12 @@ def _refine_sq(x: torch.Tensor, D2: torch.Tensor, need: torch.Tensor, s: int) ->
         D2[rr, cc] = (x[s + rr] - x[s + cc]).pow(2).sum(dim=1)
 
 
-def _rdm(x: torch.Tensor, metric: str, name: str, block_size: int | None = None) -> torch.Tensor:
+def _rdm(x: torch.Tensor, metric: str, name: str, block_size: int | None = None) -> tuple[torch.Tensor, int]:
+    """(RDM of x·2^−e, log2 of its unit): the true RDM is the first times 2^log2 (0 for correlation/cosine,
+    e for euclidean, 2e for sqeuclidean)."""
     n = x.shape[0]
-    x = x.double()
+    x, e = pow2_rescale(x.double())
+    log2 = {"euclidean": e, "sqeuclidean": 2 * e}.get(metric, 0)
     if metric in ("correlation", "cosine"):
         x = _unit_rows(x, metric == "correlation", name, metric)
         sq = None
@@ -93,7 +106,7 @@ def _rdm(x: torch.Tensor, metric: str, name: str, block_size: int | None = None)
                 vals = vals.sqrt_()
         out[pos : pos + vals.numel()] = vals
         pos += vals.numel()
-    return out
+    return out, log2
 
 
 def rdm(X: ArrayLike, metric: str = "correlation", *, block_size: int | None = None) -> torch.Tensor:
@@ -102,12 +115,14 @@ def rdm(X: ArrayLike, metric: str = "correlation", *, block_size: int | None = N
     correlation: ``1 − corr(x_i, x_j)`` (rows centred over features); cosine: ``1 − x̂_i·x̂_j``;
     euclidean: ``‖x_i − x_j‖``; sqeuclidean: ``‖x_i − x_j‖²``. Float64, on X's device, computed by row
     blocks (``block_size`` rows at a time; default about 64 MiB per block), so memory beyond the
-    m = n(n−1)/2 outputs is O(block·n).
+    m = n(n−1)/2 outputs is O(block·n). Computed on X divided by a power of two; Euclidean distances are
+    multiplied back (±inf only where a true distance exceeds float64).
     """
     check_choice(metric, RDM_METRICS, "metric")
     x = as_matrix(X, "X")
     check_min_rows(x.shape[0], 2, "rdm")
-    return _rdm(x, metric, "X", block_size)
+    values, log2 = _rdm(x, metric, "X", block_size)
+    return times_pow2(values, log2)
 
 
 def average_ranks(v: torch.Tensor) -> torch.Tensor:
@@ -182,8 +197,8 @@ def rsa(
     check_choice(compare, COMPARISONS, "compare")
     x, y = as_pair(X, Y)
     check_min_rows(x.shape[0], 3, "rsa")
-    a = _rdm(x, rdm_metric, "X", block_size)
-    b = _rdm(y, rdm_metric, "Y", block_size)
+    a, _ = _rdm(x, rdm_metric, "X", block_size)  # every comparison ignores a positive factor on an RDM
+    b, _ = _rdm(y, rdm_metric, "Y", block_size)
     _check_rdm_varies(a, "X", compare)
     _check_rdm_varies(b, "Y", compare)
     return compare_rdms(a, b, compare)

@@ -18,6 +18,15 @@ right, everything runs in the n × r factors; no d × d matrix is formed.
 
 Identities (tested): at α = 0 with ranks r_x, r_y, ``cos θ = Σρ_i/sqrt(r_x·r_y)`` (= mean canonical
 correlation when r_x = r_y); at α = 1, ``cos θ = procrustes(X, Y)``.
+
+Small n (docs/methods.md §1.10): with n items in ≥ n − 1 directions, two independent centred spaces span the same
+(n − 1)-dimensional space, so a rotation maps one almost onto the other (Procrustes ≈ 1, θ ≈ 0). Both measures
+warn (:class:`~alignkit.metrics.cca.SmallSampleWarning`) when ``n < 10·max(m_x, m_y)``, with
+``m = (Σg²)²/Σg⁴`` the effective dimension (participation ratio) of the partially whitened factor ``U diag(g)``:
+m is the rank r at α = 0 (exactly the CCA family's rule) and the participation ratio of the spectrum at α = 1.
+
+Scale: the SVD runs on the space divided by a power of two (:func:`~alignkit.metrics.cca.centred_basis`), and only
+ratios s/s_1 enter, so every value is the same at any finite scale of the input.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import numpy as np
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
-from alignkit.metrics.cca import MIN_ROWS, centred_basis
+from alignkit.metrics.cca import MIN_ROWS, centred_basis, warn_small_n
 
 if TYPE_CHECKING:
     import torch
@@ -52,9 +61,29 @@ def _check_alpha(alpha: float) -> float:
 
 def whitened_factor(x: torch.Tensor, alpha: float, *, center: bool = True, name: str = "X") -> torch.Tensor:
     """``U diag(g)/‖g‖`` with ``g = α·s/s_1 + 1 − α``: the unit-norm partially whitened X_α up to a rotation."""
-    U, s = centred_basis(x, name, center=center)
+    U, s, _ = centred_basis(x, name, center=center)
     g = alpha * (s / s[0]) + (1.0 - alpha)
     return U * (g / g.norm())
+
+
+def effective_dim(F: torch.Tensor) -> float:
+    """``m = 1/Σ_j ĝ_j⁴`` for a unit-Frobenius factor ``U diag(ĝ)`` with orthonormal U (= (Σg²)²/Σg⁴ for any
+    scaling of g): the participation ratio of its squared column norms."""
+    col = (F * F).sum(dim=0)
+    return float(col.sum() ** 2 / (col * col).sum())
+
+
+def _warn_small_n(n: int, A: torch.Tensor, B: torch.Tensor, what: str) -> None:
+    """The shape family's small-n rule: ``n < 10·max(m_x, m_y)`` (see the module docstring)."""
+    m = max(effective_dim(A), effective_dim(B))
+    warn_small_n(
+        n,
+        m,
+        what,
+        f"effective dimension up to {m:.1f} per side",
+        "it is inflated towards a perfect match (with n ≤ the dimension, independent spaces can be rotated onto "
+        "each other: Procrustes ≈ 1). Use more items or reduce the dimension (e.g. PCA) first.",
+    )
 
 
 def aligned_fit(A: torch.Tensor, B: torch.Tensor) -> tuple[float, float]:
@@ -102,12 +131,14 @@ def shape_distance(
     α = 1 is the Procrustes distance (``θ = arccos procrustes(X, Y)``); α = 0 is invariant to invertible linear
     maps and ``cos θ = Σρ_i/sqrt(r_x r_y)`` (mean canonical correlation for equal ranks), so it shares CCA's
     small-n inflation. For 0 < α < 1 the normalisation differs from netrep's (see the module docstring).
+    Warns (SmallSampleWarning) when ``n < 10·max(m_x, m_y)``, m the effective dimension of each whitened side.
     """
     alpha = _check_alpha(alpha)
     check_choice(score, SCORES, "score")
     x, y = _validated(X, Y, "shape_distance")
     A = whitened_factor(x, alpha, center=center, name="X")
     B = whitened_factor(y, alpha, center=center, name="Y")
+    _warn_small_n(x.shape[0], A, B, "shape_distance")
     _, chord = aligned_fit(A, B)
     if score == "euclidean":
         return chord
@@ -129,8 +160,12 @@ def procrustes(X: ArrayLike, Y: ArrayLike, *, center: bool = True) -> float:
     1 iff Y is a rotated, scaled, translated copy of X. ``1 − procrustes`` is anatome's Procrustes distance,
     ``arccos(procrustes)`` the angular shape metric at α = 1 (Williams et al., NeurIPS 2021); the optimal R is
     Schönemann's, "A generalized solution of the orthogonal Procrustes problem", Psychometrika 1966.
+
+    Warns (SmallSampleWarning) when ``n < 10·max(m_x, m_y)``, ``m = (Σs²)²/Σs⁴`` the participation ratio of each
+    centred space's singular values: with n ≤ the dimension, independent spaces score ≈ 1.
     """
     x, y = _validated(X, Y, "procrustes")
     A = whitened_factor(x, 1.0, center=center, name="X")
     B = whitened_factor(y, 1.0, center=center, name="Y")
+    _warn_small_n(x.shape[0], A, B, "procrustes")
     return aligned_fit(A, B)[0]

@@ -328,7 +328,9 @@ def load_plugins(plugins: list[str]) -> None:
 def validate_config(data: Any, source: str = "config", base: Path | None = None) -> RunConfig:
     """Validate a parsed mapping; raise :class:`ConfigError` listing ``key: problem`` lines.
 
-    Relative plugin paths are taken from ``base`` (the config file's folder) and made absolute.
+    ``base`` is the config file's folder: relative paths in plugins, data specs, ``output`` and ``cache``
+    are taken from it and made absolute (see :func:`relative_to_folder`). Without it (a mapping), relative
+    plugin paths are taken from the working folder and the other paths stay as written (the working folder).
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys (name, spaces, experiments, ...)")
@@ -338,7 +340,7 @@ def validate_config(data: Any, source: str = "config", base: Path | None = None)
         data = {**data, "plugins": resolved}
         load_plugins(resolved)
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         by_key: dict[str, list[str]] = {}
         for err in exc.errors():
@@ -350,6 +352,74 @@ def validate_config(data: Any, source: str = "config", base: Path | None = None)
                 msgs.append(msg)
         lines = [f"  {m[0]}" if key == "<root>" else f"  {key}: {'; or: '.join(m)}" for key, m in by_key.items()]
         raise ConfigError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(lines)) from None
+    return cfg if base is None else relative_to_folder(cfg, base)
+
+
+#: prefix dataset kinds whose whole argument is a path, and those whose argument is another data spec
+_PATH_KINDS = ("lines", "images", "audio")
+_NESTED_KINDS = ("captions", "prompts")
+
+
+def _from_folder(path: str, folder: Path) -> str:
+    """``path`` taken from ``folder`` when relative; absolute, ``~`` and empty paths stay as written."""
+    if not path.strip() or Path(path.strip()).expanduser().is_absolute():
+        return path
+    return str(folder / path.strip())
+
+
+def _idx_from_folder(spec: str, folder: Path) -> str:
+    """``PATH[,labels=PATH][,limit=N]``: both paths taken from ``folder``."""
+    body, hash_, tail = spec.partition("#")
+    head, *options = body.split(",")
+    for i, option in enumerate(options):
+        key, sep, value = option.partition("=")
+        if sep and key.strip() == "labels":
+            options[i] = f"{key}={_from_folder(value, folder)}"
+    return ",".join([_from_folder(head, folder), *options]) + hash_ + tail
+
+
+def resolve_data_spec(spec: str, folder: Path) -> str:
+    """A data spec with its relative paths taken from ``folder``, for the built-in kinds that hold paths
+    (``lines:``, ``images:``, ``audio:``, tables, ``.txt``, IDX files, inside ``captions:``/``prompts:``).
+
+    Kinds without paths (``sample:``, ``hf:``) and kinds registered elsewhere, whose syntax is theirs, stay as
+    written; so do absolute and ``~`` paths. Job keys see datasets by content, so this changes no key.
+    """
+    from alignkit.data.spec import DATASETS
+
+    spec = spec.strip()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in DATASETS and DATASETS.get(kind).matches is None:
+        if kind in _PATH_KINDS:
+            return f"{kind}:{_from_folder(rest, folder)}"
+        if kind in _NESTED_KINDS:
+            return f"{kind}:{resolve_data_spec(rest, folder)}"
+        return spec
+    entry = next((e for e in DATASETS if e.matches is not None and e.matches(spec)), None)
+    if entry is None or entry.name not in ("table", "text", "idx"):
+        return spec
+    if entry.name == "idx":
+        return _idx_from_folder(spec, folder)
+    path, hash_, tail = spec.partition("#")
+    return _from_folder(path, folder) + hash_ + tail
+
+
+def _bundled_folder() -> Path:
+    return Path(__file__).with_name("configs").resolve()
+
+
+def relative_to_folder(cfg: RunConfig, folder: Path) -> RunConfig:
+    """``cfg`` read from a file in ``folder``: relative data paths, ``output`` and ``cache`` taken from there
+    (absolute), so the config runs the same from any working folder. A bundled config (``alignkit demo``)
+    keeps ``output`` and ``cache`` relative to the working folder: nothing is written into the package."""
+    folder = Path(folder).expanduser().resolve()
+    spaces = {n: sp.model_copy(update={"data": resolve_data_spec(sp.data, folder)}) for n, sp in cfg.spaces.items()}
+    update: dict[str, Any] = {"spaces": spaces}
+    if folder != _bundled_folder():
+        update["output"] = _from_folder(cfg.output, folder)
+        if cfg.cache is not None:
+            update["cache"] = _from_folder(cfg.cache, folder)
+    return cfg.model_copy(update=update)
 
 
 def _allowed_hint(loc: tuple[Any, ...]) -> str:

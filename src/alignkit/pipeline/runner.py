@@ -66,14 +66,27 @@ def plan_run(config: RunConfig | str | os.PathLike[str] | dict[str, Any], base: 
     return build_plan(cfg, cfg.run_dir(base))
 
 
+class RunLocked(RuntimeError):
+    """Another run holds the run folder's lock; nothing was written (a user error, not a crash)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        super().__init__(f"{run_dir} is being written by another alignkit run; wait for it to finish")
+
+    def __reduce__(self) -> tuple[type[RunLocked], tuple[Path]]:
+        return type(self), (self.run_dir,)
+
+
 @contextmanager
 def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>/.lock`` (flock, exclusive, non-blocking) while a run writes; raise :class:`RunLocked`
+    at once when another process holds it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / ".lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"{run_dir} is being written by another alignkit run; wait for it to finish") from None
+            raise RunLocked(run_dir) from None
         try:
             yield
         finally:

@@ -48,6 +48,7 @@ class PermutationResult:
     seed: int = 0
     q: float = 0.95
     knn_recall: dict[str, float] = field(default_factory=dict)  # approximate kNN backends only
+    duplicate_fraction: dict[str, float] = field(default_factory=dict)  # neighbourhood measures: per space
 
     @property
     def n_perm(self) -> int:
@@ -112,6 +113,7 @@ class PermutationResult:
             "n_perm": self.n_perm,
             "seed": self.seed,
             **{f"knn_recall_{k}": v for k, v in self.knn_recall.items()},
+            **{f"duplicate_fraction_{k}": v for k, v in self.duplicate_fraction.items()},
         }
 
 
@@ -152,9 +154,12 @@ def permutation_test(
     if prep:
         x, y = preprocess(x, name="X", **prep), preprocess(y, name="Y", **prep)
     label = measure if isinstance(measure, str) else spec.id
-    if _registry.degenerate_inputs(x, y, info, _registry.split(spec)[1]):  # NaN score, NaN p: never significant
+    checks = _registry.space_checks(x, y, info, _registry.split(spec)[1])
+    dups = {c.name: c.duplicate_fraction for c in checks if c.n_distinct is not None}
+    if _registry.degenerate_inputs(x, y, info, {}, checks):  # NaN score, NaN p: never significant
         nan = np.full(n_perm, np.nan)
-        return PermutationResult(label, float("nan"), nan, info.higher_is_better, info.best_possible, seed, q)
+        hib, best = info.higher_is_better, info.best_possible
+        return PermutationResult(label, float("nan"), nan, hib, best, seed, q, {}, dups)
     pm = prepared_measure(spec, max_dim=max(x.shape[1], y.shape[1]))
     check_rows(pm, x.shape[0])
     pa, pb = pm.prepare(x), pm.prepare(y)
@@ -163,7 +168,7 @@ def permutation_test(
         [pm.score(pa, pm.permute(pb, p)) for p in _progress(permutations(x.shape[0], n_perm, seed), progress)]
     )
     recall = {k: r for k, p in (("X", pa), ("Y", pb)) if (r := knn_recall(p)) is not None}
-    return PermutationResult(label, raw, null, info.higher_is_better, info.best_possible, seed, q, recall)
+    return PermutationResult(label, raw, null, info.higher_is_better, info.best_possible, seed, q, recall, dups)
 
 
 def _progress(items: list[torch.Tensor], show: bool) -> Any:

@@ -234,6 +234,7 @@ def _space(path: Path, m: Manifest, layer: str, encoder: Encoder, dataset: Datas
         "device": first.device if first else str(encoder.device),
         "dtype": first.dtype if first else str(encoder.dtype).replace("torch.", ""),
         "created": entry.created,
+        "check": entry.check,
         "store_file": str(f),
         "run": path.name,
     }

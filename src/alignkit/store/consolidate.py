@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,7 +61,23 @@ def consolidate(run: Run, layer: str) -> None:
         raise
     fsync_dir(run.path)
     remember_verified(final, sha)
+    check = _layer_check(final, layer, run)
     m.layers[layer] = LayerFile(
-        file=final.name, sha256=sha, size=final.stat().st_size, shape=[n, d], dtype="float32", created=now()
-    )
+        file=final.name, sha256=sha, size=final.stat().st_size, shape=[n, d], dtype="float32", created=now(),
+        check=check,
+    )  # fmt: skip
     run.save()
+
+
+def _layer_check(path: os.PathLike[str], layer: str, run: Run) -> dict[str, Any]:
+    """The degenerate-space check of a consolidated layer (once per layer); a warning when it is degenerate,
+    so a dead layer is flagged at extraction, long before an atlas reads it."""
+    from alignkit.degenerate import inspect_space
+
+    check = inspect_space(np.load(path, mmap_mode="r"), layer)
+    if check.degenerate or check.collapsed:
+        what = check.reason or "rank ≤ 1 after centring (collapsed)"
+        warn(f"store: layer {layer!r} of {run.manifest.encoder.get('id')} is degenerate: {what}")
+    out = check.as_dict()
+    out.pop("name")
+    return out

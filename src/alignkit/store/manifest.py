@@ -190,9 +190,12 @@ class LayerFile:
     shape: list[int]
     dtype: str
     created: str
+    # alignkit.degenerate's check of the layer, made once at consolidation (n_distinct, constant, rank_le_1,
+    # max_abs, ...); absent in manifests written before it existed.
+    check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "file": self.file,
             "sha256": self.sha256,
             "size": self.size,
@@ -200,6 +203,9 @@ class LayerFile:
             "dtype": self.dtype,
             "created": self.created,
         }
+        if self.check is not None:
+            out["check"] = dict(self.check)
+        return out
 
     @classmethod
     def from_fields(cls, f: _Fields) -> LayerFile:
@@ -213,6 +219,7 @@ class LayerFile:
             shape=list(shape),
             dtype=f.text("dtype"),
             created=f.text("created"),
+            check=f.obj("check") if "check" in f.data else None,
         )
 
 

@@ -166,4 +166,26 @@ def build(ctx: Context) -> Section:
         "n items",
     ]
     figs = [_heatmap(ctx, a) for a in atl]
-    return section("atlas", title, howto(HOWTO), table(header, rows, "num"), *figs)
+    return section("atlas", title, howto(HOWTO), table(header, rows, "num"), *_degenerate_notes(atl), *figs)
+
+
+def _degenerate_notes(atl: list[Atlas]) -> list[str]:
+    """One line per atlas that had degenerate layers: their scores are missing, and why."""
+    notes = []
+    for a in atl:
+        found: dict[str, str] = {}
+        for side, space in (("a", a.space_a), ("b", a.space_b)):
+            col = f"degenerate_{side}"
+            if col not in a.cells.columns:
+                continue
+            for layer, why in a.cells[[f"layer_{side}", col]].drop_duplicates().itertuples(index=False):
+                if isinstance(why, str) and why:
+                    found[f"{space} · {layer}"] = why
+        if found:
+            items = "; ".join(f"<b>{e(k)}</b> ({e(v)})" for k, v in found.items())
+            notes.append(
+                f"<p class='missing'>{e(a.head)}: degenerate layer(s) {items}. Their scores are missing (never a "
+                "number that reads as alignment) and they are left out of the best pair and the max-statistic "
+                "null.</p>"
+            )
+    return notes
