@@ -73,6 +73,18 @@ def _offline(tmp: Path) -> dict[str, Any]:
             "unknown loss",
         ),
         (lambda c: c["experiments"]["e"]["evaluate"]["retrieval"].update(ks=[0, 5]), "retrieval.ks.0"),
+        (
+            lambda c: c["experiments"]["e"]["fit"]["aligners"].update(
+                h={"type": "head", "head": "linear", "head_kwargs": {"rank": 3}}
+            ),
+            "head_kwargs for head 'linear': unknown parameter(s) 'rank'",
+        ),
+        (
+            lambda c: c["experiments"]["e"]["fit"]["aligners"].update(
+                h={"type": "head", "loss": "siglip", "loss_kwargs": {"reduction": "max"}}
+            ),
+            "loss_kwargs for loss 'siglip': reduction must be one of mean, sum_rows",
+        ),
         (lambda c: c["experiments"]["e"]["fit"].update(select_measure="cka?form=fast"), "form must be one of"),
         (lambda c: c.update(report="yes"), "report"),
     ],

@@ -105,7 +105,12 @@ def _blocks(a: Any, n: int, d: int) -> Any:
     step = max(1, _BLOCK_ELEMENTS // max(1, d))
     for s in range(0, n, step):
         block = a[s : s + step]
-        t = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(block))
+        if isinstance(block, torch.Tensor):
+            t = block
+        else:
+            with warnings.catch_warnings():  # read-only memory maps are fine: the check never writes
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.from_numpy(np.ascontiguousarray(block))
         yield s, t if t.is_floating_point() else t.double()
 
 

@@ -160,7 +160,8 @@ class Aligner(BaseEstimator, ABC):
         return self.param_schema().validate(self.get_params(deep=False), type(self).__name__)
 
     def _validate_params(self) -> dict[str, Any]:
-        """Check the hyper-parameters (the start of ``fit``): a clear error names the parameter."""
+        """Check the hyper-parameters (the start of ``fit``, a run config, ``load``): a clear error names the
+        parameter. Subclasses add checks that involve several parameters."""
         return self._hp
 
     def _check_training_spaces(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -389,15 +390,20 @@ def _scalar_problem(key: str, value: Any, shape: tuple[str | int, ...] | None) -
     return None if _is_json_data(value) else "a JSON scalar or a list"
 
 
+def _exactly(found: dict[str, Any], expected: list[str], path: Path, what: str, name: str) -> None:
+    """``found`` holds exactly the ``expected`` keys (a tampered file can neither add nor drop one)."""
+    unknown = [k for k in found if k not in expected]
+    if unknown:
+        raise ValueError(f"{path}: unexpected {what} {unknown[0]!r}; a saved {name} holds only {expected}")
+    missing = [k for k in expected if k not in found]
+    if missing:
+        raise ValueError(f"{path}: missing {what}(s) {missing} for {name}")
+
+
 def _check_fitted_values(obj: Aligner, fitted: dict[str, Any], cfg_path: Path) -> None:
     """Only the declared fitted values, all of them, each of its kind (a tampered file cannot set others)."""
-    name, allowed = type(obj).__name__, obj._learned_scalars()
-    unknown = [k for k in fitted if k not in allowed]
-    if unknown:
-        raise ValueError(f"{cfg_path}: unexpected fitted value {unknown[0]!r}; a saved {name} holds only {allowed}")
-    missing = [k for k in allowed if k not in fitted]
-    if missing:
-        raise ValueError(f"{cfg_path}: missing fitted value(s) {missing} for {name}")
+    allowed = obj._learned_scalars()
+    _exactly(fitted, allowed, cfg_path, "fitted value", type(obj).__name__)
     for k in allowed:
         problem = _scalar_problem(k, fitted[k], type(obj)._shapes.get(k))
         if problem is not None:
@@ -406,13 +412,8 @@ def _check_fitted_values(obj: Aligner, fitted: dict[str, Any], cfg_path: Path) -
 
 def _check_arrays(obj: Aligner, arrays: dict[str, np.ndarray], fitted: dict[str, Any], state_path: Path) -> None:
     """Exactly the declared learned arrays, float64, with shapes consistent with the fitted widths."""
-    name, expected = type(obj).__name__, obj._learned_arrays()
-    missing = [k for k in expected if k not in arrays]
-    if missing:
-        raise ValueError(f"{state_path}: missing learned arrays {missing} for {name}")
-    unknown = [k for k in arrays if k not in expected]
-    if unknown:
-        raise ValueError(f"{state_path}: unexpected learned array {unknown[0]!r}; a saved {name} holds only {expected}")
+    expected = obj._learned_arrays()
+    _exactly(arrays, expected, state_path, "learned array", type(obj).__name__)
     for k in expected:
         if arrays[k].dtype != np.float64:
             raise ValueError(f"{state_path}: {k} is {arrays[k].dtype}; saved arrays are float64")

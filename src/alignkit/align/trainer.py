@@ -699,6 +699,19 @@ class HeadAligner(Aligner):
         self.n_features_x_, self.n_features_y_, self.n_pairs_ = int(x.shape[1]), int(y.shape[1]), int(x.shape[0])
         return self
 
+    def _validate_params(self) -> dict[str, Any]:
+        """The schema's checks, then ``head_kwargs`` against the chosen head's parameters and ``loss_kwargs``
+        against the chosen loss's (so a run config with ``head_kwargs: {rank: 3}`` on a linear head fails
+        before anything runs)."""
+        hp = self._hp
+        HEADS.get(hp["head"]).schema.validate(
+            hp["head_kwargs"] or {}, f"HeadAligner: head_kwargs for head {hp['head']!r}"
+        )
+        LOSSES.get(hp["loss"]).schema.validate(
+            hp["loss_kwargs"] or {}, f"HeadAligner: loss_kwargs for loss {hp['loss']!r}"
+        )
+        return hp
+
     def _lr(self, d_x: int, d_y: int) -> float:
         """The set lr, or the default: 1e-3, scaled by ``min(1, 1024 / (expansion·d_in))`` for ``star`` heads."""
         hp = self._hp

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from alignkit._common import median, pow2_rescale, times_pow2
 from alignkit._lazy import lazy_module
@@ -189,6 +189,14 @@ def _grams(
     return K, L
 
 
+_KERNEL_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "kernel": {"choices": KERNELS},
+    "form": {"choices": FORMS},
+    "threshold": {"low": 0, "low_open": True},
+    "sigma": {"low": 0, "low_open": True},
+}
+
+
 @register(
     "hsic",
     family="kernel",
@@ -197,12 +205,7 @@ def _grams(
     cost="O(n·d²) linear feature form; O(n²d) Gram",
     description="Hilbert–Schmidt independence criterion (biased /(n−1)² or unbiased Song 2012). Scale-dependent.",
     defaults={"kernel": "linear", "debiased": True},
-    constraints={
-        "kernel": {"choices": KERNELS},
-        "form": {"choices": FORMS},
-        "threshold": {"low": 0, "low_open": True},
-        "sigma": {"low": 0, "low_open": True},
-    },
+    constraints=_KERNEL_CONSTRAINTS,
     prepare="alignkit.metrics.cka_prepared:prepare_cka",
 )
 def hsic(
@@ -240,12 +243,7 @@ def hsic(
     description="Centred kernel alignment (Kornblith 2019). Debiased (default) ≈ 0 on independent data; "
     "biased is in [0, 1] and inflated when d ≫ n.",
     defaults={"kernel": "linear", "debiased": True},
-    constraints={
-        "kernel": {"choices": KERNELS},
-        "form": {"choices": FORMS},
-        "threshold": {"low": 0, "low_open": True},
-        "sigma": {"low": 0, "low_open": True},
-    },
+    constraints=_KERNEL_CONSTRAINTS,
     prepare="alignkit.metrics.cka_prepared:prepare_cka",
 )
 def cka(

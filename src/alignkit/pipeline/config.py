@@ -123,10 +123,11 @@ class AlignerConfig(_Strict):
 
     @model_validator(mode="after")
     def _params(self) -> AlignerConfig:
-        from alignkit.align import ALIGNERS
+        from alignkit.align import ALIGNERS, make_aligner
 
-        info = ALIGNERS.get(self.type)  # did-you-mean on unknown types
-        info.schema.validate(self.params, f"aligner {self.type!r}")  # unknown parameters, types, ranges, choices
+        ALIGNERS.get(self.type)  # did-you-mean on unknown types
+        # unknown parameters, types, ranges, choices, then the estimator's own cross-parameter checks
+        make_aligner(self.type, **self.params)._validate_params()
         return self
 
     @property
