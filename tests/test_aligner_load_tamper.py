@@ -160,3 +160,46 @@ def test_tampered_hyper_parameter_is_refused_at_load(ridge: Path) -> None:
     _edit_config(ridge, lambda cfg: cfg["params"].update(fit_intercept="maybe"))
     with pytest.raises(ValueError, match=r"config\.json: Ridge: fit_intercept must be a boolean"):
         Aligner.load(ridge)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_learned_array_is_refused_naming_the_file(ridge: Path, bad: float) -> None:
+    coef = st_load((ridge / "state.safetensors").read_bytes())["coef_"].copy()
+    coef.flat[[0, 5]] = bad
+    _replace_state(ridge, coef_=coef)  # the hash is fixed up: only the values give it away
+    with pytest.raises(ValueError, match=r"state\.safetensors: learned array coef_ holds 2 non-finite value\(s\)"):
+        Aligner.load(ridge)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("alpha_", float("nan")), ("alpha_", float("inf")), ("best_epoch_", float("nan"))]
+)
+def test_non_finite_fitted_scalars_are_refused(tmp_path: Path, key: str, value: float) -> None:
+    X, Y = _data(5, 4)
+    est = HeadAligner(**FAST["head"]) if key == "best_epoch_" else Ridge()
+    folder = est.fit(X, Y).save(tmp_path / "m")
+    path = _edit_config(folder, lambda cfg: cfg["fitted"].update({key: value}))
+    with pytest.raises(ValueError, match=rf"fitted {key} (must be a finite number|holds a non-finite number)") as info:
+        Aligner.load(folder)
+    assert str(path) in str(info.value)
+
+
+def test_non_finite_training_history_is_refused(tmp_path: Path) -> None:
+    X, Y = _data(5, 4)
+    folder = HeadAligner(**FAST["head"]).fit(X, Y).save(tmp_path / "h")
+    _edit_config(folder, lambda cfg: cfg["fitted"]["history_"][0].update(loss=float("inf")))
+    with pytest.raises(ValueError, match=r"fitted history_ holds a non-finite number"):
+        Aligner.load(folder)
+
+
+@pytest.mark.parametrize("version", [999, 0, "1", "x", None, True, 1.0])
+def test_unsupported_format_version_is_refused(ridge: Path, version: Any) -> None:
+    path = _edit_config(ridge, lambda cfg: cfg.update(format_version=version))
+    with pytest.raises(
+        ValueError, match=r"format_version .* is not supported; this alignkit .* reads format_version 1 only"
+    ):
+        Aligner.load(ridge)
+    _edit_config(ridge, lambda cfg: cfg.pop("format_version"))
+    with pytest.raises(ValueError, match=r"format_version None is not supported") as info:
+        Aligner.load(ridge)
+    assert str(path) in str(info.value)

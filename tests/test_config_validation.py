@@ -153,3 +153,80 @@ def test_data_dependent_checks_fail_in_the_dry_run(tmp_path):
         plan_run(cfg)
     cfg["experiments"]["fm"]["evaluate"]["retrieval"]["ks"] = [1, 10]
     assert plan_run(cfg).jobs  # and nothing was embedded to find out
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["spaces"]["en"].update(options={"batch_size": 0}), "batch_size must be an integer >= 1"),
+        (lambda c: c["spaces"]["en"].update(options={"batch_size": -4}), "batch_size must be an integer >= 1"),
+        (lambda c: c["spaces"]["en"].update(options={"max_length": 0}), "max_length must be an integer >= 1"),
+        (lambda c: c["spaces"]["es"].update(options={"variant": "bogus"}), "variant must be one of original, enpt"),
+        (
+            lambda c: c["spaces"]["en"].update(encoder="hf:bert-base-uncased", options={"pooling": "bogus"}),
+            "pooling must be one of mean, cls, last",
+        ),
+        (lambda c: c["spaces"]["en"].update(layers=["final", "final"]), "spaces.en.layers: layers repeat: ['final']"),
+        (lambda c: c.update(device="tpu"), "device must be cpu, cuda, cuda:N"),
+        (lambda c: c.update(device="cuda:x"), "device must be cpu, cuda, cuda:N"),
+        (lambda c: c.update(device="CPU "), "device must be cpu, cuda, cuda:N"),
+    ],
+)
+def test_encoder_options_layers_and_device_are_checked(tmp_path, edit, expected):
+    cfg = _offline(tmp_path)
+    edit(cfg)
+    assert expected in _errors(cfg)
+
+
+@pytest.mark.parametrize("device", [None, "cpu", "cuda", "cuda:1", "mps"])
+def test_good_devices_pass(tmp_path, device):
+    cfg = _offline(tmp_path)
+    cfg["device"] = device
+    assert load_config(cfg).device == device
+
+
+def test_encoder_constraints_declared_at_registration():
+    from alignkit.encoders.base import ENCODERS, check_encoder_options, register_named
+
+    @register_named("test-constrained", "a test encoder", constraints={"width": {"low": 2}})
+    def _make(width: int = 4) -> Any:  # pragma: no cover - never built
+        raise AssertionError
+
+    try:
+        assert check_encoder_options("test-constrained", {"width": "3"}) == {"width": 3}
+        with pytest.raises(ValueError, match="width must be an integer >= 2"):
+            check_encoder_options("test-constrained", {"width": 1})
+    finally:
+        ENCODERS.remove("test-constrained")
+
+
+def test_k_is_checked_against_the_items_each_job_scores(tmp_path):
+    """A neighbourhood size no smaller than the items a job scores, or a csls_k above the held-out items,
+    fails in the dry run, not after the embeddings."""
+    cfg = small_config(tmp_path)  # 240 paired lines, 60 held out: 180 training pairs
+    cfg["experiments"]["e"]["atlas"].update(measures=["mutual_knn?k=100"], sample=100)
+    with pytest.raises(ValueError, match=r"atlas.measures: 'mutual_knn\?k=100' gives k=100, but the job scores only"):
+        plan_run(cfg)
+    cfg["experiments"]["e"]["atlas"].update(measures=["mutual_knn?k=99"])
+    plan_run(cfg)  # k = n - 1 is fine
+    cfg["experiments"]["e"]["atlas"].update(measures=["retrieval_alignment?k=101", "cknna?k=100"])
+    with pytest.raises(ValueError, match=r"2 problem\(s\)") as err:
+        plan_run(cfg)
+    assert "retrieval_alignment needs k <= n" in str(err.value) and "cknna needs k < n" in str(err.value)
+    cfg["experiments"]["e"]["atlas"].update(measures=["retrieval_alignment?k=100", "cka"], sample=None)
+    plan_run(cfg)
+
+    cfg["experiments"]["e"]["fit"]["select_k"] = 180
+    with pytest.raises(ValueError, match="fit: select_k gives k=180, but the job scores only 180 training pairs"):
+        plan_run(cfg)
+    cfg["experiments"]["e"]["fit"]["select_k"] = "sqrt"
+    cfg["experiments"]["e"]["fit"]["select_measure"] = "mutual_knn?k=500"  # select_k wins over the id
+    plan_run(cfg)
+    cfg["experiments"]["e"]["fit"].update(select_k=5000, select_measure="cka")  # cka takes no k
+    plan_run(cfg)
+
+    cfg["experiments"]["e"]["evaluate"]["retrieval"]["csls_k"] = 61
+    with pytest.raises(ValueError, match=r"retrieval\.csls_k: 61 exceeds the 60 held-out items"):
+        plan_run(cfg)
+    cfg["experiments"]["e"]["evaluate"]["retrieval"]["scoring"] = ["nn"]  # csls_k unused
+    plan_run(cfg)

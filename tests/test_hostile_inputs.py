@@ -212,3 +212,50 @@ def test_evaluations_of_constant_outputs_score_chance():
         rows = bli(np.zeros((n, 8)), Z, {i: [i] for i in range(30)}, scoring="nn")
     p1 = [r["value"] for r in rows if r["metric"] == "P@1"]
     assert p1 and all(v == pytest.approx(1 / n) for v in p1)
+
+
+def test_one_repeated_row_plus_an_outlier_is_not_aligned():
+    """Neighbourhoods decided by ties (most rows have ≥ k identical copies) are degenerate for kNN measures:
+    before, mutual kNN read 0.90 with p = 0.01 on two unrelated spaces, and precomputed graphs and lists of
+    lists slipped past the check."""
+    g = np.random.default_rng(0)
+    X = np.ones((200, 16))
+    X[0] = g.standard_normal(16)
+    Y = np.full((200, 16), 5.0)
+    Y[7] = g.standard_normal(16)
+    for name in [m for m in MEASURES if metrics.get(m).duplicate_sensitive]:
+        with pytest.warns(DegenerateSpaceWarning, match="decided by ties"):
+            res = alignkit.permutation_test(name, X, Y, n_perm=19, **_small(name))
+        assert np.isnan(res.score) and np.isnan(res.p_value)
+    with pytest.warns(DegenerateSpaceWarning):
+        assert np.isnan(alignkit.measure("mutual_knn", np.ones((200, 16)).tolist(), np.ones((200, 16)).tolist()))
+    with pytest.warns(DegenerateSpaceWarning):
+        gx, gy = alignkit.knn_graph(np.ones((200, 16)), 10), alignkit.knn_graph(np.zeros((200, 16)), 10)
+        assert np.isnan(alignkit.measure("mutual_knn", gx, gy)) and np.isnan(metrics.jaccard_knn(gx, gy))
+
+
+def test_one_large_column_does_not_hide_the_others():
+    g = np.random.default_rng(1)
+    X = g.standard_normal((300, 8)).astype(np.float32)
+    X[:, 0] = 1e6  # a "massive activation"
+    check = alignkit.inspect_space(X)
+    assert not check.constant and not check.rank_le_1
+    Y = X[:, 1:] @ g.standard_normal((7, 7)).astype(np.float32)
+    assert np.isfinite(alignkit.measure("cka", X, Y))
+
+
+def test_euclidean_neighbours_do_not_depend_on_a_common_offset():
+    g = np.random.default_rng(2)
+    X = g.standard_normal((300, 8))
+    Y = X @ g.standard_normal((8, 8))
+    base = alignkit.measure("mutual_knn?metric=euclidean", X, Y)
+    assert alignkit.measure("mutual_knn?metric=euclidean", (X + 1e4).astype(np.float32), Y) == pytest.approx(
+        base, abs=0.01
+    )
+
+
+def test_bfloat16_inputs_to_neighbourhood_measures():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 16, generator=g).to(torch.bfloat16)
+    assert np.isfinite(alignkit.measure("mutual_knn", X, X))

@@ -257,3 +257,13 @@ def test_undefined_cka_warns_instead_of_silent_nan(rng):
     X, Y = shared_latent(rng, n=40)
     with pytest.warns(RuntimeWarning, match="CKA is undefined"):
         assert np.isnan(cka(X, Y, kernel="rbf_abs", sigma=1e-3))
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_feature_form_float32_close_to_float64_on_real_embeddings(debiased):
+    """float32 inputs are multiplied in float32 row blocks accumulated in float64: within 1e-6 of float64."""
+    from alignkit.demo_data import load_bible_demo
+
+    X, Y, _ = load_bible_demo(np.float64)
+    got = cka(X.astype(np.float32), Y.astype(np.float32), debiased=debiased, form="feature")
+    assert got == pytest.approx(cka(X, Y, debiased=debiased, form="feature"), abs=1e-6)

@@ -36,6 +36,10 @@ def test_keyword_overrides_the_id_everywhere(pair):
     assert alignkit.bootstrap_ci("mutual_knn?k=5", X, Y, n_boot=2, k=7).score == at7
     assert alignkit.atlas({"a": X}, {"b": Y}, "mutual_knn?k=5", k=7).scores[0, 0] == at7
     assert metrics.measure_spec("mutual_knn?k=5", k=7).id == "mutual_knn?k=7"
+    assert alignkit.atlas({"a": X}, {"b": Y}, "mutual_knn?k=5", k=7).measure == "mutual_knn?k=7"
+    assert alignkit.permutation_test("mutual_knn?k=5", X, Y, n_perm=2, k=7).measure == "mutual_knn?k=7"
+    # select_layers' own default k (the rice rule) does not override the id's k
+    assert alignkit.select_layers({"a": X}, {"b": Y}, measure="mutual_knn?k=5")[2].measure == "mutual_knn?k=5"
 
 
 def test_cli_uses_the_same_precedence(pair, tmp_path):
@@ -105,7 +109,7 @@ def test_atlas_metric_keyword_is_the_distance(pair):
     X, Y = pair
     res = alignkit.atlas({"a": X}, {"b": Y}, "mutual_knn", metric="ip", k=5)
     assert res.scores[0, 0] == metrics.mutual_knn(X, Y, k=5, metric="ip")
-    assert res.measure == "mutual_knn"
+    assert res.measure == "mutual_knn?k=5&metric=ip"  # results are labelled with the canonical id used
 
 
 @pytest.mark.parametrize(

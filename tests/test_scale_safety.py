@@ -151,5 +151,5 @@ def test_predictivity_fixed_penalties_are_in_input_units():
         assert ridge_gcv_alpha(X * s, Y) == pytest.approx(ridge_gcv_alpha(X, Y) * s * s, rel=1e-9)
     chosen = linear_predictivity_scores(X * 1e100, Y * 1e-100)["x_to_y"]["alpha"]
     np.testing.assert_allclose(chosen, np.array(linear_predictivity_scores(X, Y)["x_to_y"]["alpha"]) * 1e200, rtol=1e-9)
-    with pytest.raises(ValueError, match="alphas must be a non-empty list"):
+    with pytest.raises(ValueError, match="alphas: every penalty must be a finite number > 0"):
         linear_predictivity(X * 1e10, Y, alphas=[-1.0])

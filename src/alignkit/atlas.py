@@ -140,8 +140,13 @@ class AtlasResult:
 
     def summary(self) -> dict[str, Any]:
         if not np.isfinite(self.scores).any():
-            return {"measure": self.measure, "best_a": None, "best_b": None, "best_score": float("nan"),
-                    "degenerate_layers": sorted(self.degenerate)}  # fmt: skip
+            nan = float("nan")
+            empty: dict[str, Any] = {"measure": self.measure, "best_a": None, "best_b": None, "best_score": nan,
+                                     "degenerate_layers": sorted(self.degenerate)}  # fmt: skip
+            if self.null is not None:
+                empty.update(best_p_uncorrected=nan, best_p_calibrated=nan, max_null_mean=nan, best_adjusted=nan,
+                             n_perm=int(self.null.shape[0]))  # fmt: skip
+            return empty
         a, b, s = self.best
         out: dict[str, Any] = {"measure": self.measure, "best_a": a, "best_b": b, "best_score": s}
         if self.degenerate:
@@ -283,7 +288,7 @@ def atlas(
         name: r for (_, name, _), p in zip(layers, prepared, strict=True) if p is not None and (r := knn_recall(p))
     }
     return AtlasResult(
-        measure if isinstance(measure, str) else measure.id,
+        spec.id,  # canonical: what was computed (keywords and a k rule resolved)
         list(tensors_a),
         list(tensors_b),
         scores,
@@ -346,7 +351,7 @@ def select_layers(
     spaces_b: Spaces,
     *,
     measure: str | Spec = "mutual_knn",
-    k: int | str | None = "rice",
+    k: int | str | None = None,
     sample: int | None = 5000,
     mode: str = "best",
     seed: int = 0,
@@ -363,10 +368,10 @@ def select_layers(
     """
     if mode not in ("best", "last"):
         raise ValueError(f"mode must be 'best' or 'last'; got {mode!r}")
-    takes_k = "k" in _registry.get(measure).own
-    res = atlas(
-        spaces_a, spaces_b, measure, k=k if takes_k else None, n_perm=n_perm, seed=seed, sample=sample, **params
-    )
+    spec = _registry.measure_spec(measure, **params)
+    if k is None and "k" in _registry.get(spec).own and "k" not in spec.kwargs:
+        k = "rice"  # STRUCTURE's default, unless the id or a keyword sets k (keyword > id > default)
+    res = atlas(spaces_a, spaces_b, spec, k=k, n_perm=n_perm, seed=seed, sample=sample)
     if mode == "last":
         return res.names_a[-1], res.names_b[-1], res
     a, b, _ = res.best

@@ -20,9 +20,8 @@ ties are ranked by expectation, so a constant output scores chance). Never a num
 
 from __future__ import annotations
 
-import itertools
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,6 +61,16 @@ class SpaceCheck:
     rank_le_1: bool
     n_nonfinite: int
     max_abs: float
+    also: tuple[str, ...] = ()  # further reasons a particular measure found (e.g. neighbourhoods decided by ties)
+    group_sizes: np.ndarray | None = field(default=None, repr=False, compare=False)  # of identical rows, if counted
+
+    def tied_fraction(self, k: int) -> float:
+        """Fraction of rows with at least ``k`` identical copies: their k nearest neighbours are all ties
+        (at distance 0), so any k-neighbourhood measure is decided by tie-breaking for them."""
+        if self.group_sizes is None:
+            return float("nan")
+        sizes = self.group_sizes
+        return float(sizes[sizes > k].sum()) / self.n if self.n else 0.0
 
     @property
     def duplicate_fraction(self) -> float:
@@ -77,7 +86,7 @@ class SpaceCheck:
             out.append(f"{self.n_nonfinite} non-finite value(s)")
         if self.constant:
             out.append("constant: every row is identical")
-        return out
+        return out + list(self.also)
 
     @property
     def collapsed(self) -> bool:
@@ -93,7 +102,9 @@ class SpaceCheck:
         return "; ".join(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "group_sizes"}
+        out["also"] = list(self.also)
+        return {**out, "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
 
 
 _BLOCK_ELEMENTS = 1 << 16  # rows per block ≈ 64K / d: a check holds O(block·d) beyond its input (≈ 1 MB)
@@ -111,39 +122,42 @@ def _blocks(a: Any, n: int, d: int) -> Any:
             with warnings.catch_warnings():  # read-only memory maps are fine: the check never writes
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
                 t = torch.from_numpy(np.ascontiguousarray(block))
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()  # exact; numpy has no bfloat16
         yield s, t if t.is_floating_point() else t.double()
 
 
 def _row_hashes(block: np.ndarray, mult: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's bytes (random odd multipliers, wrapping arithmetic)."""
+    """Two independent 64-bit hashes of each row's values (random odd multipliers, wrapping arithmetic),
+    as an (m, 2) array: 128 bits, so distinct rows collide with probability ~n²/2¹²⁸."""
     words = np.ascontiguousarray(block)
+    if words.dtype.kind == "f":
+        words = words + words.dtype.type(0)  # −0.0 + 0.0 = +0.0: equal values hash equally
     if words.dtype.itemsize not in (2, 4, 8):
         words = words.astype(np.float64)
     ints = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize]).astype(np.uint64)
     with np.errstate(over="ignore"):
-        return (ints * mult).sum(axis=1, dtype=np.uint64) ^ (ints[:, 0] << np.uint64(17))
+        return np.stack([(ints * m).sum(axis=1, dtype=np.uint64) for m in mult], axis=1)
+
+
+def duplicate_groups(a: Any) -> np.ndarray:
+    """The sizes of the groups of identical rows (one entry per distinct row), from 128-bit row hashes
+    computed block by block: O(n·d) time, O(n) memory, vectorised."""
+    n, d = int(a.shape[0]), int(a.shape[1])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng(0x5EED)
+    mult = [rng.integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1) for _ in range(2)]
+    h = np.empty((n, 2), dtype=np.uint64)
+    for s, t in _blocks(a, n, d):
+        h[s : s + t.shape[0]] = _row_hashes(t.cpu().numpy(), mult)
+    _, counts = np.unique(h.view(np.dtype((np.void, 16))).ravel(), return_counts=True)
+    return counts.astype(np.int64)
 
 
 def count_distinct_rows(a: Any) -> int:
-    """The number of distinct rows (exact byte equality): hash every row block by block, then confirm byte
-    for byte within groups of equal hashes (collisions are astronomically rare)."""
-    n, d = int(a.shape[0]), int(a.shape[1])
-    if n <= 1:
-        return n
-    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
-    h = np.empty(n, dtype=np.uint64)
-    for s, t in _blocks(a, n, d):
-        h[s : s + t.shape[0]] = _row_hashes(t.cpu().numpy(), mult)
-    order = np.argsort(h, kind="stable")
-    hs = h[order]
-    starts = np.flatnonzero(np.r_[True, hs[1:] != hs[:-1]])
-    distinct = len(starts)
-    for s, e in itertools.pairwise(np.r_[starts, n]):
-        if e - s > 1:
-            rows = np.sort(order[s:e])
-            group = np.ascontiguousarray(a[rows].cpu().numpy() if isinstance(a, torch.Tensor) else a[rows])
-            distinct += len(np.unique(group.view(np.dtype((np.void, group.dtype.itemsize * d))))) - 1
-    return int(distinct)
+    """The number of distinct rows (by 128-bit row hashes; see :func:`duplicate_groups`)."""
+    return len(duplicate_groups(a))
 
 
 def _moments(a: Any, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -166,32 +180,31 @@ def _moments(a: Any, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def _rank_le_1(a: Any, n: int, d: int, mean: torch.Tensor, max_abs: float, dtype: torch.dtype) -> bool:
     """Centred rows all on one line: the centred energy off the line through the mean towards the farthest
-    row is ≤ rtol² of the total. Two more block passes in the input's dtype (norms and matrix-vector
-    products, no block copies); blocks are rescaled only when squares could overflow or underflow."""
+    row is ≤ rtol² of the total. Two more block passes; each block is centred (and divided by ``max_abs``
+    when squares could overflow or underflow) before squaring, so a large column mean cannot cancel away
+    the variance."""
     rtol = _RANK1_RTOL if dtype == torch.float64 else 1e-3  # float32 products resolve ~1e-7 of the energy
     limit = 1e15 if dtype != torch.float64 else 1e100
     scale = 1.0 if 1 / limit < max_abs < limit else max_abs
 
-    def centred(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def centred(t: torch.Tensor) -> torch.Tensor:
         t = t if scale == 1.0 else t.double() / scale
-        m = (mean / scale).to(device=t.device, dtype=t.dtype)
-        return t, m
+        return t - (mean / scale).to(device=t.device, dtype=t.dtype)
 
     total, far, far_row = 0.0, -1.0, None
     for _, t in _blocks(a, n, d):
-        t, m = centred(t)
-        r = (torch.linalg.vector_norm(t, dim=1) ** 2 - 2 * (t @ m) + m @ m).double().clamp_min(0.0)  # ‖x_i − x̄‖²
+        c = centred(t)
+        r = (torch.linalg.vector_norm(c, dim=1) ** 2).double()
         total += float(r.sum())
         j = int(r.argmax())
         if float(r[j]) > far:
-            far, far_row = float(r[j]), (t[j] - m).double().cpu()
+            far, far_row = float(r[j]), c[j].double().cpu()
     if total <= 0.0 or far_row is None or not bool(far_row.norm() > 0):
         return True
     u = far_row / far_row.norm()
     proj = 0.0
     for _, t in _blocks(a, n, d):
-        t, m = centred(t)
-        p = (t @ u.to(device=t.device, dtype=t.dtype)).double() - float(m.double().cpu() @ u)
+        p = (centred(t) @ u.to(device=t.device, dtype=t.dtype if scale == 1.0 else torch.float64)).double()
         proj += float(p @ p)
     return total - proj <= rtol**2 * total
 
@@ -216,14 +229,16 @@ def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceC
         max_abs = float(max(finite)) if finite else float("nan")
         constant = False
     else:
-        # Equal at working precision: a derived view (unit rows of collinear data) differs only by round-off.
-        tol = 16 * torch.finfo(lo.dtype if lo.is_floating_point() else torch.float64).eps * max_abs
-        constant = n >= 2 and bool(((hi - lo) <= tol).all())
-    n_distinct = count_distinct_rows(a) if duplicates and not n_nonfinite else None
+        # Equal at working precision, column by column: a derived view (unit rows of collinear data) differs
+        # only by round-off, while one large column must not hide the variance of the others.
+        eps = torch.finfo(lo.dtype if lo.is_floating_point() else torch.float64).eps
+        constant = n >= 2 and bool(((hi - lo) <= 16 * eps * torch.maximum(lo.abs(), hi.abs())).all())
+    groups = duplicate_groups(a) if duplicates and not n_nonfinite else None
+    n_distinct = None if groups is None else len(groups)
     rank1 = constant or (
         n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype)
     )
-    return SpaceCheck(name, n, d, n_distinct, constant, bool(rank1), n_nonfinite, max_abs)
+    return SpaceCheck(name, n, d, n_distinct, constant, bool(rank1), n_nonfinite, max_abs, (), groups)
 
 
 def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
@@ -276,6 +291,7 @@ __all__ = [
     "DuplicateRowsWarning",
     "SpaceCheck",
     "count_distinct_rows",
+    "duplicate_groups",
     "handle",
     "inspect_space",
     "warn_degenerate",

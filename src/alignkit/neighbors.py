@@ -13,7 +13,7 @@ on a sample of rows; the recall travels with the graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -96,8 +96,26 @@ def with_recall(value: float, **graphs: KNNGraph) -> float:
 
 
 def _prepare(X: torch.Tensor, metric: str) -> torch.Tensor:
-    """The space as the search sees it: safe unit rows for cosine, else rescaled by one power of two."""
-    return unit_rows(X) if metric == "cosine" else pow2_rescale(X)[0]
+    """The space as the search sees it: safe unit rows for cosine; for euclidean the columns centred first
+    (distances do not change, but a large common offset would swamp float32 products); then rescaled by one
+    power of two."""
+    if metric == "cosine":
+        return unit_rows(X)
+    if metric == "euclidean":
+        X = (X.double() - X.double().mean(dim=0, keepdim=True)).to(X.dtype)
+    return pow2_rescale(X)[0]
+
+
+def _space_check(t: torch.Tensor, work: torch.Tensor, metric: str) -> Any:
+    """The degenerate-space check a graph carries (alignkit.degenerate), so measures given precomputed graphs
+    apply the same policy: the space as the search sees it, with exact duplicate rows counted on the input."""
+    import dataclasses
+
+    from alignkit.degenerate import duplicate_groups, inspect_space
+
+    check = inspect_space(work if metric == "cosine" else t, "X", duplicates=False)
+    groups = duplicate_groups(t)
+    return dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups)
 
 
 def _block_rows(n: int, itemsize: int, block_size: int | None) -> int:
@@ -252,9 +270,10 @@ def knn_graph(
     n = t.shape[0]
     k = check_k(k, n)
     work = _prepare(t, metric)
+    check = _space_check(t, work, metric)
     if backend == "exact":
         _, idx = exact_topk(work, work, k, metric, query_ids=torch.arange(n, device=work.device), block_size=block_size)
-        return KNNGraph(idx.cpu(), metric, "exact", None, {"n": n, "d": int(t.shape[1])})
+        return KNNGraph(idx.cpu(), metric, "exact", None, {"n": n, "d": int(t.shape[1]), "check": check})
     stats: dict = {}
     found = torch.from_numpy(
         _faiss_search(work.cpu().float().numpy(), k, metric, nlist, nprobe, seed, niter, stats)
@@ -263,7 +282,7 @@ def knn_graph(
     rows = torch.from_numpy(np.sort(rng.choice(n, size=min(n, recall_sample), replace=False)))
     _, truth = exact_topk(work[rows.to(work.device)], work, k, metric, query_ids=rows, block_size=block_size)
     recall = float(overlap_counts(found[rows], truth.cpu()).sum()) / (rows.numel() * k)
-    meta = {"n": n, "d": int(t.shape[1]), **stats, "recall_sample": int(rows.numel())}
+    meta = {"n": n, "d": int(t.shape[1]), **stats, "recall_sample": int(rows.numel()), "check": check}
     return KNNGraph(found, metric, "faiss", recall, meta)
 
 

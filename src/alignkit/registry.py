@@ -171,7 +171,7 @@ def _coerce(kind: str, v: Any) -> tuple[bool, Any]:
             return False, None
         if _is_int(v):
             return True, int(v)
-        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+        if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
             return True, int(v)
         return False, None
     if kind == "float":
@@ -179,7 +179,7 @@ def _coerce(kind: str, v: Any) -> tuple[bool, Any]:
             return False, None
         if _is_int(v) or _is_float(v):
             return True, float(v)
-        if isinstance(v, str):
+        if isinstance(v, str) and "_" not in v and v.isascii():  # float() accepts '1_0' and other digits
             try:
                 return True, float(v)
             except ValueError:
@@ -411,18 +411,32 @@ class Entry(Generic[_T]):
 _E = TypeVar("_E", bound=Entry[Any])
 
 
-def _origin(obj: Any) -> tuple[str | None, str | None]:
+def _definition(obj: Any) -> tuple[Any, ...] | None:
+    """What identifies a definition across imports: its source file, its source text, and the values its
+    closure and defaults captured (None when the source is not available)."""
     try:
-        source = inspect.getsourcefile(obj)
-    except TypeError:
-        source = None
-    return (None if source is None else str(source)), getattr(obj, "__qualname__", None)
+        source, text = inspect.getsourcefile(obj), inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+    cells = getattr(obj, "__closure__", None) or ()
+    try:
+        captured = tuple(c.cell_contents for c in cells)
+    except ValueError:  # an empty cell
+        return None
+    defaults = (getattr(obj, "__defaults__", None) or (), tuple((getattr(obj, "__kwdefaults__", None) or {}).items()))
+    return (source, text, (*captured, *defaults))
 
 
 def _same_definition(old: Entry[Any], new: Entry[Any]) -> bool:
-    """The same code registered again (a plugin file imported under two module names): not a clash."""
-    a, b = _origin(old.obj), _origin(new.obj)
-    return a[0] is not None and a == b
+    """The same code registered again (a plugin file imported under two module names): not a clash. Two
+    different definitions, even of the same name in one file, are."""
+    a, b = _definition(old.obj), _definition(new.obj)
+    if a is None or b is None or a[:2] != b[:2] or len(a[2]) != len(b[2]):
+        return False
+    try:
+        return all(x is y or bool(x == y) for x, y in zip(a[2], b[2], strict=True))
+    except Exception:  # values that cannot be compared are not the same
+        return False
 
 
 class Registry(Generic[_E]):
@@ -464,7 +478,8 @@ class Registry(Generic[_E]):
 
     def unknown(self, name: str) -> ValueError:
         """The did-you-mean error for an unknown name."""
-        close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+        lower = {n.lower(): n for n in self._entries}
+        close = [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)]
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         return ValueError(f"unknown {self.kind} {name!r}.{hint} Known {self.plural}: {', '.join(self.names())}")
 

@@ -319,6 +319,12 @@ class Aligner(BaseEstimator, ABC):
             raise ValueError(f"{cfg_path}: corrupt aligner config ({type(exc).__name__}: {exc})") from exc
         if config.get("format") != "alignkit-aligner":
             raise ValueError(f"{cfg_path}: not an alignkit aligner config")
+        version = config.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise ValueError(
+                f"{cfg_path}: format_version {_short(version)} is not supported; this alignkit "
+                f"({_version()}) reads format_version {FORMAT_VERSION} only (re-save the aligner with it)"
+            )
         target = cls if cls.__name__ == name else next((e.obj for e in ALIGNERS if e.obj.__name__ == name), None)
         if target is None:
             known = ", ".join(sorted(e.obj.__name__ for e in ALIGNERS))
@@ -408,15 +414,34 @@ def _check_fitted_values(obj: Aligner, fitted: dict[str, Any], cfg_path: Path) -
         problem = _scalar_problem(k, fitted[k], type(obj)._shapes.get(k))
         if problem is not None:
             raise ValueError(f"{cfg_path}: fitted {k} must be {problem}; got {_short(fitted[k])}")
+        if not _all_finite(fitted[k]):
+            raise ValueError(f"{cfg_path}: fitted {k} holds a non-finite number (NaN or ±inf); got {_short(fitted[k])}")
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or ±inf anywhere in a JSON value (a number, or a list/record of them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
 
 
 def _check_arrays(obj: Aligner, arrays: dict[str, np.ndarray], fitted: dict[str, Any], state_path: Path) -> None:
-    """Exactly the declared learned arrays, float64, with shapes consistent with the fitted widths."""
+    """Exactly the declared learned arrays, float64 and finite, with shapes consistent with the fitted widths."""
     expected = obj._learned_arrays()
     _exactly(arrays, expected, state_path, "learned array", type(obj).__name__)
     for k in expected:
         if arrays[k].dtype != np.float64:
             raise ValueError(f"{state_path}: {k} is {arrays[k].dtype}; saved arrays are float64")
+        bad = int(np.size(arrays[k]) - np.count_nonzero(np.isfinite(arrays[k])))
+        if bad:
+            raise ValueError(
+                f"{state_path.name}: learned array {k} holds {bad} non-finite value(s) (NaN or ±inf); "
+                f"{state_path} is corrupt or was saved from a diverged fit"
+            )
     shapes = {k: tuple(int(n) for n in arrays[k].shape) for k in expected}
     _check_shapes(type(obj)._shapes, shapes, fitted, state_path)
 

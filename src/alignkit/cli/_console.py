@@ -65,11 +65,47 @@ def fmt_p(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
-def parse_param(text: str) -> tuple[str, str]:
+def parse_param(text: str) -> tuple[str, Any]:
     """``key=value``; the value stays a string, typed by the schema of whatever takes it (a measure,
-    an aligner, an encoder), exactly as the same value in an id or a run config."""
+    an aligner, an encoder), exactly as the same value in an id or a run config. A value that starts with
+    ``{`` or ``[`` is JSON, a mapping or a list as a run config holds (``loss_kwargs={"init_temperature": 0.1}``)."""
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ValueError(f"--param expects key=value; got {text!r}")
-    return key, value.strip()
+    value = value.strip()
+    if value.startswith(("{", "[")):
+        try:
+            return key, json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"--param {key}: a value starting with {value[0]!r} is read as JSON, and {value!r} is not valid "
+                f"JSON ({exc.msg} at character {exc.pos}); e.g. {key}='{{\"name\": 0.1}}'"
+            ) from None
+    return key, value
+
+
+def _shown(key: str, value: Any) -> str:
+    return f"--param {key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def parse_params(texts: list[str] | None, dedicated: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every ``--param key=value`` as a dict. One rule for the command line: a key given twice on it — a
+    repeated ``--param``, or a ``--param`` and the dedicated option for the same key (``dedicated`` maps the
+    key to that option as typed, e.g. ``{"k": "--k 9"}``) — is an error naming both. (An id's own
+    ``?key=value`` is not the command line: options override it, the library's rule.)"""
+    out: dict[str, Any] = {}
+    for text in texts or []:
+        key, value = parse_param(text)
+        if key in out:
+            raise ValueError(
+                f"{key} is given twice on the command line: {_shown(key, out[key])} and {_shown(key, value)}; "
+                "give it once"
+            )
+        out[key] = value
+    for key, option in (dedicated or {}).items():
+        if key in out:
+            raise ValueError(
+                f"{key} is given twice on the command line: {_shown(key, out[key])} and {option}; give it once"
+            )
+    return out

@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from alignkit.cli._console import USER_ERRORS, fail, finite, fmt_p, note, out_console, parse_param, print_json
+from alignkit.cli._console import USER_ERRORS, fail, finite, fmt_p, note, out_console, parse_params, print_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,7 +132,8 @@ def atlas_cmd(
     from alignkit.atlas import atlas
 
     try:
-        params = dict(parse_param(p) for p in param or [])  # they override the id's own, as everywhere
+        # they override the id's own, as everywhere; a key given twice on the command line is an error
+        params = parse_params(param, {"k": f"--k {k}"} if k is not None else None)
         k_value: int | str | None = None if k is None else (int(k) if k.isdigit() else k)
         A, B = _layers_from(a, cache), _layers_from(b, cache)
         t0 = time.perf_counter()

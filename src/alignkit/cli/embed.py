@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from alignkit.cli._console import USER_ERRORS, fail, note, out_console, parse_param, print_json
+from alignkit.cli._console import USER_ERRORS, fail, note, out_console, parse_params, print_json
 
 
 def _encoder_options(
@@ -18,7 +18,9 @@ def _encoder_options(
 ) -> dict[str, Any]:
     import torch
 
-    options: dict[str, Any] = dict(parse_param(p) for p in extra)
+    given = {"pooling": pooling, "device": device, "batch_size": batch_size, "dtype": dtype}
+    options: dict[str, Any] = parse_params(extra, {key: f"--{key.replace('_', '-')} {v}" for key, v in given.items()
+                                                   if v is not None})  # fmt: skip
     if pooling is not None:
         options["pooling"] = pooling
     if device is not None:

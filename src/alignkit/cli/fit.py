@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alignkit.cli._console import USER_ERRORS, fail, finite, out_console, parse_param, print_json
+from alignkit.cli._console import USER_ERRORS, fail, finite, out_console, parse_params, print_json
 
 
 def fit_cmd(
@@ -17,7 +17,13 @@ def fit_cmd(
     aligner: Annotated[str, typer.Option("--aligner", "-a", help="procrustes, vecmap, cca, ridge, asif or head")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the fitted aligner to")],
     param: Annotated[
-        list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter key=value, e.g. center=true; repeatable")
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="Hyper-parameter key=value, e.g. center=true; a value starting with { or [ is JSON "
+            "(loss_kwargs='{\"init_temperature\": 0.1}'); repeatable",
+        ),
     ] = None,
     key: Annotated[str | None, typer.Option("--key", help="Array name inside .npz/.safetensors files")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only")] = False,
@@ -34,7 +40,7 @@ def fit_cmd(
     from alignkit.io import load_array
 
     try:
-        params = dict(parse_param(p) for p in param or [])
+        params = parse_params(param)  # a key given twice is an error; {...} / [...] values are JSON
         model = make_aligner(aligner, **params)  # unknown aligner or parameter: a clear error before loading data
         X, Y = load_array(x, key=key), load_array(y, key=key)
         t0 = time.perf_counter()

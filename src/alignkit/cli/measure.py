@@ -10,12 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from alignkit.cli._console import USER_ERRORS, fail, fmt, fmt_p, note, out_console, parse_param, print_json
+from alignkit.cli._console import USER_ERRORS, fail, fmt, fmt_p, note, out_console, parse_params, print_json
 
 
 def _resolve(measure_id: str, k: int | None, cli_params: dict[str, Any], prep: dict[str, Any]) -> Any:
     """The validated spec of one measure. The library's rule: options override the id's own
-    ``?key=value`` (``--k`` applies to measures that take k; ``--param`` wins over ``--k``)."""
+    ``?key=value`` (``--k`` applies to measures that take k). The command line gives each key once
+    (:func:`~alignkit.cli._console.parse_params`), so ``--param``, ``--k`` and the preprocessing options never
+    compete."""
     from alignkit.metrics import get, measure_spec
 
     spec = measure_spec(measure_id)
@@ -142,7 +144,6 @@ def measure(
     try:
         if perm < 0:
             raise ValueError(f"--perm must be >= 0; got {perm}")
-        cli_params = dict(parse_param(p) for p in (param or []))
         prep: dict[str, Any] = {}
         if clip_quantile is not None:
             prep["clip_quantile"] = clip_quantile
@@ -150,6 +151,10 @@ def measure(
             prep["center"] = True
         if normalize:
             prep["normalize"] = True
+        dedicated = {key: f"--{key.replace('_', '-')}" + ("" if v is True else f" {v}") for key, v in prep.items()}
+        if k is not None:
+            dedicated["k"] = f"--k {k}"
+        cli_params = parse_params(param, dedicated)
         for m in metrics:
             _resolve(m, k, cli_params, prep)
         exts = {a.suffix.lower(), b.suffix.lower()}

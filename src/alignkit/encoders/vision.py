@@ -703,13 +703,25 @@ class OpenClipTextEncoder(_OpenClipBase):
     "torchvision",
     "torchvision.models.get_model(name, weights=...) (network for weights); every block",
     options=TorchvisionEncoder,
+    constraints={
+        "token_pooling": {"choices": ("auto", "cls", "mean")},
+        "layout": {"choices": ("auto", "NCHW", "NHWC")},
+        "batch_size": {"low": 1},
+    },
 )
 def _torchvision_factory(name: str, **options: Any) -> Encoder:
     return TorchvisionEncoder(name, **options)
 
 
 @register_family(
-    "timm", "timm.create_model(name, pretrained=True) (network for weights); every block", options=TimmEncoder
+    "timm",
+    "timm.create_model(name, pretrained=True) (network for weights); every block",
+    options=TimmEncoder,
+    constraints={
+        "token_pooling": {"choices": ("auto", "cls", "mean")},
+        "layout": {"choices": ("auto", "NCHW", "NHWC")},
+        "batch_size": {"low": 1},
+    },
 )
 def _timm_factory(name: str, **options: Any) -> Encoder:
     return TimmEncoder(name, **options)

@@ -13,12 +13,15 @@ Keyword arguments override the id's parameters (see :mod:`alignkit.registry`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from alignkit.registry import Entry, Param, ParamSchema, Registry, Spec, parse_id
 
@@ -201,7 +204,16 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
     from alignkit.degenerate import inspect_space
     from alignkit.neighbors import KNNGraph
 
-    if isinstance(X, KNNGraph) or getattr(X, "ndim", None) != 2:
+    k = {**info.defaults, **params}.get("k")
+    if isinstance(X, KNNGraph):  # a precomputed graph carries the check knn_graph made of its space
+        check = X.meta.get("check")
+        return None if check is None else _with_ties(dataclasses.replace(check, name=label), k, info)
+    if getattr(X, "ndim", None) is None:  # lists, tuples: checked like the arrays they become
+        try:
+            X = np.asarray(X)
+        except Exception:
+            return None
+    if getattr(X, "ndim", None) != 2:
         return None
     raw = X
     if info.view is not None:
@@ -210,15 +222,24 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
         X = info.view(as_matrix(X, label), {**info.defaults, **params})
     check = inspect_space(X, label, duplicates=False)
     if info.duplicate_sensitive and not check.n_nonfinite:
-        import dataclasses
+        from alignkit.degenerate import duplicate_groups
 
-        import numpy as np
-
-        from alignkit.degenerate import count_distinct_rows
-
-        rows = raw.detach().cpu().numpy() if hasattr(raw, "detach") else np.asarray(raw)
-        check = dataclasses.replace(check, n_distinct=count_distinct_rows(rows))
+        groups = duplicate_groups(raw)
+        check = _with_ties(dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups), k, info)
     return check
+
+
+def _with_ties(check: Any, k: Any, info: MeasureInfo) -> Any:
+    """A neighbourhood measure's space is degenerate when most rows have at least k identical copies: their
+    k nearest neighbours are all ties at distance 0, so the score would be decided by tie-breaking (identical
+    in both spaces, hence a spurious, 'significant' agreement)."""
+    if not info.duplicate_sensitive or not isinstance(k, int) or check.group_sizes is None:
+        return check
+    tied = check.tied_fraction(k)
+    if tied <= 0.5:
+        return check
+    why = f"{tied:.0%} of rows have ≥ k = {k} identical copies, so their neighbourhoods are decided by ties"
+    return dataclasses.replace(check, also=(*check.also, why))
 
 
 def space_checks(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> list[Any]:

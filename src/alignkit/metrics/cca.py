@@ -1,8 +1,10 @@
 """The CCA family: mean canonical correlation, SVCCA and PWCCA, by exact SVD in float64.
 
-Every measure starts from an orthonormal basis of each centred column space: a thin SVD
-``X_c = U S Vᵀ`` that keeps the directions with ``s_i > max(n, d)·eps·s_1`` (eps of the *input* dtype,
-so float32 data loses its float32 round-off directions). Rank-deficient inputs (d ≥ n, duplicate or
+Every measure starts from an orthonormal basis of each centred column space, keeping the directions with
+``s_i > max(n, d)·eps·s_1``, eps = float32's for every input dtype (:func:`kept_rank`), so float32 and float64
+copies of the same data give the same value. With n ≥ max(d1, d2) the bases come from float64 d × d cross-products
+of centred row blocks (:func:`centred_products`: ``eigh(X̃ᵀX̃)``, ``U_xᵀU_y = S_x⁻¹V_xᵀX̃ᵀỸV_yS_y⁻¹``; accuracy
+~eps64·cond(X̃ᵀX̃) ≤ 1e-16/kept-ratio²), otherwise from thin SVDs. Rank-deficient inputs (d ≥ n, duplicate or
 collinear columns) therefore drop their null directions instead of producing NaNs, and
 ``ρ = svd(U_xᵀU_y)`` (the ``Q_xᵀQ_y`` of docs/methods.md §1.9 with an SVD basis in place of QR). There are
 ``min(r_x, r_y)`` correlations, r the kept rank. No iterative solver and no random noise (PRH's
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from alignkit._common import pow2_rescale
+from alignkit._common import pow2_rescale, times_pow2
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
@@ -67,22 +70,156 @@ def warn_small_n(n: int, dims: float, what: str, detail: str, consequence: str) 
 
 def centred_basis(x: torch.Tensor, name: str = "X", *, center: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(U_r, s_r, e)``: float64 left singular vectors and singular values of the (centred) matrix divided by
-    ``2^e`` (e puts its largest |entry| in [0.5, 1), so s² neither overflows nor underflows), rank-truncated.
-
-    Keeps ``s_i > max(n, d)·eps·s_1`` with eps of ``x``'s dtype (numpy's ``matrix_rank`` rule).
-    Raises if nothing is left (every row identical, or all zeros when ``center=False``).
+    ``2^e`` (e puts its largest |entry| in [0.5, 1), so s² neither overflows nor underflows), rank-truncated
+    by :func:`kept_rank`. Raises if nothing is left (every row identical, or all zeros when ``center=False``).
     """
+    U, s, _, e = _centred_svd(x, name, center=center)
+    return U, s, e
+
+
+def _centred_svd(
+    x: torch.Tensor, name: str, *, center: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The thin SVD ``U_r, s_r, V_rᵀ`` of the centred ``x·2^−e`` in float64, rank-truncated, and e."""
     x64 = x.double()
     if center:
         x64 = x64 - x64.mean(dim=0, keepdim=True)
     x64, e = pow2_rescale(x64)
-    U, s, _ = torch.linalg.svd(x64, full_matrices=False)
-    tol = max(x.shape) * torch.finfo(x.dtype).eps * s[0]
-    r = int((s > tol).sum())
+    U, s, Vh = torch.linalg.svd(x64, full_matrices=False)
+    r = kept_rank(s.cpu().numpy(), *x.shape)
     if r == 0:
-        what = "constant across items (every row identical)" if center else "all zeros"
-        raise ValueError(f"{name} is {what}: it has no variance, so the measure is undefined")
-    return U[:, :r], s[:r], e
+        raise ValueError(_no_variance(name, center))
+    return U[:, :r], s[:r], Vh[:r], e
+
+
+def _no_variance(name: str, center: bool) -> str:
+    what = "constant across items (every row identical)" if center else "all zeros"
+    return f"{name} is {what}: it has no variance, so the measure is undefined"
+
+
+def kept_rank(s: np.ndarray, n: int, d: int) -> int:
+    """How many singular values (descending) to keep: ``s_i > max(n, d)·eps·s_1`` with eps = float32's for every
+    input dtype (numpy's ``matrix_rank`` rule for float32), so float32 and float64 copies of the same data keep the
+    same directions (the rule is resolvable from float64 cross-products: its ratio λ_i/λ_1 ≥ 1e-13)."""
+    if s.size == 0 or not s[0] > 0:
+        return 0
+    return int((s > max(n, d) * RANK_EPS * s[0]).sum())
+
+
+# ---- float64 cross-products of the centred spaces, in row blocks ------------------------------------------------
+
+#: float32's machine epsilon: the rank rule's unit for every input dtype (see :func:`kept_rank`).
+RANK_EPS = float(np.finfo(np.float32).eps)
+_BLOCK_ELEMENTS = 1 << 19  # rows per block ≈ 512K/(d1 + d2): the float64 block temporaries stay ≈ 4 MB
+
+
+@dataclass
+class CentredProducts:
+    """Cross-products of the centred spaces ``X̃ = (X − x̄)·2^−ex``, ``Ỹ = (Y − ȳ)·2^−ey`` (float64 numpy):
+    ``xy = X̃ᵀỸ``, ``xx = X̃ᵀX̃``, ``yy = ỸᵀỸ`` (None when not asked for), the traces ``tx = ‖X̃‖²``, ``ty`` and,
+    when asked, the row squared norms ``rx_i = ‖x̃_i‖²``, ``ry``."""
+
+    n: int
+    xy: np.ndarray
+    xx: np.ndarray | None
+    yy: np.ndarray | None
+    tx: float
+    ty: float
+    rx: np.ndarray | None
+    ry: np.ndarray | None
+    ex: int
+    ey: int
+
+
+def _as_numpy(t: torch.Tensor) -> Any:
+    """A CPU tensor as a numpy view (no copy); other devices stay torch tensors."""
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+def _mean_exponent(a: Any, center: bool) -> tuple[Any, int]:
+    """Column means in float64 (zeros when ``center=False``) and the e that puts max|a| in [0.5, 1)."""
+    if isinstance(a, np.ndarray):
+        peak = max(float(a.max()), -float(a.min()))
+        mean = a.sum(axis=0, dtype=np.float64) / a.shape[0] if center else np.zeros(a.shape[1])
+    else:
+        lo, hi = torch.aminmax(a)
+        peak = max(float(hi), -float(lo))
+        mean = a.double().mean(dim=0) if center else torch.zeros(a.shape[1], dtype=torch.float64, device=a.device)
+    return mean, (math.frexp(peak)[1] if peak > 0 else 0)
+
+
+def _centred_block(block: Any, mean: Any, e: int, exact: bool) -> Any:
+    """``(block − mean)·2^−e`` in float64 (exact=True) or in the block's dtype, centred in float64 first."""
+    if isinstance(block, np.ndarray):
+        out = np.subtract(block, mean)  # float32 − float64 → float64: one pass, no separate cast
+        out = np.ldexp(out, -e, out=out) if e else out
+        return out if exact or block.dtype == np.float64 else out.astype(block.dtype)
+    out = times_pow2(block.double() - mean, -e)
+    return out if exact else out.to(block.dtype)
+
+
+def centred_products(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    center: bool = True,
+    self_terms: bool = True,
+    row_norms: bool = False,
+    exact: bool = True,
+) -> CentredProducts:
+    """The centred cross-products of two row-paired spaces, in row blocks: no n × d float64 copy of either input.
+
+    Each block is centred in float64 (two passes: the means first, so a large mean costs no precision) and divided
+    by a power of two (exact; e from the input's max |entry|), then multiplied in float64 (``exact=True``: products
+    of float32 entries are exact in float64, so float32 and float64 inputs holding the same numbers give the same
+    result) or in the input's dtype, each block's product accumulated in float64 (``exact=False``: ~1e-7 relative
+    for float32 inputs, twice as fast).
+    """
+    a, b = _as_numpy(x), _as_numpy(y)
+    n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
+    (mx, ex), (my, ey) = _mean_exponent(a, center), _mean_exponent(b, center)
+    xy, xx, yy, tx, ty = 0.0, 0.0, 0.0, 0.0, 0.0
+    rx: list[Any] | None = [] if row_norms else None
+    ry: list[Any] | None = [] if row_norms else None
+    step = max(1, _BLOCK_ELEMENTS // (d1 + d2))
+    for s in range(0, n, step):
+        bx = _centred_block(a[s : s + step], mx, ex, exact)
+        by = _centred_block(b[s : s + step], my, ey, exact)
+        xy = xy + _f64(bx.T @ by)
+        if self_terms:
+            xx, yy = xx + _f64(bx.T @ bx), yy + _f64(by.T @ by)
+        nx, ny = _row_sq(bx), _row_sq(by)
+        tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
+        if rx is not None and ry is not None:
+            rx.append(nx)
+            ry.append(ny)
+    return CentredProducts(
+        n,
+        _np(xy),
+        _np(xx) if self_terms else None,
+        _np(yy) if self_terms else None,
+        tx,
+        ty,
+        np.concatenate([_np(r) for r in rx]) if rx is not None else None,
+        np.concatenate([_np(r) for r in ry]) if ry is not None else None,
+        ex,
+        ey,
+    )
+
+
+def _f64(m: Any) -> Any:
+    return m.astype(np.float64, copy=False) if isinstance(m, np.ndarray) else m.double()
+
+
+def _np(m: Any) -> np.ndarray:
+    return m if isinstance(m, np.ndarray) else m.cpu().numpy()
+
+
+def _row_sq(b: Any) -> Any:
+    """Row squared norms in float64."""
+    if isinstance(b, np.ndarray):
+        return np.einsum("ij,ij->i", b, b, dtype=np.float64)
+    return torch.einsum("ij,ij->i", b, b).double()
 
 
 def _check_reg(reg: float) -> float:
@@ -94,16 +231,16 @@ def _check_reg(reg: float) -> float:
     return reg
 
 
-def _whitened_factor(U: torch.Tensor, s: torch.Tensor, n: int, reg: float, e: int = 0) -> torch.Tensor:
-    """``U·diag(w)`` with ``w = s/sqrt(s² + n·reg·4^−e)`` (w = 1 when reg = 0): ``X_c (C_xx + reg·I)^{-1/2} / sqrt(n)``
-    expressed in the left singular basis, for s the singular values of ``X_c·2^−e``."""
+def _weights(s: np.ndarray, n: int, reg: float, e: int = 0) -> np.ndarray:
+    """``w = s/sqrt(s² + n·reg·4^−e)`` (w = 1 when reg = 0): ``X_c (C_xx + reg·I)^{-1/2} / sqrt(n) = U·diag(w)``
+    in the left singular basis, for s the singular values of ``X_c·2^−e``."""
     if reg == 0.0:
-        return U
+        return np.ones_like(s)
     try:
         scaled = math.ldexp(reg, -2 * e)
     except OverflowError:
         scaled = math.inf
-    return U * (s / torch.sqrt(s * s + n * scaled))
+    return s / np.sqrt(s * s + n * scaled)
 
 
 def _warn_small_n(n: int, r: int, what: str) -> None:
@@ -117,16 +254,64 @@ def _warn_small_n(n: int, r: int, what: str) -> None:
     )
 
 
-def _cca_svd(x: torch.Tensor, y: torch.Tensor, reg: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Correlations ρ (descending, length k = min(r_x, r_y)), the X-side factor, its left singular
-    vectors in that factor's coordinates, and max(r_x, r_y)."""
+@dataclass
+class BasisPair:
+    """Both centred spaces (divided by 2^ex, 2^ey) in their singular bases, float64 numpy: the kept singular
+    values ``s`` (descending), right singular vectors ``v`` (d × r) and ``k = U_xᵀU_y`` (r_x × r_y)."""
+
+    n: int
+    sx: np.ndarray
+    sy: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    k: np.ndarray
+    ex: int
+    ey: int
+
+    @property
+    def rank(self) -> int:
+        return max(self.sx.size, self.sy.size)
+
+
+def _spectrum(C: np.ndarray, n: int, name: str, center: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Kept singular values (descending) and right singular vectors of a space from its Gram ``C = X̃ᵀX̃``."""
+    lam, V = np.linalg.eigh(C)
+    s = np.sqrt(np.clip(lam[::-1], 0.0, None))
+    r = kept_rank(s, n, C.shape[0])
+    if r == 0:
+        raise ValueError(_no_variance(name, center))
+    return s[:r], np.ascontiguousarray(V[:, ::-1][:, :r])
+
+
+def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True) -> BasisPair:
+    """:class:`BasisPair` of two row-paired spaces.
+
+    n ≥ max(d1, d2): from the float64 cross-products (:func:`centred_products`): ``eigh(X̃ᵀX̃) = V diag(s²) Vᵀ`` and
+    ``U_xᵀU_y = diag(1/s_x) V_xᵀ X̃ᵀỸ V_y diag(1/s_y)``, O(n·(d1 + d2)²) and no n × d float64 copy.
+    n < max(d1, d2): thin SVDs of the centred spaces, O(n²·d). Both keep :func:`kept_rank` directions.
+    """
     n = x.shape[0]
-    Ux, sx, ex = centred_basis(x, "X")
-    Uy, sy, ey = centred_basis(y, "Y")
-    Fx = _whitened_factor(Ux, sx, n, reg, ex)
-    Fy = _whitened_factor(Uy, sy, n, reg, ey)
-    A, rho, _ = torch.linalg.svd(Fx.T @ Fy, full_matrices=False)
-    return rho.clamp(0.0, 1.0), Fx, A, max(Ux.shape[1], Uy.shape[1])
+    if n >= max(x.shape[1], y.shape[1]):
+        P = centred_products(x, y, center=center)
+        assert P.xx is not None and P.yy is not None
+        sx, vx = _spectrum(P.xx, n, "X", center)
+        sy, vy = _spectrum(P.yy, n, "Y", center)
+        k = (vx.T @ P.xy @ vy) / np.outer(sx, sy)
+        return BasisPair(n, sx, sy, vx, vy, k, P.ex, P.ey)
+    Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
+    Uy, sy_t, Vy, ey = _centred_svd(y, "Y", center=center)
+    return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), ex, ey)
+
+
+def _whitened_cross(B: BasisPair, reg: float, kx: int | None = None, ky: int | None = None) -> np.ndarray:
+    """``diag(w_x) U_xᵀU_y diag(w_y)`` over the top kx, ky directions: its singular values are the ρ."""
+    kx, ky = kx or B.sx.size, ky or B.sy.size
+    wx, wy = _weights(B.sx[:kx], B.n, reg, B.ex), _weights(B.sy[:ky], B.n, reg, B.ey)
+    return B.k[:kx, :ky] * wx[:, None] * wy[None, :]
+
+
+def _svdvals(M: np.ndarray) -> np.ndarray:
+    return np.clip(np.linalg.svd(M, compute_uv=False), 0.0, 1.0)
 
 
 def _validated(X: ArrayLike, Y: ArrayLike, reg: float, estimator: str) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -145,9 +330,9 @@ def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0) -> torc
     two sets of variates", Biometrika 1936.
     """
     x, y, reg = _validated(X, Y, reg, "CCA")
-    rho, _, _, r = _cca_svd(x, y, reg)
-    _warn_small_n(x.shape[0], r, "CCA")
-    return rho
+    B = basis_pair(x, y)
+    _warn_small_n(B.n, B.rank, "CCA")
+    return torch.from_numpy(_svdvals(_whitened_cross(B, reg))).to(x.device)
 
 
 @register(
@@ -159,6 +344,7 @@ def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0) -> torc
     description="Mean canonical correlation (or mean ρ² with summary='mean_sq'), exact SVD. Invariant to "
     "invertible linear maps (reg=0 only); inflated towards 1 when n < 10·d (warns).",
     defaults={"reg": 0.0, "summary": "mean"},
+    constraints={"reg": {"low": 0.0}, "summary": {"choices": SUMMARIES}},
 )
 def cca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, summary: str = "mean") -> float:
     """Mean canonical correlation ``(1/k) Σ ρ_i`` (``summary="mean"``) or ``(1/k) Σ ρ_i²`` (``"mean_sq"``).
@@ -169,8 +355,9 @@ def cca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, summary: str = "mean") 
     """
     check_choice(summary, SUMMARIES, "summary")
     x, y, reg = _validated(X, Y, reg, "CCA")
-    rho, _, _, r = _cca_svd(x, y, reg)
-    _warn_small_n(x.shape[0], r, "CCA")
+    B = basis_pair(x, y)
+    _warn_small_n(B.n, B.rank, "CCA")
+    rho = _svdvals(_whitened_cross(B, reg))
     return float((rho * rho).mean() if summary == "mean_sq" else rho.mean())
 
 
@@ -186,15 +373,15 @@ def _check_keep(keep: float | int) -> float | int:
     return float(keep)
 
 
-def _n_kept(s: torch.Tensor, keep: float | int, width: int, name: str) -> int:
+def _n_kept(s: np.ndarray, keep: float | int, width: int, name: str) -> int:
     if isinstance(keep, int):
         if keep > width:
             raise ValueError(f"keep={keep} directions exceeds {name}'s width ({width} columns)")
-        return min(keep, s.numel())
+        return min(keep, s.size)
     var = s * s
-    frac = torch.cumsum(var, 0) / var.sum()
+    frac = np.cumsum(var) / var.sum()
     # smallest k with frac[k-1] >= keep; the slack stops round-off in the cumsum from adding a direction
-    return min(int((frac < keep - 1e-12).sum()) + 1, s.numel())
+    return min(int((frac < keep - 1e-12).sum()) + 1, s.size)
 
 
 @register(
@@ -206,6 +393,7 @@ def _n_kept(s: torch.Tensor, keep: float | int, width: int, name: str) -> int:
     description="SVCCA: keep each side's top singular directions (a variance fraction, default 0.99, or an "
     "integer count; PRH uses 10), then mean canonical correlation. Warns when n < 10·kept dims.",
     defaults={"keep": 0.99, "reg": 0.0},
+    constraints={"keep": {"validator": lambda v: _check_keep(v)}, "reg": {"low": 0.0}},
 )
 def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 0.0) -> float:
     """Singular-vector CCA: mean ρ between the top-SVD reductions ``U_k S_k`` of the centred X and Y.
@@ -221,15 +409,11 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     """
     keep = _check_keep(keep)
     x, y, reg = _validated(X, Y, reg, "SVCCA")
-    n = x.shape[0]
-    Ux, sx, ex = centred_basis(x, "X")
-    Uy, sy, ey = centred_basis(y, "Y")
-    kx = _n_kept(sx, keep, x.shape[1], "X")
-    ky = _n_kept(sy, keep, y.shape[1], "Y")
-    Fx = _whitened_factor(Ux[:, :kx], sx[:kx], n, reg, ex)
-    Fy = _whitened_factor(Uy[:, :ky], sy[:ky], n, reg, ey)
-    rho = torch.linalg.svdvals(Fx.T @ Fy).clamp(0.0, 1.0)
-    _warn_small_n(n, max(kx, ky), "SVCCA")
+    B = basis_pair(x, y)
+    kx = _n_kept(B.sx, keep, x.shape[1], "X")
+    ky = _n_kept(B.sy, keep, y.shape[1], "Y")
+    rho = _svdvals(_whitened_cross(B, reg, kx, ky))
+    _warn_small_n(B.n, max(kx, ky), "SVCCA")
     return float(rho.mean())
 
 
@@ -243,6 +427,7 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     description="Projection-weighted CCA (Morcos 2018) [unverified formula]: Σα_iρ_i/Σα_i, weights from X's "
     "neurons, so asymmetric. The L1 weights break rotation invariance. Warns when n < 10·d.",
     defaults={"reg": 0.0},
+    constraints={"reg": {"low": 0.0}},
 )
 def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
     """Projection-weighted CCA ``Σ_i α_i ρ_i / Σ_i α_i`` with ``α_i = Σ_j |⟨h_i, x_j⟩|``.
@@ -257,10 +442,11 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
     columns jointly but not to rotations of X or invertible linear maps.
     """
     x, y, reg = _validated(X, Y, reg, "PWCCA")
-    rho, Fx, A, r = _cca_svd(x, y, reg)
-    _warn_small_n(x.shape[0], r, "PWCCA")
-    H = Fx @ A  # canonical variates of X as columns (unit norm when reg = 0)
-    H = H / H.norm(dim=0, keepdim=True)
-    xc, _ = pow2_rescale(x.double() - x.double().mean(dim=0, keepdim=True))  # α's scale cancels in the ratio
-    alpha = (xc.T @ H).abs().sum(dim=0)
+    B = basis_pair(x, y)
+    _warn_small_n(B.n, B.rank, "PWCCA")
+    A, rho, _ = np.linalg.svd(_whitened_cross(B, reg), full_matrices=False)
+    rho = np.clip(rho, 0.0, 1.0)
+    # canonical variates h_i = U_x diag(w) a_i/‖diag(w) a_i‖, and X_cᵀU_x = V_x diag(s_x): α's scale cancels
+    wx = _weights(B.sx, B.n, reg, B.ex)
+    alpha = np.abs(B.vx @ ((B.sx * wx)[:, None] * A)).sum(axis=0) / np.linalg.norm(wx[:, None] * A, axis=0)
     return float((alpha * rho).sum() / alpha.sum())

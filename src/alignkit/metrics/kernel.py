@@ -27,6 +27,7 @@ from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._moments import cka_ratio, effective_rank, warn_biased_cka
 from alignkit.metrics._registry import register
+from alignkit.metrics.cca import CentredProducts, centred_products
 
 if TYPE_CHECKING:
     import torch
@@ -151,13 +152,35 @@ def feature_hsic(xa: torch.Tensor, ra: torch.Tensor, xb: torch.Tensor, rb: torch
     Biased: ``‖X_cᵀY_c‖_F²/(n−1)²``. Unbiased (centred data, so the raw-moment terms of docs/methods.md §1.7
     with a = b = 0): ``[‖X_cᵀY_c‖² − ⟨r_x,r_y⟩ + Σr_x·Σr_y/((n−1)(n−2)) − 2⟨r_x,r_y⟩/(n−2)] / (n(n−3))``.
     """
-    n = xa.shape[0]
-    s2 = float(((xa.T @ xb) ** 2).sum())
+    return hsic_from_products(float(((xa.T @ xb) ** 2).sum()), ra, rb, xa.shape[0], debiased)
+
+
+def hsic_from_products(s2: float, ra: Any, rb: Any, n: int, debiased: bool) -> float:
+    """Linear HSIC from ``s2 = ‖X_cᵀY_c‖_F²`` and the centred row squared norms (unused when biased)."""
     if not debiased:
         return s2 / (n - 1) ** 2
     p = float(ra @ rb)
     t2 = float(ra.sum()) * float(rb.sum())
     return (s2 - p + t2 / ((n - 1) * (n - 2)) - 2.0 * p / (n - 2)) / (n * (n - 3))
+
+
+def _feature_terms(x: torch.Tensor, y: torch.Tensor, debiased: bool) -> tuple[float, float, float, CentredProducts]:
+    """``(HSIC(X, Y), HSIC(X, X), HSIC(Y, Y))`` of the rescaled spaces in feature form, from float64 cross-products
+    of centred row blocks (:func:`~alignkit.metrics.cca.centred_products`; no n × d float64 copy), and the products.
+    float32 inputs are multiplied in float32 (blocks accumulated in float64; ~1e-7 relative), float64 in float64."""
+    exact = torch.float64 in (x.dtype, y.dtype)
+    P = centred_products(x, y, row_norms=debiased, exact=exact)
+    for t, name in ((P.tx, "X"), (P.ty, "Y")):
+        if not t > 0:
+            raise ValueError(f"{name} is constant across items (every row identical): its similarity is undefined")
+    assert P.xx is not None and P.yy is not None
+    n = P.n
+    terms = (
+        hsic_from_products(float((P.xy**2).sum()), P.rx, P.ry, n, debiased),
+        hsic_from_products(float((P.xx**2).sum()), P.rx, P.rx, n, debiased),
+        hsic_from_products(float((P.yy**2).sum()), P.ry, P.ry, n, debiased),
+    )
+    return (*terms, P)
 
 
 def _check_not_constant(t: torch.Tensor, name: str) -> None:
@@ -167,18 +190,22 @@ def _check_not_constant(t: torch.Tensor, name: str) -> None:
 
 def _validated(
     X: ArrayLike, Y: ArrayLike, kernel: str, form: str, debiased: bool
-) -> tuple[torch.Tensor, torch.Tensor, int, int, str]:
-    """(x·2^−ex, y·2^−ey, ex, ey, form): both spaces in float64, each divided by a power of two."""
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(x, y, form): both spaces validated (as given: the feature form reads them in row blocks)."""
     check_choice(kernel, KERNELS, "kernel")
     check_choice(form, FORMS, "form")
     x, y = as_pair(X, Y)
     n = x.shape[0]
     check_min_rows(n, MIN_ROWS, "debiased HSIC/CKA" if debiased else "HSIC/CKA")
+    return x, y, _choose_form(form, kernel, n, x.shape[1], y.shape[1])
+
+
+def _rescaled(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(x·2^−ex, y·2^−ey, ex, ey) in float64, after the constant-space check (Gram form)."""
     _check_not_constant(x, "X")
     _check_not_constant(y, "Y")
-    form = _choose_form(form, kernel, n, x.shape[1], y.shape[1])
     (x, ex), (y, ey) = pow2_rescale(x.double()), pow2_rescale(y.double())
-    return x, y, ex, ey, form
+    return x, y, ex, ey
 
 
 def _grams(
@@ -226,11 +253,12 @@ def hsic(
     Scale-dependent (linear: HSIC(sX, tY) = s²t²·HSIC(X, Y)); computed on rescaled data and multiplied back, with
     a RuntimeWarning and ±inf or 0 when the value itself leaves float64's range.
     """
-    x, y, ex, ey, form = _validated(X, Y, kernel, form, debiased)
+    x, y, form = _validated(X, Y, kernel, form, debiased)
     if form == "feature":
-        value = feature_hsic(*centred_features(x), *centred_features(y), debiased)
-    else:
-        value = hsic_centred(*_grams(x, y, ex, ey, kernel, debiased, threshold, sigma), debiased)
+        value, _, _, P = _feature_terms(x, y, debiased)
+        return hsic_in_input_units(value, 2 * (P.ex + P.ey))
+    x, y, ex, ey = _rescaled(x, y)
+    value = hsic_centred(*_grams(x, y, ex, ey, kernel, debiased, threshold, sigma), debiased)
     return hsic_in_input_units(value, 2 * (ex + ey)) if kernel == "linear" else value
 
 
@@ -271,16 +299,15 @@ def cka(
     m = (tr K_c)²/‖K_c‖_F² the effective rank of each centred kernel: then independent spaces already score
     ≈ sqrt(m_x·m_y)/(n − 1) > 0.1 (d ≫ n drives it to 1; Murphy et al., ICLR 2024).
     """
-    x, y, ex, ey, form = _validated(X, Y, kernel, form, debiased)
+    x, y, form = _validated(X, Y, kernel, form, debiased)
     n = x.shape[0]
     if form == "feature":
-        xa, ra = centred_features(x)
-        xb, rb = centred_features(y)
-        xx, yy = feature_hsic(xa, ra, xa, ra, debiased), feature_hsic(xb, rb, xb, rb, debiased)
+        xy, xx, yy, P = _feature_terms(x, y, debiased)
         if not debiased:
-            scale = float((n - 1) ** 2)  # feature_hsic = ‖X_cᵀX_c‖²/(n−1)², tr K_c = Σr
-            warn_biased_cka(n, effective_rank(float(ra.sum()), xx * scale), effective_rank(float(rb.sum()), yy * scale))
-        return cka_ratio(feature_hsic(xa, ra, xb, rb, debiased), xx, yy)
+            scale = float((n - 1) ** 2)  # biased HSIC = ‖X_cᵀX_c‖²/(n−1)², tr K_c = ‖X_c‖²
+            warn_biased_cka(n, effective_rank(P.tx, xx * scale), effective_rank(P.ty, yy * scale))
+        return cka_ratio(xy, xx, yy)
+    x, y, ex, ey = _rescaled(x, y)
     K, L = _grams(x, y, ex, ey, kernel, debiased, threshold, sigma)
     xx, yy = hsic_centred(K, K, debiased), hsic_centred(L, L, debiased)
     if not debiased:

@@ -340,6 +340,17 @@ def _check_cknna(metric: str, k: int, n: int) -> int:
     return k
 
 
+def _graph_argument(value: Any) -> KNNGraph:
+    """``knn_x``/``knn_y`` are Python-only arguments: a precomputed KNNGraph (never a value from an id)."""
+    if not isinstance(value, KNNGraph):
+        # A string (from an id, --param or a config) is a ValueError; another Python object is a TypeError.
+        raise (ValueError if isinstance(value, str) else TypeError)(
+            f"must be a precomputed alignkit.neighbors.KNNGraph (a Python-only argument that an id or "
+            f"--param cannot set); got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
 def _prepare_cknna(info: Any, params: dict[str, Any], **_: Any) -> CknnaMeasure:
     return CknnaMeasure(info.name, params["k"], params["metric"], params["backend"], params["eps"])
 
@@ -354,7 +365,14 @@ def _prepare_cknna(info: Any, params: dict[str, Any], **_: Any) -> CknnaMeasure:
     description="Centred kernel alignment restricted to mutual-neighbour pairs (PRH). Needs k >= 2. "
     "Nearly symmetric (the masked kernels are not).",
     defaults={"k": 10, "metric": "cosine"},
-    constraints={"k": {"low": 2}, "metric": {"choices": ("cosine", "ip")}, "backend": {"choices": ("exact", "faiss")}},
+    constraints={
+        "k": {"low": 2},
+        "metric": {"choices": ("cosine", "ip")},
+        "backend": {"choices": ("exact", "faiss")},
+        "eps": {"low": 0.0, "low_open": True},
+        "knn_x": {"validator": _graph_argument},
+        "knn_y": {"validator": _graph_argument},
+    },
     prepare=_prepare_cknna,
     view=_knn_view,
     duplicate_sensitive=True,

@@ -217,6 +217,18 @@ def linear_predictivity_scores(
     return {"x_to_y": fwd, "y_to_x": bwd, "both": both}
 
 
+def _check_alphas(alphas: Any) -> Any:
+    """A grid of ridge penalties: None, or a non-empty sequence of finite numbers > 0 (not a string)."""
+    if alphas is None:
+        return None
+    if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__len__") or len(alphas) == 0:
+        raise ValueError(f"must be None or a non-empty sequence of penalties > 0; got {alphas!r}")
+    vals = [float(a) for a in alphas]
+    if not all(math.isfinite(a) and a > 0 for a in vals):
+        raise ValueError(f"every penalty must be a finite number > 0; got {alphas!r}")
+    return alphas
+
+
 @register(
     "linear_predictivity",
     family="predictive",
@@ -227,6 +239,14 @@ def linear_predictivity_scores(
     description="Cross-validated ridge R² of predicting Y from X (λ by GCV; 5 folds). Asymmetric unless "
     "direction='both'. Scale invariance holds for the default GCV grid, not for a fixed alpha.",
     defaults={"alpha": None, "n_folds": 5, "direction": "x_to_y", "summary": "pooled"},
+    constraints={
+        "alpha": {"low": 0.0},
+        "n_folds": {"low": 2},
+        "seed": {"low": 0},
+        "direction": {"choices": DIRECTIONS},
+        "summary": {"choices": SUMMARIES},
+        "alphas": {"validator": lambda v: _check_alphas(v)},
+    },
 )
 def linear_predictivity(
     X: ArrayLike,

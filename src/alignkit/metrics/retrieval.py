@@ -60,6 +60,12 @@ def retrieval_ranks(
     description="Recall@k of retrieving each item's partner across a shared space (random baseline k/n). "
     "Asymmetric unless direction='both'; not invariant to transforming one space alone.",
     defaults={"k": 1, "metric": "cosine", "direction": "x_to_y", "summary": "recall"},
+    constraints={
+        "k": {"low": 1},
+        "metric": {"choices": METRICS},
+        "direction": {"choices": DIRECTIONS},
+        "summary": {"choices": SUMMARIES},
+    },
 )
 def retrieval_alignment(
     X: ArrayLike,
@@ -97,6 +103,7 @@ def retrieval_alignment(
     cost="O(n²d)",
     description="Mean reciprocal rank of each item's partner across a shared space (random baseline H_n/n).",
     defaults={"metric": "cosine", "direction": "x_to_y"},
+    constraints={"metric": {"choices": METRICS}, "direction": {"choices": DIRECTIONS}},
 )
 def retrieval_mrr(X: ArrayLike, Y: ArrayLike, *, metric: str = "cosine", direction: str = "x_to_y") -> float:
     """Mean reciprocal rank ``(1/n) Σ_i E[1/rank_i]``, ``E[1/rank] = (H_{g+t+1} − H_g)/(t + 1)`` over random

@@ -174,6 +174,11 @@ def _check_rdm_varies(v: torch.Tensor, name: str, compare: str) -> None:
     description="Representational similarity analysis: correlation of the two RDMs (default correlation RDM + "
     "Spearman). Euclidean/cosine RDMs add orthogonal invariance (euclidean also translation).",
     defaults={"rdm_metric": "correlation", "compare": "spearman"},
+    constraints={
+        "rdm_metric": {"choices": RDM_METRICS},
+        "compare": {"choices": COMPARISONS},
+        "block_size": {"low": 1},
+    },
 )
 def rsa(
     X: ArrayLike,

@@ -39,7 +39,15 @@ import numpy as np
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
-from alignkit.metrics.cca import MIN_ROWS, centred_basis, warn_small_n
+from alignkit.metrics.cca import (
+    MIN_ROWS,
+    SMALL_N_RATIO,
+    _no_variance,
+    basis_pair,
+    centred_basis,
+    centred_products,
+    warn_small_n,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -73,9 +81,8 @@ def effective_dim(F: torch.Tensor) -> float:
     return float(col.sum() ** 2 / (col * col).sum())
 
 
-def _warn_small_n(n: int, A: torch.Tensor, B: torch.Tensor, what: str) -> None:
-    """The shape family's small-n rule: ``n < 10·max(m_x, m_y)`` (see the module docstring)."""
-    m = max(effective_dim(A), effective_dim(B))
+def _warn_small_n(n: int, m: float, what: str) -> None:
+    """The shape family's small-n rule: ``n < 10·max(m_x, m_y)`` (see the module docstring); m = that max."""
     warn_small_n(
         n,
         m,
@@ -105,6 +112,60 @@ def _validated(X: ArrayLike, Y: ArrayLike, estimator: str) -> tuple[torch.Tensor
     return x, y
 
 
+#: Below this ``2 − 2·cos θ`` (θ < ~1e-4) the chord is recomputed from the aligned n × r factors (:func:`aligned_fit`),
+#: since ``sqrt(2 − 2·cos θ)`` from a cross-product cannot resolve distances below ~1e-8.
+_NEAR_IDENTICAL = 1e-8
+
+
+def _procrustes_products(x: torch.Tensor, y: torch.Tensor, center: bool) -> tuple[float, float]:
+    """``(‖X̃ᵀỸ‖_*/(‖X̃‖‖Ỹ‖), max(m_x, m_y))`` from the float64 cross-products, O(n·d1·d2) (+ O(n·d²) for the
+    self-products only when the small-n rule could fire, i.e. n < 10·max(d1, d2); else m = 0)."""
+    n = x.shape[0]
+    need_m = n < SMALL_N_RATIO * max(x.shape[1], y.shape[1])
+    P = centred_products(x, y, center=center, self_terms=need_m)
+    for t, name in ((P.tx, "X"), (P.ty, "Y")):
+        if not t > 0:
+            raise ValueError(_no_variance(name, center))
+    score = float(np.linalg.svd(P.xy, compute_uv=False).sum()) / (math.sqrt(P.tx) * math.sqrt(P.ty))
+    m = 0.0
+    if need_m and P.xx is not None and P.yy is not None:  # participation ratio (Σs²)²/Σs⁴ = tr(C)²/‖C‖_F²
+        m = max(P.tx**2 / float((P.xx**2).sum()), P.ty**2 / float((P.yy**2).sum()))
+    return min(max(score, 0.0), 1.0), m
+
+
+def _unit_g(s: np.ndarray, alpha: float) -> np.ndarray:
+    g = alpha * (s / s[0]) + (1.0 - alpha)
+    return g / np.linalg.norm(g)
+
+
+def _shape_products(x: torch.Tensor, y: torch.Tensor, alpha: float, center: bool) -> tuple[float, float]:
+    """``(cos θ = ‖diag(ĝ_x) U_xᵀU_y diag(ĝ_y)‖_*, max(m_x, m_y))`` from :func:`~alignkit.metrics.cca.basis_pair`."""
+    if alpha == 1.0:
+        return _procrustes_products(x, y, center)
+    B = basis_pair(x, y, center=center)
+    gx, gy = _unit_g(B.sx, alpha), _unit_g(B.sy, alpha)
+    score = float(np.linalg.svd(B.k * gx[:, None] * gy[None, :], compute_uv=False).sum())
+    m = max(1.0 / float((gx**4).sum()), 1.0 / float((gy**4).sum()))
+    return min(max(score, 0.0), 1.0), m
+
+
+def _shape_fit(x: torch.Tensor, y: torch.Tensor, alpha: float, center: bool, what: str) -> tuple[float, float]:
+    """``(cos θ, chord)`` with the small-n warning: cross-products when n ≥ max(d1, d2) (the chord as
+    ``sqrt(2 − 2 cos θ)`` unless near 0), else the aligned n × r factors."""
+    if x.shape[0] >= max(x.shape[1], y.shape[1]):
+        score, m = _shape_products(x, y, alpha, center)
+        _warn_small_n(x.shape[0], m, what)
+        if 2.0 - 2.0 * score >= _NEAR_IDENTICAL:
+            return score, math.sqrt(2.0 - 2.0 * score)
+        A = whitened_factor(x, alpha, center=center, name="X")
+        B = whitened_factor(y, alpha, center=center, name="Y")
+        return aligned_fit(A, B)
+    A = whitened_factor(x, alpha, center=center, name="X")
+    B = whitened_factor(y, alpha, center=center, name="Y")
+    _warn_small_n(x.shape[0], max(effective_dim(A), effective_dim(B)), what)
+    return aligned_fit(A, B)
+
+
 @register(
     "shape_distance",
     family="shape",
@@ -116,6 +177,7 @@ def _validated(X: ArrayLike, Y: ArrayLike, estimator: str) -> tuple[torch.Tensor
     "Euclidean chord in [0, √2]. alpha=1: Procrustes (θ = arccos procrustes); alpha=0: CCA, then also invariant "
     "to invertible linear maps. Scale-free normalisation (see module doc).",
     defaults={"alpha": 1.0, "score": "angular"},
+    constraints={"alpha": {"low": 0.0, "high": 1.0}, "score": {"choices": SCORES}},
 )
 def shape_distance(
     X: ArrayLike, Y: ArrayLike, *, alpha: float = 1.0, score: str = "angular", center: bool = True
@@ -136,10 +198,7 @@ def shape_distance(
     alpha = _check_alpha(alpha)
     check_choice(score, SCORES, "score")
     x, y = _validated(X, Y, "shape_distance")
-    A = whitened_factor(x, alpha, center=center, name="X")
-    B = whitened_factor(y, alpha, center=center, name="Y")
-    _warn_small_n(x.shape[0], A, B, "shape_distance")
-    _, chord = aligned_fit(A, B)
+    _, chord = _shape_fit(x, y, alpha, center, "shape_distance")
     if score == "euclidean":
         return chord
     return 2.0 * math.asin(min(chord / 2.0, math.sqrt(0.5)))
@@ -165,7 +224,4 @@ def procrustes(X: ArrayLike, Y: ArrayLike, *, center: bool = True) -> float:
     centred space's singular values: with n ≤ the dimension, independent spaces score ≈ 1.
     """
     x, y = _validated(X, Y, "procrustes")
-    A = whitened_factor(x, 1.0, center=center, name="X")
-    B = whitened_factor(y, 1.0, center=center, name="Y")
-    _warn_small_n(x.shape[0], A, B, "procrustes")
-    return aligned_fit(A, B)[0]
+    return _shape_fit(x, y, 1.0, center, "procrustes")[0]

@@ -74,7 +74,12 @@ class SpaceConfig(_Strict):
     def _layers(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
         from alignkit.encoders.base import encoder_info
 
-        if v is None or "encoder" not in info.data:
+        if v is None:
+            return v
+        repeated = sorted({layer for layer in v if v.count(layer) > 1})
+        if repeated:
+            raise ValueError(f"layers repeat: {repeated}; name each layer once")
+        if "encoder" not in info.data:
             return v
         known = encoder_info(info.data["encoder"]).layer_names(info.data.get("options"))
         missing = [layer for layer in v if known is not None and layer not in known]
@@ -149,7 +154,9 @@ class FitConfig(_Strict):
     test: StrictInt = Field(ge=1)
     layers: Literal["best", "last"] | tuple[str, str] = "best"
     select_measure: str = "mutual_knn"
-    select_k: Annotated[StrictInt, Field(ge=1)] | Literal["rice", "sqrt", "sturges"] = "rice"
+    select_k: Annotated[StrictInt, Field(ge=1)] | Literal["rice", "sqrt", "sturges"] | None = Field(
+        None, description="k for select_measure: the id's own k if it has one, else the rice rule"
+    )
     select_sample: StrictInt | None = Field(5000, ge=10)
     heldout_classes: list[str | int] = Field(default_factory=list)
 
@@ -238,6 +245,13 @@ class RunConfig(_Strict):
         default_factory=list,
         description="Python files (.py) or module names imported first, e.g. to register your own encoders",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", v):
+            raise ValueError(f"device must be cpu, cuda, cuda:N (N a GPU index) or mps; got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _references(self) -> RunConfig:

@@ -257,16 +257,23 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
 
     problems = []
     for ename, exp in config.experiments.items():
-        if exp.fit is None:
-            continue
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
         n_paired = len(align_keys(da["dataset"], db["dataset"], how="inner")[0])
+        if exp.atlas is not None:
+            n = min(n_paired, exp.atlas.sample or n_paired)
+            for measure in exp.atlas.measures:
+                try:
+                    _check_measure_k(f"experiments.{ename}.atlas.measures", measure, None, n, "paired items")
+                except ValueError as exc:
+                    problems.append(str(exc))
+        if exp.fit is None:
+            continue
         try:
             _check_sizes(ename, n_paired, exp.fit.test, exp.fit.sizes)
         except ValueError as exc:
             problems.append(str(exc))
         try:
-            _check_against_data(ename, exp, da, db)
+            _check_against_data(ename, exp, da, db, n_paired)
         except ValueError as exc:
             problems.append(str(exc))
     if len(problems) == 1:
@@ -275,8 +282,9 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
         raise ValueError(f"{len(problems)} problem(s) with the data:\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _check_against_data(ename: str, exp: Any, da: dict[str, Any], db: dict[str, Any]) -> None:
-    """Checks that need the datasets (not the embeddings): held-out classes exist, ks fit the test set."""
+def _check_against_data(ename: str, exp: Any, da: dict[str, Any], db: dict[str, Any], n_paired: int) -> None:
+    """Checks that need the datasets (not the embeddings): held-out classes exist, ks and csls_k fit the test
+    set, the layer selection's k fits the training pairs it scores."""
     fit = exp.fit
     if fit.heldout_classes:
         src = da["dataset"] if da["dataset"].labels is not None else db["dataset"]
@@ -284,11 +292,43 @@ def _check_against_data(ename: str, exp: Any, da: dict[str, Any], db: dict[str, 
             raise ValueError(f"experiments.{ename}.fit.heldout_classes: neither space's data has labels")
         names = None if src.class_names is None else list(src.class_names)
         class_indices(list(fit.heldout_classes), names, ename)
+    if fit.layers == "best":
+        pool = max(n_paired - fit.test, 0)  # an upper bound: held-out classes only shrink it
+        n = min(pool, fit.select_sample or pool)
+        _check_measure_k(f"experiments.{ename}.fit", fit.select_measure, fit.select_k, n, "training pairs")
     ret = exp.evaluate.retrieval if exp.evaluate else None
     if ret is not None and max(ret.ks) > fit.test:
         raise ValueError(
             f"experiments.{ename}.evaluate.retrieval.ks: {[k for k in ret.ks if k > fit.test]} exceed the "
             f"{fit.test} held-out items retrieved among"
+        )
+    if ret is not None and "csls" in ret.scoring and ret.csls_k > fit.test:
+        raise ValueError(
+            f"experiments.{ename}.evaluate.retrieval.csls_k: {ret.csls_k} exceeds the {fit.test} held-out items "
+            "the CSLS radius averages over"
+        )
+
+
+def _check_measure_k(where: str, measure: str, select_k: int | str | None, n: int, what: str) -> None:
+    """The neighbourhood size a job uses (``select_k``, an int or a rule, else the id's k or the default) fits
+    the ``n`` items it scores: k < n for the kNN family (self is excluded), k <= n for any other measure."""
+    from alignkit.atlas import k_from_rule
+    from alignkit.metrics import _registry
+
+    spec = _registry.measure_spec(measure)
+    info = _registry.get(spec)
+    if "k" not in info.own or n < 1:
+        return
+    source = "select_k" if select_k is not None else f"{measure!r}"
+    k = k_from_rule(select_k, n) if select_k is not None else spec.resolved["k"]
+    if not isinstance(k, int):
+        return
+    limit = n - 1 if info.family == "knn" else n
+    if k > limit:
+        rule = f" ({select_k!r} at n={n})" if isinstance(select_k, str) else ""
+        bound = "< n (self is excluded)" if info.family == "knn" else "<= n"
+        raise ValueError(
+            f"{where}: {source} gives k={k}{rule}, but the job scores only {n:,} {what}; {info.name} needs k {bound}"
         )
 
 

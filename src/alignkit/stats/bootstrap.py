@@ -104,7 +104,7 @@ def bootstrap_ci(
         name, func = getattr(measure, "__name__", "callable"), measure
     else:
         spec = _registry.measure_spec(measure, **params)  # validated once, before any subsample
-        name = measure if isinstance(measure, str) else spec.id
+        name = spec.id  # canonical: the parameters actually used
         func, params = functools.partial(_registry.measure, spec), {}
         bounds = _registry.get(spec).range
     score = float(func(x, y, **params))

@@ -153,7 +153,7 @@ def permutation_test(
     x, y = as_pair(X, Y)
     if prep:
         x, y = preprocess(x, name="X", **prep), preprocess(y, name="Y", **prep)
-    label = measure if isinstance(measure, str) else spec.id
+    label = spec.id  # canonical: the parameters actually used
     checks = _registry.space_checks(x, y, info, _registry.split(spec)[1])
     dups = {c.name: c.duplicate_fraction for c in checks if c.n_distinct is not None}
     if _registry.degenerate_inputs(x, y, info, {}, checks):  # NaN score, NaN p: never significant
