@@ -254,7 +254,7 @@ def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
         if c.n_distinct is not None and c.n_distinct < c.n:
             dup = c.n - c.n_distinct
             warnings.warn(
-                f"{what}: {c.name} has {dup} duplicated row(s) ({dup / c.n:.0%} of {c.n}; {c.n_distinct} distinct): a "
+                f"{what}: {c.name} has {dup} duplicated row(s) ({dup / c.n:.1%} of {c.n}; {c.n_distinct} distinct): a "
                 "duplicate is another row's nearest neighbour at distance 0, so neighbourhoods and a row-permutation "
                 "null are decided by ties (permute duplicates together, or deduplicate)",
                 DuplicateRowsWarning,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alignkit.cli import atlas, demo, embed, evaluate, fit, measure, metrics, report, run
+from alignkit.cli._console import warnings_as_notes
 
 app = typer.Typer(
     name="alignkit",
@@ -51,3 +52,4 @@ def _main(
 
       $ alignkit measure a.npy b.npy --measure mutual_knn --k 10 --perm 1000
     """
+    warnings_as_notes()

@@ -36,6 +36,22 @@ def note(msg: str) -> None:
     err_console().print(Text(msg, style="dim"))
 
 
+def warnings_as_notes() -> None:
+    """Show library warnings (degenerate spaces, duplicated rows, small samples, ...) as one yellow line each on
+    stderr, each text once per command, without Python's source-line echo."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        text = f"warning ({category.__name__}): {message}"
+        if text not in seen:
+            seen.add(text)
+            err_console().print(Text(text, style="yellow"))
+
+    warnings.showwarning = show
+
+
 def finite(value: Any) -> Any:
     """JSON has no NaN/Infinity: non-finite floats become null."""
     if isinstance(value, float) and not math.isfinite(value):

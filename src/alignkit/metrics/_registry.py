@@ -238,7 +238,7 @@ def _with_ties(check: Any, k: Any, info: MeasureInfo) -> Any:
     tied = check.tied_fraction(k)
     if tied <= 0.5:
         return check
-    why = f"{tied:.0%} of rows have ≥ k = {k} identical copies, so their neighbourhoods are decided by ties"
+    why = f"{tied:.1%} of rows have ≥ k = {k} identical copies, so their neighbourhoods are decided by ties"
     return dataclasses.replace(check, also=(*check.also, why))
 
 
