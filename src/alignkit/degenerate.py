@@ -111,20 +111,22 @@ _BLOCK_ELEMENTS = 1 << 16  # rows per block ≈ 64K / d: a check holds O(block·
 
 
 def _blocks(a: Any, n: int, d: int) -> Any:
-    """Row blocks of ``a`` (a torch tensor, numpy array or memory map) as torch tensors, without copying
-    the whole array."""
+    """Row blocks of ``a`` (a numpy array, memory map or torch tensor) as float numpy arrays on the host,
+    without copying the whole array. numpy's single-threaded reductions on blocks are an order of magnitude
+    faster here than torch's (whose OpenMP workers contend with BLAS on small inputs); a CUDA tensor is read
+    block by block (a host copy of one block at a time)."""
     step = max(1, _BLOCK_ELEMENTS // max(1, d))
     for s in range(0, n, step):
         block = a[s : s + step]
         if isinstance(block, torch.Tensor):
-            t = block
-        else:
-            with warnings.catch_warnings():  # read-only memory maps are fine: the check never writes
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                t = torch.from_numpy(np.ascontiguousarray(block))
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()  # exact; numpy has no bfloat16
-        yield s, t if t.is_floating_point() else t.double()
+            t = block.detach()
+            if t.dtype in (torch.float16, torch.bfloat16) or not t.is_floating_point():
+                t = t.float() if t.is_floating_point() else t.double()  # exact; numpy has no bfloat16
+            block = t.cpu().numpy()
+        b = np.asarray(block)
+        if b.dtype.kind != "f" or b.dtype == np.float16:
+            b = b.astype(np.float32 if b.dtype == np.float16 else np.float64)
+        yield s, b
 
 
 def _row_hashes(block: np.ndarray, mult: np.ndarray) -> np.ndarray:
@@ -149,8 +151,8 @@ def duplicate_groups(a: Any) -> np.ndarray:
     rng = np.random.default_rng(0x5EED)
     mult = [rng.integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1) for _ in range(2)]
     h = np.empty((n, 2), dtype=np.uint64)
-    for s, t in _blocks(a, n, d):
-        h[s : s + t.shape[0]] = _row_hashes(t.cpu().numpy(), mult)
+    for s, b in _blocks(a, n, d):
+        h[s : s + b.shape[0]] = _row_hashes(b, mult)
     _, counts = np.unique(h.view(np.dtype((np.void, 16))).ravel(), return_counts=True)
     return counts.astype(np.int64)
 
@@ -160,53 +162,58 @@ def count_distinct_rows(a: Any) -> int:
     return len(duplicate_groups(a))
 
 
-def _moments(a: Any, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _moments(a: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pass: per-column min and max, and the column sums (each block summed in its dtype, the blocks
-    accumulated in float64; amin/amax and a plain sum are several times faster than aminmax and a float64
-    reduction over a row-major block)."""
+    accumulated in float64)."""
     lo = hi = None
-    total = torch.zeros(d, dtype=torch.float64)
-    for _, t in _blocks(a, n, d):
-        blo, bhi = t.amin(dim=0), t.amax(dim=0)
-        lo = blo if lo is None else torch.minimum(lo, blo)
-        hi = bhi if hi is None else torch.maximum(hi, bhi)
-        part = t.sum(dim=0)
-        if not bool(torch.isfinite(part).all()):  # a float32 sum can overflow where float64 does not
-            part = t.double().sum(dim=0)
-        total += part.double().cpu()
+    total = np.zeros(d, dtype=np.float64)
+    for _, b in _blocks(a, n, d):
+        blo, bhi = b.min(axis=0), b.max(axis=0)
+        lo = blo if lo is None else np.minimum(lo, blo)
+        hi = bhi if hi is None else np.maximum(hi, bhi)
+        with np.errstate(over="ignore", invalid="ignore"):
+            part = b.sum(axis=0)
+        if not np.isfinite(part).all():  # a float32 sum can overflow where float64 does not
+            part = b.sum(axis=0, dtype=np.float64)
+        total += part
     assert lo is not None and hi is not None
     return lo, hi, total
 
 
-def _rank_le_1(a: Any, n: int, d: int, mean: torch.Tensor, max_abs: float, dtype: torch.dtype) -> bool:
+def _rank_le_1(a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: np.dtype) -> bool:
     """Centred rows all on one line: the centred energy off the line through the mean towards the farthest
     row is ≤ rtol² of the total. Two more block passes; each block is centred (and divided by ``max_abs``
     when squares could overflow or underflow) before squaring, so a large column mean cannot cancel away
     the variance."""
-    rtol = _RANK1_RTOL if dtype == torch.float64 else 1e-3  # float32 products resolve ~1e-7 of the energy
-    limit = 1e15 if dtype != torch.float64 else 1e100
+    rtol = _RANK1_RTOL if dtype == np.float64 else 1e-3  # float32 products resolve ~1e-7 of the energy
+    limit = 1e15 if dtype != np.float64 else 1e100
     scale = 1.0 if 1 / limit < max_abs < limit else max_abs
 
-    def centred(t: torch.Tensor) -> torch.Tensor:
-        t = t if scale == 1.0 else t.double() / scale
-        return t - (mean / scale).to(device=t.device, dtype=t.dtype)
+    def centred(b: np.ndarray) -> np.ndarray:
+        b = b if scale == 1.0 else b.astype(np.float64) / scale
+        return b - (mean / scale).astype(b.dtype)
 
     total, far, far_row = 0.0, -1.0, None
-    for _, t in _blocks(a, n, d):
-        c = centred(t)
-        r = (torch.linalg.vector_norm(c, dim=1) ** 2).double()
+    for _, b in _blocks(a, n, d):
+        c = centred(b)
+        r = np.einsum("ij,ij->i", c, c).astype(np.float64)
         total += float(r.sum())
         j = int(r.argmax())
         if float(r[j]) > far:
-            far, far_row = float(r[j]), c[j].double().cpu()
-    if total <= 0.0 or far_row is None or not bool(far_row.norm() > 0):
+            far, far_row = float(r[j]), c[j].astype(np.float64)
+    if total <= 0.0 or far_row is None or not np.linalg.norm(far_row) > 0:
         return True
-    u = far_row / far_row.norm()
+    u = far_row / np.linalg.norm(far_row)
     proj = 0.0
-    for _, t in _blocks(a, n, d):
-        p = (centred(t) @ u.to(device=t.device, dtype=t.dtype if scale == 1.0 else torch.float64)).double()
+    for _, b in _blocks(a, n, d):
+        c = centred(b)
+        p = (c @ u.astype(c.dtype)).astype(np.float64)
         proj += float(p @ p)
     return total - proj <= rtol**2 * total
+
+
+def _is_float64(a: Any) -> bool:
+    return bool(a.dtype == torch.float64) if isinstance(a, torch.Tensor) else np.dtype(a.dtype) == np.float64
 
 
 def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceCheck:
@@ -219,20 +226,20 @@ def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceC
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D (items x features); got shape {tuple(a.shape)}")
     n, d = int(a.shape[0]), int(a.shape[1])
-    dtype = a.dtype if isinstance(a, torch.Tensor) else torch.from_numpy(np.zeros(0, dtype=a.dtype)).dtype
+    dtype = np.dtype(np.float64) if _is_float64(a) else np.dtype(np.float32)
     lo, hi, total = _moments(a, n, d)
-    max_abs = float(torch.maximum(-lo.min(), hi.max()))
+    max_abs = float(max(-float(lo.min()), float(hi.max()))) if d else 0.0
     n_nonfinite = 0
     if not np.isfinite(max_abs):
-        n_nonfinite = sum(int((~torch.isfinite(t)).sum()) for _, t in _blocks(a, n, d))
-        finite = [t[torch.isfinite(t)].abs().max() for _, t in _blocks(a, n, d) if bool(torch.isfinite(t).any())]
+        n_nonfinite = sum(int((~np.isfinite(b)).sum()) for _, b in _blocks(a, n, d))
+        finite = [np.abs(b[np.isfinite(b)]).max() for _, b in _blocks(a, n, d) if np.isfinite(b).any()]
         max_abs = float(max(finite)) if finite else float("nan")
         constant = False
     else:
         # Equal at working precision, column by column: a derived view (unit rows of collinear data) differs
         # only by round-off, while one large column must not hide the variance of the others.
-        eps = torch.finfo(lo.dtype if lo.is_floating_point() else torch.float64).eps
-        constant = n >= 2 and bool(((hi - lo) <= 16 * eps * torch.maximum(lo.abs(), hi.abs())).all())
+        eps = float(np.finfo(lo.dtype).eps)
+        constant = n >= 2 and bool(((hi - lo) <= 16 * eps * np.maximum(np.abs(lo), np.abs(hi))).all())
     groups = duplicate_groups(a) if duplicates and not n_nonfinite else None
     n_distinct = None if groups is None else len(groups)
     rank1 = constant or (
