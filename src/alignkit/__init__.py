@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 from alignkit._version import __version__
 
 if TYPE_CHECKING:
-    from alignkit import degenerate, metrics, registry, stats
+    from alignkit import degenerate, diagnostics, metrics, registry, stats
     from alignkit.atlas import AtlasResult, atlas, k_from_rule, select_layers
     from alignkit.degenerate import inspect_space
+    from alignkit.diagnostics import diagnose
     from alignkit.metrics import describe, measure
     from alignkit.neighbors import KNNGraph, knn_graph
     from alignkit.stats import StreamingCKA, bootstrap_ci, permutation_test
 
-_SUBMODULES = ("degenerate", "metrics", "registry", "stats")
+_SUBMODULES = ("degenerate", "diagnostics", "metrics", "registry", "stats")
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
     **{name: f"alignkit.{name}" for name in _SUBMODULES},
@@ -30,6 +31,7 @@ _LAZY: dict[str, str] = {
     "k_from_rule": "alignkit.atlas",
     "select_layers": "alignkit.atlas",
     "describe": "alignkit.metrics",
+    "diagnose": "alignkit.diagnostics",
     "inspect_space": "alignkit.degenerate",
     "measure": "alignkit.metrics",
     "KNNGraph": "alignkit.neighbors",
@@ -48,6 +50,8 @@ __all__ = [
     "bootstrap_ci",
     "degenerate",
     "describe",
+    "diagnose",
+    "diagnostics",
     "inspect_space",
     "k_from_rule",
     "knn_graph",

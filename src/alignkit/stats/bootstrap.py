@@ -117,15 +117,30 @@ def bootstrap_ci(
     for _ in draws:
         rows = torch.randperm(n, generator=g)[:m].to(x.device)
         samples.append(float(func(x[rows], y[rows], **params)))
-    arr = np.asarray(samples)
+    return subsample_interval(name, score, np.asarray(samples), m, n, level, bounds, seed)
+
+
+def subsample_interval(
+    name: str,
+    score: float,
+    samples: np.ndarray,
+    m: int,
+    n: int,
+    level: float,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+    seed: int = 0,
+) -> BootstrapResult:
+    """The basic subsampling interval around ``score`` from estimates on m-of-n subsets (see the module
+    docstring): ``score − c·(quantiles of θ*_m − mean θ*_m)``, c = sqrt(m/(n−m)), clipped to ``bounds``.
+    NaN samples give a NaN interval."""
     c = np.sqrt(m / (n - m))
-    dev = c * (arr - arr.mean())
+    dev = c * (samples - samples.mean())
     alpha = 1.0 - level
-    if not np.isfinite(arr).all():
+    if not np.isfinite(samples).all() or not np.isfinite(score):
         nan = float("nan")
-        return BootstrapResult(name, score, nan, nan, level, m, n, arr, seed)
+        return BootstrapResult(name, score, nan, nan, level, m, n, samples, seed)
     low = score - float(np.quantile(dev, 1 - alpha / 2))
     high = score - float(np.quantile(dev, alpha / 2))
     clipped_low, clipped_high = float(np.clip(low, *bounds)), float(np.clip(high, *bounds))
     clipped = (clipped_low, clipped_high) != (low, high)
-    return BootstrapResult(name, score, clipped_low, clipped_high, level, m, n, arr, seed, clipped)
+    return BootstrapResult(name, score, clipped_low, clipped_high, level, m, n, samples, seed, clipped)
