@@ -116,8 +116,9 @@ def register(
             raise ValueError(f"{owner}: a labels null needs a 'labels' parameter")
         if null == "shuffle_pairs" and len(inputs) < 2:
             raise ValueError(f"{owner}: a pairs null needs two row-paired inputs")
-        positional = tuple(list(sig.parameters)[: len(inputs)])
-        schema = ParamSchema.from_callable(func, skip=(*positional, *keyword_inputs), **(constraints or {}))
+        skip: tuple[str, ...] = (*list(sig.parameters)[: len(inputs)], *keyword_inputs)
+        limits: dict[str, dict[str, Any]] = constraints or {}
+        schema = ParamSchema.from_callable(func, skip=skip, **limits)  # type: ignore[arg-type]  # not `extra`
         needs_labels = "labels" in sig.parameters and sig.parameters["labels"].default is inspect.Parameter.empty
         DIAGNOSTICS.add(
             DiagnosticInfo(
