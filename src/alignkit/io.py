@@ -61,6 +61,47 @@ def load_array(path: str | os.PathLike[str], *, key: str | None = None, column: 
     return _check_matrix(arr, p)
 
 
+LABEL_EXTENSIONS: tuple[str, ...] = (".npy", ".txt", ".csv", ".parquet")
+
+
+def load_labels(path: str | os.PathLike[str], *, column: str | None = None) -> np.ndarray:
+    """Read one label per row (class labels, or group ids) from ``path``: a 1-D ``.npy`` (numbers or
+    strings, never pickled objects), a ``.txt`` with one label per line, a ``.csv`` / ``.parquet`` column
+    (``column``, or the only column)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in LABEL_EXTENSIONS:
+        raise ValueError(
+            f"{p}: unsupported label file {p.suffix or '(no extension)'!r}; use {', '.join(LABEL_EXTENSIONS)}"
+        )
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise ValueError(f"{p}: file is empty (0 bytes)")
+    if ext == ".npy":
+        arr = _read_npy(p)
+    elif ext == ".txt":
+        arr = np.asarray([line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()])
+    else:
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(p) if ext == ".parquet" else pd.read_csv(p)
+        except Exception as exc:
+            raise _corrupt(p, ext, exc) from None
+        if column is None and df.shape[1] != 1:
+            raise ValueError(f"{p}: {df.shape[1]} columns ({list(df.columns)[:8]}); name one with column=")
+        col = column if column is not None else df.columns[0]
+        if col not in df.columns:
+            raise ValueError(f"{p}: no column {col!r}; columns: {list(df.columns)[:8]}")
+        arr = df[col].to_numpy()
+    if arr.ndim == 2 and 1 in arr.shape:
+        arr = arr.reshape(-1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{p}: expected one label per row (a 1-D list); got shape {arr.shape}")
+    return arr
+
+
 def _check_matrix(arr: np.ndarray, p: Path, what: str = "array") -> np.ndarray:
     """Dtype, shape and finiteness checks shared by every reader."""
     if arr.dtype == object:

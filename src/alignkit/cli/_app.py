@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alignkit.cli import atlas, demo, embed, evaluate, fit, measure, metrics, report, run
+from alignkit.cli import atlas, demo, diagnose, embed, evaluate, fit, measure, metrics, report, run
 from alignkit.cli._console import warnings_as_notes
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 
 app.command("measure")(measure.measure)
 app.command("metrics")(metrics.metrics_cmd)
+app.command("diagnose")(diagnose.diagnose_cmd)
 app.command("embed")(embed.embed)
 app.command("atlas")(atlas.atlas_cmd)
 app.command("fit")(fit.fit_cmd)

@@ -39,7 +39,8 @@ class DiagnosticInfo(Entry[Callable[..., Any]]):
 
     family: str = "space"
     inputs: tuple[str, ...] = ("X",)  # positional arrays, in order
-    needs_labels: bool = False
+    needs_labels: bool = False  # labels is a required input
+    accepts_labels: bool = False  # labels is an input (required or optional)
     accepts_groups: bool = False
     paired_rows: bool = True  # the positional arrays are row-paired (same items, same order)
     range: tuple[float, float] = (float("-inf"), float("inf"))
@@ -129,6 +130,7 @@ def register(
                 family=family,
                 inputs=inputs,
                 needs_labels=needs_labels,
+                accepts_labels="labels" in sig.parameters,
                 accepts_groups="groups" in sig.parameters,
                 paired_rows=paired_rows,
                 range=range,

@@ -71,7 +71,7 @@ def _resolve(
         raise TypeError(f"{what} takes {len(info.inputs)} array(s) ({', '.join(info.inputs)}); got {len(arrays)}")
     if info.needs_labels and labels is None:
         raise ValueError(f"{what} needs labels= (one class label per row)")
-    if labels is not None and not (info.needs_labels or info.null == "shuffle_labels" or _accepts(info, "labels")):
+    if labels is not None and not info.accepts_labels:
         raise TypeError(f"{what} takes no labels")
     if groups is not None and not info.accepts_groups:
         raise TypeError(f"{what} takes no groups")
@@ -87,12 +87,6 @@ def _resolve(
     if handle(checks, info.degenerate, what):
         return None
     return _Call(spec, info, arrays, labels, groups)
-
-
-def _accepts(info: DiagnosticInfo, key: str) -> bool:
-    import inspect
-
-    return key in inspect.signature(info.func).parameters
 
 
 def diagnose(name: str | Spec, *arrays: Any, labels: Any = None, groups: Any = None, **params: Any) -> Any:

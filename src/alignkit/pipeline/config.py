@@ -44,6 +44,45 @@ def aligner_classes() -> dict[str, type]:
     return {e.name: e.obj for e in ALIGNERS}
 
 
+def _check_diagnostics(v: list[str], arity: tuple[int, ...], where: str) -> list[str]:
+    """Diagnostic ids: known, valid parameters, taking ``arity`` arrays; no repeats."""
+    from alignkit.diagnostics import diagnostic_spec, get
+
+    for d in v:
+        info = get(diagnostic_spec(d))
+        if len(info.inputs) not in arity:
+            kinds = " or ".join({1: "one space", 2: "a row-paired pair of spaces"}[a] for a in arity)
+            raise ValueError(
+                f"{where}: {d!r} takes {len(info.inputs)} arrays ({', '.join(info.inputs)}); here a diagnostic "
+                f"takes {kinds}"
+            )
+        if info.family == "subspace" or not info.paired_rows:
+            raise ValueError(f"{where}: {d!r} compares matrices, not items; call it from Python")
+    if len(set(v)) != len(v):
+        raise ValueError(f"diagnostics repeat: {v}")
+    return v
+
+
+class SpaceDiagnoseConfig(_Strict):
+    """Diagnostics of one space, on every layer (a layer profile); labels come from the space's data."""
+
+    diagnostics: list[str] = Field(min_length=1)
+    n_boot: StrictInt = Field(0, ge=0, description="subsamples for a CI per layer (0 = none)")
+    sample: StrictInt | None = Field(None, ge=10, description="diagnose this many random items (None = all)")
+
+    @field_validator("diagnostics")
+    @classmethod
+    def _diagnostics(cls, v: list[str]) -> list[str]:
+        return _check_diagnostics(v, (1,), "diagnose.diagnostics")
+
+    @field_validator("n_boot")
+    @classmethod
+    def _boot(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("n_boot must be 0 (no interval) or at least 2")
+        return v
+
+
 class SpaceConfig(_Strict):
     """One space: ``data`` (a dataset spec, see :func:`alignkit.data.dataset_from_spec`) through ``encoder``."""
 
@@ -51,6 +90,7 @@ class SpaceConfig(_Strict):
     encoder: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict, description="encoder options, e.g. input_size, prefix")
     layers: list[str] | None = Field(None, min_length=1, description="layers to keep (None = every layer)")
+    diagnose: SpaceDiagnoseConfig | None = None
 
     @field_validator("encoder")
     @classmethod
@@ -210,6 +250,17 @@ class ZeroShotEval(_Strict):
 class EvaluateConfig(_Strict):
     retrieval: RetrievalEval | None = None
     zero_shot: ZeroShotEval | None = None
+    diagnose: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="diagnostics of the held-out items before and after alignment: one-space ones on each side, "
+        "pair ones on the pair (e.g. modality_gap, paired_cosine, uniformity)",
+    )
+
+    @field_validator("diagnose")
+    @classmethod
+    def _diagnose(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_diagnostics(v, (1, 2), "evaluate.diagnose")
 
 
 class ExperimentConfig(_Strict):

@@ -382,7 +382,81 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
     for row in rows:
         row["layer_a"], row["layer_b"] = la, lb
     write_rows(folder / "evaluations.parquet", rows)
+    if s.get("diagnose"):
+        xa = _side(inputs, s["embed_a"], la, split.rows_a[test])
+        xb = _side(inputs, s["embed_b"], lb, split.rows_b[test])
+        zy_all = np.asarray(model.transform_y(xb))
+        labels = None if split.labels is None else split.labels[test]
+        drows = aligned_diagnostics(s["diagnose"], (xa, xb), (zx, zy_all), labels)
+        drows = [{**tags, **r, "layer_a": la, "layer_b": lb, "n": len(test)} for r in drows]
+        write_rows(folder / "diagnostics.parquet", drows)
     return _finish(folder, {"n_rows": len(rows), "seconds": time.perf_counter() - t0})
+
+
+_CORE = ("value", "ci_low", "ci_high", "level", "degenerate")
+
+
+def diagnostic_row(result: dict[str, Any]) -> dict[str, Any]:
+    """A diagnostic's tidy row with the fixed columns first and its own details as one JSON column (details differ
+    between diagnostics, so spreading them would give a table with clashing column types)."""
+    core = {k: result[k] for k in _CORE if k in result}
+    details = {k: v for k, v in result.items() if k not in _CORE}
+    core["details"] = json.dumps(details, sort_keys=True, default=_jsonable)
+    return core
+
+
+def run_diagnose(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    """One diagnostic over every layer of one space (a layer profile); labels from the space's data."""
+    from alignkit.diagnostics import get, profile
+
+    s = job.spec
+    ds = inputs.dataset(s["data"])
+    n = len(ds)
+    rows_idx = np.arange(n)
+    if s["sample"] and s["sample"] < n:
+        rows_idx = np.sort(np.random.default_rng([int(s["seed"]), 6007]).permutation(n)[: s["sample"]])
+    info = get(s["diagnostic"])
+    labels = None
+    if ds.labels is not None and info.accepts_labels:
+        labels = np.asarray(ds.labels)[rows_idx]
+    layers = {name: _side(inputs, s["embed"], name, rows_idx) for name in inputs.layers(s["embed"])}
+    t0 = time.perf_counter()
+    prof = profile(s["diagnostic"], layers, labels=labels, n_boot=s["n_boot"], seed=s["seed"], progress=ctx.progress)
+    seconds = time.perf_counter() - t0
+    rows = []
+    for i, r in enumerate(prof.to_rows()):
+        rest = {k: v for k, v in r.items() if k not in ("diagnostic", "layer")}
+        rows.append(
+            {"space": s["space"], "diagnostic": prof.diagnostic, "layer": r["layer"], "index": i, "n": len(rows_idx)}
+            | diagnostic_row(rest)
+        )
+    write_rows(folder / "diagnostics.parquet", rows)
+    return _finish(folder, {"n_rows": len(rows), "seconds": seconds})
+
+
+def aligned_diagnostics(
+    names: list[str], raw: tuple[np.ndarray, np.ndarray], mapped: tuple[np.ndarray, np.ndarray], labels: Any
+) -> list[dict[str, Any]]:
+    """Diagnostics of held-out items before (raw spaces) and after (mapped) alignment: a one-space diagnostic on
+    each side, a pair diagnostic on the pair (before only when both raw spaces have the same width)."""
+    from alignkit.diagnostics import as_row, diagnose, get
+
+    rows = []
+    for name in names:
+        info = get(name)
+        lab = labels if info.accepts_labels else None
+        for stage, (x, y) in (("before", raw), ("after", mapped)):
+            cases: list[tuple[str, tuple[np.ndarray, ...]]]
+            if len(info.inputs) == 1:
+                cases = [("a", (x,)), ("b", (y,))]
+            elif x.shape[1] == y.shape[1]:
+                cases = [("pair", (x, y))]
+            else:
+                cases = []  # a pair diagnostic needs one space: before alignment the widths differ
+            for side, arrays in cases:
+                res = as_row(diagnose(name, *arrays, labels=lab))
+                rows.append({"diagnostic": name, "stage": stage, "side": side} | diagnostic_row(res))
+    return rows
 
 
 def _prompts_data(inputs: _Inputs, embed_id: str) -> str:
@@ -399,6 +473,7 @@ for _name, _runner, _what in (
     ("select", run_select, "STRUCTURE layer selection on training pairs"),
     ("fit", run_fit, "fit one aligner at one size and seed"),
     ("evaluate", run_evaluate, "evaluate one fitted aligner on held-out items"),
+    ("diagnose", run_diagnose, "one diagnostic over every layer of one space"),
 ):
     JOB_KINDS.add(Entry(_name, _runner, _what))
 

@@ -127,6 +127,36 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
         plan.jobs.append(Job(jid, "embed", key, (), spec, cpus_embed, gpu, f"{info['n']:,} items, {layers}"))
 
     _check_data(config, datasets)
+    for name, sp in config.spaces.items():
+        if sp.diagnose is None:
+            continue
+        n = datasets[sp.data]["n"]
+        for diag in sp.diagnose.diagnostics:
+            spec = {
+                "space": name,
+                "embed": alias[name],
+                "data": sp.data,
+                "fingerprints": {sp.data: datasets[sp.data]["fingerprint"]},
+                "diagnostic": diag,
+                "n_boot": sp.diagnose.n_boot,
+                "sample": sp.diagnose.sample,
+                "seed": config.seed,
+            }
+            key = stable_key("diagnose", spec, embed_key[name])
+            m = min(n, sp.diagnose.sample or n)
+            ci = f", {sp.diagnose.n_boot} subsamples" if sp.diagnose.n_boot else ""
+            plan.jobs.append(
+                Job(
+                    f"diagnose:{name}:{diag}",
+                    "diagnose",
+                    key,
+                    (alias[name],),
+                    spec,
+                    1.0,
+                    0.0,
+                    f"{m:,} items, every layer{ci}",
+                )
+            )
     for ename, exp in config.experiments.items():
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
         ra, _ = align_keys(da["dataset"], db["dataset"], how="inner")
@@ -202,6 +232,7 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                         "retrieval": ev.retrieval.model_dump() if ev.retrieval else None,
                         "zero_shot": zs.model_dump() if zs else None,
                         "embed_prompts": alias[zs.prompts] if zs else None,
+                        "diagnose": list(ev.diagnose or []),
                     }
                     deps = (fid, *deps_ab)
                     ekey_parts: list[Any] = ["evaluate", espec, key]
@@ -256,8 +287,18 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
     from alignkit.data.base import align_keys
 
     problems = []
+    for sname, sp in config.spaces.items():
+        if sp.diagnose is not None and datasets[sp.data]["dataset"].labels is None:
+            needing = _label_diagnostics(sp.diagnose.diagnostics)
+            if needing:
+                problems.append(f"spaces.{sname}.diagnose: {needing} need labels, and {sp.data!r} has none")
     for ename, exp in config.experiments.items():
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
+        ev = exp.evaluate
+        if ev is not None and ev.diagnose and da["dataset"].labels is None and db["dataset"].labels is None:
+            needing = _label_diagnostics(ev.diagnose)
+            if needing:
+                problems.append(f"experiments.{ename}.evaluate.diagnose: {needing} need labels; neither space has any")
         n_paired = len(align_keys(da["dataset"], db["dataset"], how="inner")[0])
         if exp.atlas is not None:
             n = min(n_paired, exp.atlas.sample or n_paired)
@@ -280,6 +321,12 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
         raise ValueError(problems[0])
     if problems:
         raise ValueError(f"{len(problems)} problem(s) with the data:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _label_diagnostics(names: list[str]) -> list[str]:
+    from alignkit.diagnostics import diagnostic_spec, get
+
+    return [d for d in names if get(diagnostic_spec(d)).needs_labels]
 
 
 def _check_against_data(ename: str, exp: Any, da: dict[str, Any], db: dict[str, Any], n_paired: int) -> None:

@@ -3,6 +3,7 @@
 Outputs under ``<output>/<name>/``::
 
     atlas.parquet  atlas_summary.parquet  layer_selection.parquet  fits.parquet  evaluations.parquet
+    diagnostics.parquet (layer profiles of spaces)  aligned_diagnostics.parquet (held-out items before/after)
     run.json       report.html            plots/*.png              jobs/<kind>/<key>/...  (job outputs)
 """
 
@@ -33,6 +34,8 @@ TABLES = {
     "layer_selection": ("select", "layer_selection.parquet"),
     "fits": ("fit", "fits.parquet"),
     "evaluations": ("evaluate", "evaluations.parquet"),
+    "diagnostics": ("diagnose", "diagnostics.parquet"),
+    "aligned_diagnostics": ("evaluate", "diagnostics.parquet"),
 }
 #: columns that hold timings: they differ between runs, everything else is reproducible
 TIMING_COLUMNS = ("fit_seconds",)

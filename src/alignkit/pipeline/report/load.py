@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: The Parquet tables the report reads (``<name>.parquet`` in the run folder).
-TABLES = ("atlas", "atlas_summary", "layer_selection", "fits", "evaluations")
+TABLES = ("atlas", "atlas_summary", "layer_selection", "fits", "evaluations", "diagnostics", "aligned_diagnostics")
 
 
 @dataclass
