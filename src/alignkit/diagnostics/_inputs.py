@@ -61,7 +61,7 @@ def check_labels(
     counts = np.bincount(codes, minlength=classes.size)
     small = np.flatnonzero(counts < min_per_class)
     if small.size:
-        shown = ", ".join(f"{classes[i]!r} ({counts[i]})" for i in small[:5])
+        shown = ", ".join(f"{classes[i].item()!r} ({counts[i]})" for i in small[:5])
         raise ValueError(f"{name}: every class needs at least {min_per_class} items; too few in {shown}")
     return codes.astype(np.int64), classes
 

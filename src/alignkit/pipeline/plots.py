@@ -232,6 +232,63 @@ def layer_profiles(
     return fig
 
 
+def diagnostic_profiles(panels: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+    """One axis per diagnostic: its value per layer of one space, with the CI band when present.
+
+    Each panel is ``{"diagnostic", "layers" (names in depth order), "value", "low", "high" (arrays, NaN where
+    absent), "degenerate" (bools)}``; degenerate layers are marked with a cross on the axis.
+    """
+    n = max(1, len(panels))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(3.9 * cols, 2.8 * rows + (0.3 if title else 0.0))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, panel in enumerate(panels):
+        ax = axes[i // cols, i % cols]
+        names = list(panel["layers"])
+        x = np.arange(len(names))
+        v = np.asarray(panel["value"], dtype=float)
+        lo, hi = np.asarray(panel["low"], dtype=float), np.asarray(panel["high"], dtype=float)
+        ax.plot(x, v, marker="o", markersize=3.5, color=_PALETTE[i % len(_PALETTE)], linewidth=1.5)
+        if np.isfinite(lo).any():
+            ax.fill_between(x, lo, hi, color=_PALETTE[i % len(_PALETTE)], alpha=0.2, linewidth=0)
+        bad = np.asarray(panel.get("degenerate", [False] * len(names)), dtype=bool)
+        if bad.any():
+            ax.plot(
+                x[bad],
+                np.zeros(int(bad.sum())),
+                marker="x",
+                color="#D55E00",
+                linestyle="none",
+                transform=ax.get_xaxis_transform(),
+            )
+        ticks = _thin_ticks(len(names), 12)
+        ax.set_xticks(
+            ticks, [mpl_text(names[t]) for t in ticks], rotation=45, ha="right", rotation_mode="anchor", fontsize=7
+        )
+        ax.set_title(mpl_text(panel["diagnostic"]), fontsize=9.5, loc="left")
+        ax.grid(True, alpha=0.3)
+    for j in range(len(panels), rows * cols):
+        axes[j // cols, j % cols].set_visible(False)
+    if title:
+        fig.suptitle(mpl_text(title), fontsize=11, x=0.01, ha="left")
+    return fig
+
+
+def level_histogram(counts: Sequence[float], *, title: str = "", color: str = "#0072B2") -> Any:
+    """Pairs per alignment level (NoC buckets: 0 = worst aligned)."""
+    fig = new_figure(4.6, 2.8)
+    ax = fig.subplots()
+    ax.bar(np.arange(len(counts)), counts, color=color)
+    ax.set_xlabel("alignment level (0 = lowest cosine)")
+    ax.set_ylabel("pairs")
+    ax.set_xticks(np.arange(len(counts)))
+    ax.grid(True, axis="y", alpha=0.3)
+    if title:
+        ax.set_title(mpl_text(title), fontsize=9.5, loc="left")
+    return fig
+
+
 def size_curves(
     summary: Any,
     *,

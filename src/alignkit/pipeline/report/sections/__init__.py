@@ -6,7 +6,16 @@ from collections.abc import Callable
 
 from alignkit.pipeline.report.context import Context
 from alignkit.pipeline.report.html import Section
-from alignkit.pipeline.report.sections import atlas, classes, comparison, fits, profiles, selection, sizes
+from alignkit.pipeline.report.sections import (
+    atlas,
+    classes,
+    comparison,
+    diagnostics,
+    fits,
+    profiles,
+    selection,
+    sizes,
+)
 
 #: Section builders in page order; each takes the context and returns its :class:`Section`.
 SECTIONS: tuple[Callable[[Context], Section], ...] = (
@@ -16,6 +25,8 @@ SECTIONS: tuple[Callable[[Context], Section], ...] = (
     sizes.build,
     comparison.build,
     classes.build,
+    diagnostics.build_profiles,
+    diagnostics.build_aligned,
     fits.build,
 )
 
