@@ -205,7 +205,7 @@ def test_every_family_uses_the_contract(registry, names):
 def test_job_kinds_are_a_registry():
     from alignkit.pipeline.jobs import JOB_KINDS
 
-    assert JOB_KINDS.names() == ["atlas", "embed", "evaluate", "fit", "select"]
+    assert JOB_KINDS.names() == ["atlas", "diagnose", "embed", "evaluate", "fit", "select"]
 
 
 # ----------------------------------------------------------------------------------------- plugins
