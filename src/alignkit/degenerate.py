@@ -20,6 +20,7 @@ ties are ranked by expectation, so a constant output scores chance). Never a num
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ class SpaceCheck:
     max_abs: float
     also: tuple[str, ...] = ()  # further reasons a particular measure found (e.g. neighbourhoods decided by ties)
     group_sizes: np.ndarray | None = field(default=None, repr=False, compare=False)  # of identical rows, if counted
+    moments: Any = field(default=None, repr=False, compare=False)  # ColumnMoments of the array checked (host arrays)
 
     def tied_fraction(self, k: int) -> float:
         """Fraction of rows with at least ``k`` identical copies: their k nearest neighbours are all ties
@@ -102,7 +104,7 @@ class SpaceCheck:
         return "; ".join(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "group_sizes"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("group_sizes", "moments")}
         out["also"] = list(self.also)
         return {**out, "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
 
@@ -163,21 +165,26 @@ def count_distinct_rows(a: Any) -> int:
 
 
 def _moments(a: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass: per-column min and max, and the column sums (each block summed in its dtype, the blocks
-    accumulated in float64)."""
+    """One pass: per-column min and max, and the column sums in float64, block by block (they serve the
+    measures' centring too, see :mod:`alignkit._known`)."""
     lo = hi = None
     total = np.zeros(d, dtype=np.float64)
     for _, b in _blocks(a, n, d):
         blo, bhi = b.min(axis=0), b.max(axis=0)
         lo = blo if lo is None else np.minimum(lo, blo)
         hi = bhi if hi is None else np.maximum(hi, bhi)
-        with np.errstate(over="ignore", invalid="ignore"):
-            part = b.sum(axis=0)
-        if not np.isfinite(part).all():  # a float32 sum can overflow where float64 does not
-            part = b.sum(axis=0, dtype=np.float64)
-        total += part
+        total += b.sum(axis=0, dtype=np.float64)
     assert lo is not None and hi is not None
     return lo, hi, total
+
+
+def column_moments(a: np.ndarray) -> Any:
+    """:class:`~alignkit._known.ColumnMoments` of a host array, by the check's own blocked pass (so a measure
+    called without the check centres with the very same float64 means)."""
+    from alignkit._known import ColumnMoments
+
+    n, d = int(a.shape[0]), int(a.shape[1])
+    return ColumnMoments(n, *_moments(a, n, d))
 
 
 def _rank_le_1(a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: np.dtype) -> bool:
@@ -193,22 +200,22 @@ def _rank_le_1(a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: 
         b = b if scale == 1.0 else b.astype(np.float64) / scale
         return b - (mean / scale).astype(b.dtype)
 
-    total, far, far_row = 0.0, -1.0, None
+    # One pass: the line's direction is taken from the farthest centred row of the first block holding a row
+    # off the mean (on a line, any such row spans it; off a line, the projected energy falls short of the total).
+    total, proj, u = 0.0, 0.0, None
     for _, b in _blocks(a, n, d):
         c = centred(b)
         r = np.einsum("ij,ij->i", c, c).astype(np.float64)
         total += float(r.sum())
-        j = int(r.argmax())
-        if float(r[j]) > far:
-            far, far_row = float(r[j]), c[j].astype(np.float64)
-    if total <= 0.0 or far_row is None or not np.linalg.norm(far_row) > 0:
-        return True
-    u = far_row / np.linalg.norm(far_row)
-    proj = 0.0
-    for _, b in _blocks(a, n, d):
-        c = centred(b)
+        if u is None:
+            j = int(r.argmax())
+            if not float(r[j]) > 0:
+                continue  # every row of this block sits on the mean: no energy, no direction yet
+            u = c[j].astype(np.float64) / math.sqrt(float(r[j]))
         p = (c @ u.astype(c.dtype)).astype(np.float64)
         proj += float(p @ p)
+    if total <= 0.0 or u is None:
+        return True
     return total - proj <= rtol**2 * total
 
 
@@ -245,7 +252,12 @@ def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceC
     rank1 = constant or (
         n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype)
     )
-    return SpaceCheck(name, n, d, n_distinct, constant, bool(rank1), n_nonfinite, max_abs, (), groups)
+    moments = None
+    if isinstance(a, np.ndarray) and n_nonfinite == 0:
+        from alignkit._known import ColumnMoments
+
+        moments = ColumnMoments(n, lo, hi, total)
+    return SpaceCheck(name, n, d, n_distinct, constant, bool(rank1), n_nonfinite, max_abs, (), groups, moments)
 
 
 def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:

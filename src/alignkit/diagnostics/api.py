@@ -77,7 +77,8 @@ def _resolve(
         raise TypeError(f"{what} takes no groups")
     checks = []
     for label, a in zip(info.inputs, arrays, strict=True):
-        if getattr(a, "ndim", np.ndim(a)) == 2:
+        # only item spaces are checked: weight matrices and updates (paired_rows=False) may be low-rank by design
+        if info.paired_rows and getattr(a, "ndim", np.ndim(a)) == 2:
             checks.append(inspect_space(a if hasattr(a, "shape") else np.asarray(a), label, duplicates=False))
     if info.paired_rows and len(checks) > 1:
         rows = {c.name: c.n for c in checks}

@@ -192,9 +192,12 @@ def _validating(func: Callable[..., float], schema: ParamSchema, name: str) -> C
         items = list(bound.arguments.items())
         params = schema.validate(dict(items[2:]), f"measure {name!r}")
         bound.arguments.update(params)
-        if degenerate_inputs(items[0][1], items[1][1], MEASURES.get(name), params):
+        X, Y, info = items[0][1], items[1][1], MEASURES.get(name)
+        checks = space_checks(X, Y, info, params)
+        if degenerate_inputs(X, Y, info, params, checks):
             return float("nan")
-        return func(*bound.args, **bound.kwargs)
+        with _known_inputs(X, Y, checks):
+            return func(*bound.args, **bound.kwargs)
 
     return wrapper
 
@@ -221,6 +224,8 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
 
         X = info.view(as_matrix(X, label), {**info.defaults, **params})
     check = inspect_space(X, label, duplicates=False)
+    if info.view is not None:  # the statistics describe the view, not the array the measure will read
+        check = dataclasses.replace(check, moments=None)
     if info.duplicate_sensitive and not check.n_nonfinite:
         from alignkit.degenerate import duplicate_groups
 
@@ -245,6 +250,15 @@ def _with_ties(check: Any, k: Any, info: MeasureInfo) -> Any:
 def space_checks(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> list[Any]:
     """The checks of both spaces (precomputed kNN graphs are not re-checked)."""
     return [c for c in (check_space(info, X, "X", params), check_space(info, Y, "Y", params)) if c is not None]
+
+
+def _known_inputs(X: Any, Y: Any, checks: list[Any]) -> Any:
+    """The checks' column statistics, visible to the measure for this call (:mod:`alignkit._known`): its
+    finiteness check and centring reuse them instead of reading the inputs again."""
+    from alignkit._known import known
+
+    by_name = {c.name: c.moments for c in checks}
+    return known([(X, by_name.get("X")), (Y, by_name.get("Y"))])
 
 
 def degenerate_inputs(
@@ -311,9 +325,11 @@ def measure(name: str | Spec, X: Any, Y: Any, **params: Any) -> float:
         X = preprocess(X, name="X", **prep)
         Y = preprocess(Y, name="Y", **prep)
     info = get(spec)
-    if degenerate_inputs(X, Y, info, own):
+    checks = space_checks(X, Y, info, own)
+    if degenerate_inputs(X, Y, info, own, checks):
         return float("nan")
-    return info.func(X, Y, **own)
+    with _known_inputs(X, Y, checks):
+        return info.func(X, Y, **own)
 
 
 __all__ = [

@@ -139,8 +139,12 @@ def _as_numpy(t: torch.Tensor) -> Any:
 def _mean_exponent(a: Any, center: bool) -> tuple[Any, int]:
     """Column means in float64 (zeros when ``center=False``) and the e that puts max|a| in [0.5, 1)."""
     if isinstance(a, np.ndarray):
-        peak = max(float(a.max()), -float(a.min()))
-        mean = a.sum(axis=0, dtype=np.float64) / a.shape[0] if center else np.zeros(a.shape[1])
+        from alignkit._known import lookup
+        from alignkit.degenerate import column_moments
+
+        m = lookup(a) or column_moments(a)  # this call's degenerate check read them already, when it ran
+        peak = m.peak
+        mean = m.mean if center else np.zeros(a.shape[1])
     else:
         lo, hi = torch.aminmax(a)
         peak = max(float(hi), -float(lo))
@@ -169,42 +173,99 @@ def centred_products(
 ) -> CentredProducts:
     """The centred cross-products of two row-paired spaces, in row blocks: no n × d float64 copy of either input.
 
-    Each block is centred in float64 (two passes: the means first, so a large mean costs no precision) and divided
-    by a power of two (exact; e from the input's max |entry|), then multiplied in float64 (``exact=True``: products
-    of float32 entries are exact in float64, so float32 and float64 inputs holding the same numbers give the same
-    result) or in the input's dtype, each block's product accumulated in float64 (``exact=False``: ~1e-7 relative
-    for float32 inputs, twice as fast).
+    ``exact=True``: each block is centred in float64 (the means first, so a large mean costs no precision), divided
+    by a power of two (exact; e from the input's max |entry|) and multiplied in float64 — products of float32
+    entries are exact in float64, so float32 and float64 inputs holding the same numbers give the same result (the
+    CCA family's rank decisions need this).
+
+    ``exact=False`` (CKA, Procrustes): a float32 block is centred in float32 by the float32-rounded mean ``m̃`` (a
+    subtraction is correctly rounded relative to its result, so the centred entries carry float32's relative
+    error, not |mean|'s), multiplied in float32 and accumulated in float64; the residual mean ``δ = x̄ − m̃`` is
+    removed exactly afterwards by rank-one corrections (``X_cᵀY_c = X'ᵀY' − δ_x s_yᵀ − s_x δ_yᵀ + n δ_xδ_yᵀ``, s the
+    column sums of X'), ~1e-7 relative for float32 inputs and as fast as the plain float32 formula. The
+    power-of-two scaling is applied only when the entries are far from 1 (|e| > 30), where float32 products could
+    overflow or underflow; otherwise ``ex = 0``.
     """
     a, b = _as_numpy(x), _as_numpy(y)
     n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
-    (mx, ex), (my, ey) = _mean_exponent(a, center), _mean_exponent(b, center)
-    xy, xx, yy, tx, ty = 0.0, 0.0, 0.0, 0.0, 0.0
+    fast = not exact and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+    sx, sy = _Side(a, center, fast), _Side(b, center, fast)
+    xy: Any = 0.0
+    xx: Any = 0.0
+    yy: Any = 0.0
+    tx, ty = 0.0, 0.0
     rx: list[Any] | None = [] if row_norms else None
     ry: list[Any] | None = [] if row_norms else None
     step = max(1, _BLOCK_ELEMENTS // (d1 + d2))
     for s in range(0, n, step):
-        bx = _centred_block(a[s : s + step], mx, ex, exact)
-        by = _centred_block(b[s : s + step], my, ey, exact)
+        bx, by = sx.block(a[s : s + step]), sy.block(b[s : s + step])
         xy = xy + _f64(bx.T @ by)
         if self_terms:
             xx, yy = xx + _f64(bx.T @ bx), yy + _f64(by.T @ by)
-        nx, ny = _row_sq(bx), _row_sq(by)
+        nx, ny = sx.row_sq(bx), sy.row_sq(by)
         tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
         if rx is not None and ry is not None:
             rx.append(nx)
             ry.append(ny)
+    xy = _np(xy) - _cross_correction(sx, sy, n)
+    if self_terms:
+        xx, yy = _np(xx) - _cross_correction(sx, sx, n), _np(yy) - _cross_correction(sy, sy, n)
     return CentredProducts(
         n,
-        _np(xy),
-        _np(xx) if self_terms else None,
-        _np(yy) if self_terms else None,
+        xy,
+        xx if self_terms else None,
+        yy if self_terms else None,
         tx,
         ty,
         np.concatenate([_np(r) for r in rx]) if rx is not None else None,
         np.concatenate([_np(r) for r in ry]) if ry is not None else None,
-        ex,
-        ey,
+        sx.e,
+        sy.e,
     )
+
+
+class _Side:
+    """How one space's row blocks are centred and scaled (see :func:`centred_products`): ``block(b)`` gives
+    ``X' = (b − m̃)·2^−e``; the centred, scaled rows are ``X' − δ`` with ``δ = (x̄ − m̃)·2^−e`` (zero on the exact
+    path); ``sums`` accumulates X's column sums (float64) for the corrections."""
+
+    def __init__(self, a: Any, center: bool, fast: bool) -> None:
+        mean, e = _mean_exponent(a, center)
+        self.fast = fast and a.dtype != np.float64
+        if not self.fast:
+            self.mean, self.e, self.delta, self.sums = mean, e, None, None
+            return
+        self.e = e if abs(e) > 30 else 0
+        self.mean = mean.astype(a.dtype)
+        self.delta = np.ldexp(mean - self.mean.astype(np.float64), -self.e)
+        self.sums = np.zeros(a.shape[1])
+
+    def block(self, b: Any) -> Any:
+        if not self.fast:
+            return _centred_block(b, self.mean, self.e, exact=True)
+        out = np.subtract(b, self.mean, dtype=b.dtype)
+        if self.e:
+            np.ldexp(out, -self.e, out=out)
+        assert self.sums is not None
+        self.sums += out.sum(axis=0, dtype=np.float64)
+        return out
+
+    def row_sq(self, b: Any) -> Any:
+        """Row squared norms of the centred rows, float64: ``‖x'_i‖² − 2x'_i·δ + ‖δ‖²`` (their sum is the trace)."""
+        r = _row_sq(b) if not self.fast else np.einsum("ij,ij->i", b, b).astype(np.float64)
+        if self.delta is None or not self.delta.any():
+            return r
+        return r - 2.0 * (b @ self.delta.astype(b.dtype)).astype(np.float64) + float(self.delta @ self.delta)
+
+
+def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
+    """``δ_p s_qᵀ + s_p δ_qᵀ − n δ_pδ_qᵀ``, so that ``Σ (x'−δ_p)(y'−δ_q)ᵀ = X'ᵀY' − correction`` (0 when exact)."""
+    if p.delta is None or q.delta is None:
+        return 0.0
+    if not p.delta.any() and not q.delta.any():
+        return 0.0
+    assert p.sums is not None and q.sums is not None
+    return np.outer(p.delta, q.sums) + np.outer(p.sums, q.delta) - n * np.outer(p.delta, q.delta)
 
 
 def _f64(m: Any) -> Any:

@@ -122,7 +122,8 @@ def _procrustes_products(x: torch.Tensor, y: torch.Tensor, center: bool) -> tupl
     self-products only when the small-n rule could fire, i.e. n < 10·max(d1, d2); else m = 0)."""
     n = x.shape[0]
     need_m = n < SMALL_N_RATIO * max(x.shape[1], y.shape[1])
-    P = centred_products(x, y, center=center, self_terms=need_m)
+    # No rank decision here: float32 inputs are multiplied in float32 (blocks accumulated in float64, ~1e-7)
+    P = centred_products(x, y, center=center, self_terms=need_m, exact=torch.float64 in (x.dtype, y.dtype))
     for t, name in ((P.tx, "X"), (P.ty, "Y")):
         if not t > 0:
             raise ValueError(_no_variance(name, center))

@@ -1,0 +1,87 @@
+"""Column statistics of the inputs already read in this call, so a measure validates its inputs in one pass.
+
+The degenerate-space check (:func:`alignkit.degenerate.inspect_space`) reads every entry of a space once for its
+per-column min, max and float64 sums. A measure called through the registry then needs the same numbers again:
+the finiteness check (min and max are finite iff every entry is) and the column means and the largest |entry| of
+the centred cross-products. :func:`known` makes the check's statistics visible to those steps **for the duration
+of one call**, keyed by the array's memory (data pointer, shape, strides, dtype), so a later call — after the
+caller may have changed the array in place — never sees stale numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_Key = tuple[int, tuple[int, ...], tuple[int, ...], str]
+
+
+@dataclass(frozen=True)
+class ColumnMoments:
+    """Per-column min and max (in the array's dtype) and float64 sums of an n-row array."""
+
+    n: int
+    lo: np.ndarray
+    hi: np.ndarray
+    total: np.ndarray
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.lo).all() and np.isfinite(self.hi).all())
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.total / self.n
+
+    @property
+    def peak(self) -> float:
+        """max |entry|."""
+        return max(-float(self.lo.min()), float(self.hi.max()))
+
+
+_KNOWN: ContextVar[dict[_Key, ColumnMoments] | None] = ContextVar("alignkit_known_moments", default=None)
+
+
+def key_of(a: Any) -> _Key | None:
+    """The identity of a host array's memory (a CPU torch tensor and its numpy view share it); None otherwise."""
+    if not isinstance(a, np.ndarray):
+        if not type(a).__module__.startswith("torch") or getattr(a, "device", None) is None or a.device.type != "cpu":
+            return None
+        if str(a.dtype) not in ("torch.float32", "torch.float64"):
+            return None  # no numpy view (bfloat16) or not what a check records
+        a = a.detach().numpy()
+    if a.dtype.kind != "f":
+        return None
+    return (int(a.__array_interface__["data"][0]), tuple(a.shape), tuple(a.strides), a.dtype.str)
+
+
+@contextmanager
+def known(pairs: list[tuple[Any, ColumnMoments | None]]) -> Iterator[None]:
+    """Within this block, :func:`lookup` returns the given statistics for the given arrays."""
+    table = dict(_KNOWN.get() or {})
+    for a, m in pairs:
+        k = key_of(a)
+        if k is not None and m is not None:
+            table[k] = m
+    token = _KNOWN.set(table)
+    try:
+        yield
+    finally:
+        _KNOWN.reset(token)
+
+
+def lookup(a: Any) -> ColumnMoments | None:
+    """The statistics of ``a`` computed earlier in this call, or None."""
+    table = _KNOWN.get()
+    if not table:
+        return None
+    k = key_of(a)
+    return None if k is None else table.get(k)
+
+
+__all__ = ["ColumnMoments", "key_of", "known", "lookup"]
