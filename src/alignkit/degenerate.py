@@ -292,7 +292,12 @@ def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
     detail = "; ".join(f"{c.name} is degenerate ({c.reason})" for c in bad)
     if policy == "raise":
         raise DegenerateSpaceError(f"{what}: {detail}")
-    tail = "the score is NaN" if policy == "nan" else "its scores are chance level at best"
+    if policy == "nan":
+        tail = "the score is NaN"
+    elif what.startswith("diagnostic"):
+        tail = "the value describes that degenerate space"
+    else:
+        tail = "its scores are chance level at best"
     warnings.warn(f"{what}: {detail}; {tail}", DegenerateSpaceWarning, stacklevel=4)
     return policy == "nan"
 
