@@ -158,6 +158,10 @@ def diagnose_cmd(
             raise ValueError("--boot must be 0 or at least 2")
         names = diagnostic or ["uniformity"]
         params = parse_params(param)
+        from alignkit.diagnostics import diagnostic_spec
+
+        for name in names:  # unknown names and bad parameters fail before any file is read
+            diagnostic_spec(name, **{k: v for k, v in params.items() if k in _accepted(name)})
         arrays: dict[str, Any] = {}
         for path in files:
             ext = path.suffix.lower()
