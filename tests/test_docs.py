@@ -30,7 +30,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
-PAGES = ("spaces", "measures", "statistics", "aligners", "evaluations", "runs", "architecture")
+PAGES = ("spaces", "measures", "statistics", "diagnostics", "aligners", "evaluations", "runs", "architecture")
 
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 DIRECTIVE = re.compile(r"^#\s*docs:\s*(no-run\b|file\s+(\S+)).*$")
@@ -230,3 +230,12 @@ def test_top_level_help_lists_the_commands():
     text = _help([])
     for command in ("measure", "metrics", "embed", "atlas", "fit", "evaluate", "run", "report", "demo"):
         assert re.search(rf"^\W*{command}\s", text, re.MULTILINE), f"`alignkit --help` does not list {command}"
+
+
+def test_every_diagnostic_is_documented():
+    from alignkit.diagnostics import get, names
+
+    text = page("diagnostics").read_text(encoding="utf-8")
+    ours = [n for n in names() if get(n).func.__module__.startswith("alignkit.")]  # not the pages' own examples
+    missing = [n for n in ours if f"`{n}`" not in text]
+    assert not missing, f"docs/diagnostics.md does not list {missing}"
