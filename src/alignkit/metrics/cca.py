@@ -174,7 +174,8 @@ def centred_products(
     """The centred cross-products of two row-paired spaces, in row blocks: no n × d float64 copy of either input.
 
     ``exact=True``: each block is centred in float64 (the means first, so a large mean costs no precision), divided
-    by a power of two (exact; e from the input's max |entry|) and multiplied in float64 — products of float32
+    by a power of two when its squares could leave float64's range (exact; e from the input's max |entry|,
+    |e| > 200; else ``ex = 0``) and multiplied in float64 — products of float32
     entries are exact in float64, so float32 and float64 inputs holding the same numbers give the same result (the
     CCA family's rank decisions need this).
 
@@ -202,14 +203,17 @@ def centred_products(
         xy = xy + _f64(bx.T @ by)
         if self_terms:
             xx, yy = xx + _f64(bx.T @ bx), yy + _f64(by.T @ by)
-        nx, ny = sx.row_sq(bx), sy.row_sq(by)
-        tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
-        if rx is not None and ry is not None:
-            rx.append(nx)
-            ry.append(ny)
+        if row_norms or not self_terms:  # else the traces are the self-products' diagonals
+            nx, ny = sx.row_sq(bx), sy.row_sq(by)
+            tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
+            if rx is not None and ry is not None:
+                rx.append(nx)
+                ry.append(ny)
     xy = _np(xy) - _cross_correction(sx, sy, n)
     if self_terms:
         xx, yy = _np(xx) - _cross_correction(sx, sx, n), _np(yy) - _cross_correction(sy, sy, n)
+        if not row_norms:
+            tx, ty = float(np.trace(xx)), float(np.trace(yy))
     return CentredProducts(
         n,
         xy,
@@ -232,8 +236,8 @@ class _Side:
     def __init__(self, a: Any, center: bool, fast: bool) -> None:
         mean, e = _mean_exponent(a, center)
         self.fast = fast and a.dtype != np.float64
-        if not self.fast:
-            self.mean, self.e, self.delta, self.sums = mean, e, None, None
+        if not self.fast:  # float64 arithmetic: scaled only where squares could leave float64's range
+            self.mean, self.e, self.delta, self.sums = mean, (e if abs(e) > 200 else 0), None, None
             return
         self.e = e if abs(e) > 30 else 0
         self.mean = mean.astype(a.dtype)
