@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-slow lint format demo bench clean
+.PHONY: test test-slow lint format demo bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,14 @@ demo: $(STAMP)
 # numbers to report.
 bench: $(STAMP)
 	$(BIN)/python bench/run_quick.py
+
+# Peer libraries for bench/peers.py (pyproject's `bench` extra; bench/_peers_pypi.py): not part of the default
+# install. Every package with --no-deps, so pip never replaces the CPU torch or numpy (their metadata asks for torch,
+# torchvision, lightning's pytorch-lightning, plotly); repsim builds from its sdist with cmake and g++.
+BENCH_PEERS := repsim==0.1.5 ckatorch==1.0.3 pytorch-cka==1.1.3 torch-cka==0.21 cka-pytorch==1.1.3 deep-reps==0.0.6 \
+    seaborn==0.13.2 lightning==2.6.6 torchmetrics==1.9.0 lightning-utilities==0.15.3
+bench-peers: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps $(BENCH_PEERS)
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench scripts examples
