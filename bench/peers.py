@@ -24,7 +24,8 @@ temporaries are under-counted — the cross-products run in numpy, so most of it
 
     .venv/bin/python bench/peers.py            # n ∈ {500, 2000, 10000}, d ∈ {64, 384}, best of 3
     .venv/bin/python bench/peers.py --full     # also n = 100000 and d = 1024
-    .venv/bin/python bench/peers.py --quick    # n ≤ 2000, one repeat; exit 1 if a measure > 1.5× plain at n=2000
+    .venv/bin/python bench/peers.py --quick --gate   # n ≤ 2000; exit 1 if a measure > 1.5× the fastest at n=2000
+    .venv/bin/python bench/peers.py --device cuda    # the GPU table (a GPU needed)
 """
 
 from __future__ import annotations
@@ -151,7 +152,42 @@ def timed(call: Callable[[], float], repeats: int) -> tuple[float, float, float]
     return min(times), value, peak
 
 
-def run_one(n: int, d: int, repeats: int, seed: int) -> list[dict[str, Any]]:
+def interleaved(calls: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple[float, float, float]]:
+    """:func:`timed` for several calls, their repeats interleaved (a, b, c, a, b, c, ...) so that a change of load
+    during the run hits every contender alike; best of ``repeats``, then one traced call each for memory."""
+    best = {k: math.inf for k in calls}
+    value = {k: float("nan") for k in calls}
+    for k, f in calls.items():  # warm-up: first-call costs (imports, allocator) are not what we compare
+        value[k] = f()
+    for _ in range(repeats):
+        for k, f in calls.items():
+            t0 = time.perf_counter()
+            value[k] = f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    out = {}
+    for k, f in calls.items():
+        tracemalloc.start()
+        f()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        out[k] = (best[k], value[k], peak)
+    return out
+
+
+def pypi_peers() -> dict[str, list[Any]]:
+    """Peers from PyPI that are installed (``make bench-peers``), by canonical measure id; {} without them."""
+    try:
+        from _peers_pypi import peers
+    except ImportError:
+        return {}
+    from alignkit.metrics import measure_spec
+
+    return {measure_spec(key).id: list(found) for key, found in peers().items()}
+
+
+def run_one(n: int, d: int, repeats: int, seed: int, peers: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+    """Every measure of :data:`PLAIN` at (n, d): alignkit vs the plain formula and the installed PyPI peers. The ratio
+    is to the fastest alternative whose value agrees (peers with another definition are timed, not compared)."""
     import alignkit
     import alignkit.metrics as M
 
@@ -160,23 +196,47 @@ def run_one(n: int, d: int, repeats: int, seed: int) -> list[dict[str, Any]]:
     for label, name, params, plain, tol, n_max in PLAIN:
         if n > n_max or (name in ("cca", "pwcca", "shape_distance") and n < 10 * d and params.get("alpha") != 1.0):
             continue  # dense kNN beyond memory; CCA-type plain forms assume n ≫ d (full rank)
+        mid = M.measure_spec(name, **params).id
+        found = [p for p in (peers or {}).get(mid, []) if n <= (getattr(p, "max_n", None) or 10**9)]
+        calls: dict[str, Callable[[], float]] = {
+            "alignkit": lambda: alignkit.measure(name, X, Y, **params),  # noqa: B023
+            "function": lambda: getattr(M, name)(X, Y, **params),  # noqa: B023
+            "plain": lambda: plain(X, Y),  # noqa: B023
+            **{f"peer:{p.name}": (lambda p=p: p.call(X, Y)) for p in found},
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t_m, v_m, mem_m = timed(lambda: alignkit.measure(name, X, Y, **params), repeats)  # noqa: B023
-            t_f, _, _ = timed(lambda: getattr(M, name)(X, Y, **params), repeats)  # noqa: B023
-            t_p, v_p, mem_p = timed(lambda: plain(X, Y), repeats)  # noqa: B023
+            got = interleaved(calls, repeats)
+        t_m, v_m, mem_m = got["alignkit"]
+        t_p, v_p, mem_p = got["plain"]
         delta = abs(v_m - v_p) / (abs(v_p) if name == "hsic" else 1.0)
+        alternatives = {"plain": (t_p, bool(delta <= tol))}
+        peer_rows = []
+        for p in found:
+            t_q, v_q, mem_q = got[f"peer:{p.name}"]
+            scale = abs(v_q) if name == "hsic" else 1.0  # HSIC's units depend on the data: a relative tolerance
+            agree = None if p.tol is None else bool(abs(v_m - v_q) / scale <= p.tol)
+            alternatives[p.name] = (t_q, bool(agree))
+            peer_rows.append(
+                {"peer": p.name, "version": p.version, "s": t_q, "value": v_q, "mb": mem_q, "agree": agree,
+                 "note": p.note}
+            )  # fmt: skip
+        correct = {k: t for k, (t, ok) in alternatives.items() if ok}
+        fastest = min(correct, key=correct.__getitem__) if correct else "plain"
         rows.append(
             dict(
                 n=n,
                 d=d,
                 measure=label,
-                id=name,
+                id=mid,
                 params=params,
                 alignkit_s=t_m,
-                function_s=t_f,
+                function_s=got["function"][0],
                 plain_s=t_p,
-                ratio=t_m / t_p,
+                ratio_plain=t_m / t_p,
+                fastest=fastest,
+                fastest_s=correct.get(fastest, t_p),
+                ratio=t_m / correct.get(fastest, t_p),
                 alignkit_mb=mem_m,
                 plain_mb=mem_p,
                 value=v_m,
@@ -184,11 +244,55 @@ def run_one(n: int, d: int, repeats: int, seed: int) -> list[dict[str, Any]]:
                 delta=delta,
                 agree=bool(delta <= tol),
                 tol=tol,
+                peers=peer_rows,
             )
         )
         r = rows[-1]
-        print(f"{n:>7} {d:>5} {label:<16} {t_m:9.4f} {t_f:9.4f} {t_p:9.4f} {r['ratio']:6.2f}  "
-              f"{mem_m:7.1f} {mem_p:7.1f}  Δ={delta:.1e}{'' if r['agree'] else '  DISAGREE'}", flush=True)  # fmt: skip
+        print(f"{n:>7} {d:>5} {label:<16} {t_m:9.4f} {r['function_s']:9.4f} {t_p:9.4f} {r['ratio']:6.2f} "
+              f"{fastest[:12]:>12}  {mem_m:7.1f} {mem_p:7.1f}  Δ={delta:.1e}{'' if r['agree'] else '  DISAGREE'}",
+              flush=True)  # fmt: skip
+        for q in peer_rows:
+            verdict = "agrees" if q["agree"] else ("another definition" if q["agree"] is None else "DISAGREES")
+            print(f"{'':>14} peer {q['peer']:<20} {q['s']:9.4f} s  {q['value']:.6f}  {verdict}", flush=True)
+    return rows
+
+
+def run_cuda(n: int, d: int, repeats: int, seed: int) -> list[dict[str, Any]]:
+    """The same measures on CUDA tensors: alignkit.measure vs the GPU matmul roofline of the dominant product
+    (``XᵀY``, n·d·d multiply-adds, timed with torch in the inputs' dtype), synchronised around every call."""
+    import torch
+
+    import alignkit
+    import alignkit.metrics as M
+
+    X, Y = (torch.from_numpy(v).cuda() for v in C.LatentMixture(seed=seed).views(n, [d, d], (0.5, 1.0)))
+
+    def sync(f: Callable[[], Any]) -> Callable[[], float]:
+        def call() -> float:
+            out = f()
+            torch.cuda.synchronize()
+            return float(out) if not isinstance(out, torch.Tensor) else float(out.sum())
+
+        return call
+
+    rows = []
+    for label, name, params, _plain, _tol, n_max in PLAIN:
+        if n > n_max:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = interleaved(
+                {
+                    "alignkit": sync(lambda: alignkit.measure(name, X, Y, **params)),  # noqa: B023
+                    "roofline": sync(lambda: X.T @ Y),
+                },
+                repeats,
+            )
+        t_m, t_r = got["alignkit"][0], got["roofline"][0]
+        mid = M.measure_spec(name, **params).id
+        rows.append(dict(n=n, d=d, device="cuda", measure=label, id=mid, alignkit_s=t_m, roofline_s=t_r,
+                         ratio_roofline=t_m / t_r, value=got["alignkit"][1]))  # fmt: skip
+        print(f"{n:>7} {d:>5} {label:<16} cuda {t_m:9.5f} s  roofline {t_r:9.5f} s  {t_m / t_r:7.1f}×", flush=True)
     return rows
 
 
@@ -201,15 +305,32 @@ def main() -> int:
         help=f"exit 1 if a measure is slower than {GATE_RATIO}× the plain formula at n = {GATE_N} (not yet met: "
         "issue 13 is open, so `make bench` runs without it; values must always agree)",
     )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU table (needs a GPU)")
     args = p.parse_args()
     C.set_threads(args.threads)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("--device cuda: no CUDA device here; nothing measured", file=sys.stderr)
+            return 2
+        results = C.Results("peers_cuda", args, {"device": torch.cuda.get_device_name()})
+        for n in [2000, 10_000, 100_000]:
+            for d in [64, 384, 1024]:
+                for r in run_cuda(n, d, args.repeats, args.seed):
+                    results.add(r)
+        print(f"wrote {results.path}")
+        return 0
     ns = [500, 2000] if args.quick else [500, 2000, 10_000] + ([100_000] if args.full else [])
     ds = [64, 384] + ([1024] if args.full and not args.quick else [])
-    repeats = 1 if args.quick else args.repeats
-    print(f"{'n':>7} {'d':>5} {'measure':<16} {'measure s':>9} {'func s':>9} {'plain s':>9} {'ratio':>6}  "
-          f"{'ak MB':>7} {'np MB':>7}")  # fmt: skip
+    repeats = 3 if args.quick else args.repeats  # interleaved best-of-3 even when quick: the gate reads these
+    peers = pypi_peers()
+    if peers:
+        print("peers installed:", ", ".join(sorted({q.name for v in peers.values() for q in v})))
+    print(f"{'n':>7} {'d':>5} {'measure':<16} {'measure s':>9} {'func s':>9} {'plain s':>9} {'ratio':>6} "
+          f"{'fastest':>12}  {'ak MB':>7} {'np MB':>7}")  # fmt: skip
     results = C.Results("peers", args, {"gate": f"alignkit.measure ≤ {GATE_RATIO}× plain at n={GATE_N}"})
-    rows = [results.add(r) for n in ns for d in ds for r in run_one(n, d, repeats, args.seed)]
+    rows = [results.add(r) for n in ns for d in ds for r in run_one(n, d, repeats, args.seed, peers)]
     out = results.path
     bad = [r for r in rows if not r["agree"]]
     slow = [r for r in rows if r["n"] == GATE_N and r["ratio"] > GATE_RATIO]
