@@ -44,7 +44,18 @@ def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatc
     assert r1.groupby("method")["value"].mean()["procrustes"] > 0.6  # 500 test verses: chance is 0.002
     top1 = ev[(ev.experiment == "fashion") & (ev.metric == "top1") & (ev.n_train == 600)]
     assert top1.groupby("method")["value"].mean().max() > 0.5  # 10 classes: chance is 0.1
+    diag = pd.read_parquet(run_dir / "diagnostics.parquet")
+    assert set(diag["diagnostic"]) == {"thornton", "fisher_ratio"} and set(diag["space"]) == {"image"}
+    th = diag[diag.diagnostic == "thornton"].sort_values("index")["value"].to_numpy()
+    assert th[-1] > th[0] + 0.2  # MobileNet's late blocks separate Fashion-MNIST's classes far better than its stem
+    aligned = pd.read_parquet(run_dir / "aligned_diagnostics.parquet")
+    mine = aligned[(aligned.method == "procrustes") & (aligned.n_train == 1000)]
+    pc = mine[mine.diagnostic == "paired_cosine"].groupby("stage")["value"].mean()
+    gap = mine[mine.diagnostic == "modality_gap"].groupby("stage")["value"].mean()
+    # raw MiniLM and e5 coordinates are unrelated (cosine ≈ 0, a gap near 1); Procrustes pulls partners together
+    assert pc["after"] > 0.3 > 0.1 > abs(pc["before"]) and gap["after"] < gap["before"] / 4
     html = (run_dir / "report.html").read_text()
+    assert "What alignment changed" in html and "Diagnostics per layer" in html
     assert html.count("<img") >= 6 and "data:image/png;base64," in html
 
     again = runner.invoke(app, ["demo", "--output", str(tmp_path / "results")])
