@@ -65,6 +65,12 @@ def build_profiles(ctx: Context) -> Section:
         n = mine[0].get("n")
         fig = plots.diagnostic_profiles(panels, title=f"{space}: diagnostics per layer")
         cap = f"<b>{e(space)}</b>: {len(panels)} diagnostic(s) on {e(n)} items."
+        ridged = [str(r.get("layer")) for r in mine if _details(r).get("regularised") is True]
+        if ridged:  # Fisher J with d ≥ n − C: S_W is singular, the ridge decides the value
+            cap += (
+                f" Fisher J needed a ridge on {e(', '.join(ridged))} (too few items for the width: S_W is "
+                "singular), so its value there reflects the regulariser, not the classes."
+            )
         parts.append(ctx.figure(f"diagnostics-{space}", fig, f"Diagnostics of {space}", cap))
     return section("diagnostics", title, howto(PROFILE_HOWTO), *parts)
 
