@@ -26,7 +26,7 @@ def _config(tmp: Path) -> dict:
     exp = cfg["experiments"]["e"]
     exp["fit"]["aligners"] = {"procrustes": {"type": "procrustes", "center": True, "normalize": True}}
     exp["fit"]["sizes"], exp["fit"]["seeds"] = [100], [0]
-    exp["evaluate"]["diagnose"] = ["modality_gap", "paired_cosine", "uniformity"]
+    exp["evaluate"]["diagnose"] = ["modality_gap", "paired_cosine", "uniformity", "alignment_levels"]
     del exp["atlas"]
     cfg["report"] = True
     return cfg
@@ -138,6 +138,7 @@ def test_report_has_the_diagnostics_sections(finished) -> None:
     assert "Diagnostics per layer" in html and "What alignment changed" in html
     assert "diagnostics-x" in html  # the profile figure of space x
     assert "after: procrustes" in html
+    assert "levels-e-procrustes" in html  # the NoC level histogram of the held-out pairs
 
 
 def test_cli_diagnose(tmp_path: Path, rng) -> None:

@@ -12,8 +12,9 @@ import numpy as np
 class DiagnosticResult:
     """Base class: subclasses are frozen dataclasses whose ``value`` is the headline number.
 
-    ``as_dict()`` returns the scalar fields (numpy scalars as plain Python numbers); array fields are
-    left out (read them as attributes), so a result is always one tidy table row.
+    ``as_dict()`` returns the scalar fields (numpy scalars as plain Python numbers) and short 1-D arrays
+    (≤ 16 entries: a histogram's counts, bin edges) as lists; longer arrays are left out (read them as
+    attributes), so a result is always one tidy table row.
     """
 
     @property
@@ -24,8 +25,12 @@ class DiagnosticResult:
         out: dict[str, Any] = {"value": self.value}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, np.ndarray) or f.name.startswith("_"):
+            if f.name.startswith("_"):
                 continue
+            if isinstance(v, np.ndarray):
+                if v.ndim != 1 or v.size > 16:
+                    continue
+                v = v.tolist()
             if isinstance(v, np.generic):
                 v = v.item()
             if isinstance(v, (list, tuple)) and len(v) > 16:
