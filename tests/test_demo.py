@@ -52,8 +52,8 @@ def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatc
     mine = aligned[(aligned.method == "procrustes") & (aligned.n_train == 1000)]
     pc = mine[mine.diagnostic == "paired_cosine"].groupby("stage")["value"].mean()
     gap = mine[mine.diagnostic == "modality_gap"].groupby("stage")["value"].mean()
-    # raw MiniLM and e5 coordinates are unrelated (cosine ≈ 0, a gap near 1); Procrustes pulls partners together
-    assert pc["after"] > 0.3 > 0.1 > abs(pc["before"]) and gap["after"] < gap["before"] / 4
+    # raw MiniLM and e5 coordinates are unrelated, so the pair diagnostics exist after alignment only
+    assert list(pc.index) == ["after"] and pc["after"] > 0.3 and gap["after"] < 0.2
     html = (run_dir / "report.html").read_text()
     assert "What alignment changed" in html and "Diagnostics per layer" in html
     assert html.count("<img") >= 6 and "data:image/png;base64," in html

@@ -102,10 +102,10 @@ def test_aligned_diagnostics_before_and_after(finished) -> None:
     assert set(uni["side"]) == {"a", "b"} and len(uni) == 4  # each side, before and after
     gap = df[df["diagnostic"] == "modality_gap"]
     assert set(gap["side"]) == {"pair"}
-    # the test spaces have the same width, so the pair diagnostics exist before alignment too
-    assert set(gap["stage"]) == {"before", "after"}
+    # two encoders: their raw coordinates are unrelated, so pair diagnostics exist after alignment only
+    assert set(gap["stage"]) == {"after"}
     pc = df[df["diagnostic"] == "paired_cosine"].set_index("stage")["value"]
-    assert pc["after"] > pc["before"]  # Procrustes pulls partners together
+    assert pc["after"] > 0.5  # Procrustes pulls partners together
     assert (df["n"] == 60).all()  # the held-out items
 
 
@@ -126,9 +126,11 @@ def test_aligned_diagnostics_equal_a_direct_call(finished) -> None:
     Y = np.asarray(inputs.layer("embed:y", lb)[split.rows_b[split.test]], dtype=np.float32)
     model = Aligner.load(result.run_dir / fits["path"].iloc[0])
     df = pd.read_parquet(result.tables["aligned_diagnostics"])
-    got = df[df["diagnostic"] == "paired_cosine"].set_index("stage")["value"]
-    assert got["before"] == pytest.approx(diagnose("paired_cosine", X, Y), rel=1e-9)
+    uni = df[(df["diagnostic"] == "uniformity") & (df["side"] == "b")].set_index("stage")["value"]
+    assert uni["before"] == pytest.approx(diagnose("uniformity", Y), rel=1e-9)
     zx, zy = np.asarray(model.transform_x(X)), np.asarray(model.transform_y(Y))
+    assert uni["after"] == pytest.approx(diagnose("uniformity", zy), rel=1e-6)
+    got = df[df["diagnostic"] == "paired_cosine"].set_index("stage")["value"]
     assert got["after"] == pytest.approx(diagnose("paired_cosine", zx, zy), rel=1e-6)
 
 
@@ -195,3 +197,17 @@ def test_cli_diagnose_errors_are_one_line(tmp_path: Path, rng) -> None:
         res = runner.invoke(app, ["diagnose", str(tmp_path / "x.npy"), *args])
         assert res.exit_code == 2, (args, res.output)
         assert msg in res.output and "Traceback" not in res.output
+
+
+def test_a_run_may_only_diagnose(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, n=120)
+    cfg["spaces"] = {"x": {**cfg["spaces"]["x"], "diagnose": {"diagnostics": ["norms"], "n_boot": 3}}}
+    cfg["experiments"] = {}
+    result = run(cfg)
+    df = pd.read_parquet(result.tables["diagnostics"])
+    assert len(df) == 3 and set(df["diagnostic"]) == {"norms"}
+    details = json.loads(df["details"].iloc[0])
+    assert {"std", "min", "max", "median"} <= set(details)  # the details survive the interval
+    cfg["spaces"]["x"].pop("diagnose")
+    with pytest.raises(ConfigError, match="at least one experiment, or a space with 'diagnose'"):
+        load_config(cfg)

@@ -279,13 +279,12 @@ def profile(
     for layer, X in progress_bar(list(named.items()), show=progress, desc=f"{spec.name} per layer"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DegenerateSpaceWarning)
+            row = as_row(diagnose(spec, X, *others, labels=labels, groups=groups))  # the details too
             if n_boot:
                 ci = diagnostic_ci(
                     spec, X, *others, labels=labels, groups=groups, n_boot=n_boot, level=level, seed=seed
                 )
-                row = {"value": ci.score, "ci_low": ci.low, "ci_high": ci.high, "level": level}
-            else:
-                row = as_row(diagnose(spec, X, *others, labels=labels, groups=groups))
+                row.update(ci_low=ci.low, ci_high=ci.high, level=level)
         degenerate = not math.isfinite(row["value"]) and any(
             issubclass(w.category, DegenerateSpaceWarning) for w in caught
         )

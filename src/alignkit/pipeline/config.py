@@ -290,7 +290,9 @@ class RunConfig(_Strict):
     cache: str | None = Field(None, description="embedding store folder (None: $ALIGNKIT_CACHE or ~/.cache/alignkit)")
     device: str | None = Field(None, description="encoder device (None: CUDA when present)")
     spaces: dict[str, SpaceConfig] = Field(min_length=1)
-    experiments: dict[str, ExperimentConfig] = Field(min_length=1)
+    experiments: dict[str, ExperimentConfig] = Field(
+        default_factory=dict, description="pairs of spaces to compare; may be empty when spaces are only diagnosed"
+    )
     report: StrictBool = True
     plugins: list[str] = Field(
         default_factory=list,
@@ -306,6 +308,8 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> RunConfig:
+        if not self.experiments and not any(sp.diagnose for sp in self.spaces.values()):
+            raise ValueError("a run needs at least one experiment, or a space with 'diagnose'")
         for key in [*self.spaces, *self.experiments]:
             if not re.match(NAME_RE, key):
                 raise ValueError(f"space and experiment names must be letters, digits, '_', '.', '-'; got {key!r}")

@@ -387,7 +387,8 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
         xb = _side(inputs, s["embed_b"], lb, split.rows_b[test])
         zy_all = np.asarray(model.transform_y(xb))
         labels = None if split.labels is None else split.labels[test]
-        drows = aligned_diagnostics(s["diagnose"], (xa, xb), (zx, zy_all), labels)
+        shared = inputs.result(s["embed_a"])["encoder"] == inputs.result(s["embed_b"])["encoder"]
+        drows = aligned_diagnostics(s["diagnose"], (xa, xb), (zx, zy_all), labels, shared)
         drows = [{**tags, **r, "layer_a": la, "layer_b": lb, "n": len(test)} for r in drows]
         write_rows(folder / "diagnostics.parquet", drows)
     return _finish(folder, {"n_rows": len(rows), "seconds": time.perf_counter() - t0})
@@ -435,10 +436,16 @@ def run_diagnose(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
 
 
 def aligned_diagnostics(
-    names: list[str], raw: tuple[np.ndarray, np.ndarray], mapped: tuple[np.ndarray, np.ndarray], labels: Any
+    names: list[str],
+    raw: tuple[np.ndarray, np.ndarray],
+    mapped: tuple[np.ndarray, np.ndarray],
+    labels: Any,
+    shared: bool = True,
 ) -> list[dict[str, Any]]:
     """Diagnostics of held-out items before (raw spaces) and after (mapped) alignment: a one-space diagnostic on
-    each side, a pair diagnostic on the pair (before only when both raw spaces have the same width)."""
+    each side, a pair diagnostic on the pair — before alignment only when the raw spaces share coordinates
+    (``shared``: one encoder embedded both, e.g. a multilingual model on two languages; two encoders' raw
+    coordinates are unrelated even at the same width, so a gap or a paired cosine between them means nothing)."""
     from alignkit.diagnostics import as_row, diagnose, get
 
     rows = []
@@ -449,10 +456,10 @@ def aligned_diagnostics(
             cases: list[tuple[str, tuple[np.ndarray, ...]]]
             if len(info.inputs) == 1:
                 cases = [("a", (x,)), ("b", (y,))]
-            elif x.shape[1] == y.shape[1]:
+            elif x.shape[1] == y.shape[1] and (shared or stage == "after"):
                 cases = [("pair", (x, y))]
             else:
-                cases = []  # a pair diagnostic needs one space: before alignment the widths differ
+                cases = []  # a pair diagnostic needs one coordinate system
             for side, arrays in cases:
                 res = as_row(diagnose(name, *arrays, labels=lab))
                 rows.append({"diagnostic": name, "stage": stage, "side": side} | diagnostic_row(res))

@@ -22,9 +22,10 @@ PROFILE_HOWTO = (
 ALIGNED_HOWTO = (
     "Diagnostics of the held-out items before alignment (the raw spaces) and after (both sides mapped by the "
     "aligner), mean over seeds at the largest training size. One-space diagnostics are given per side (a, b); "
-    "pair diagnostics (modality gap, paired cosine, alignment) on the pair, before only when both raw spaces "
-    "have the same width. A modality gap that shrinks and a paired cosine that grows say the aligner pulled "
-    "partners together; uniformity that collapses towards 0 says it did so by squashing the space."
+    "pair diagnostics (modality gap, paired cosine, alignment) on the pair, before alignment only when one "
+    "encoder embedded both sides (two encoders' raw coordinates are unrelated). A modality gap that shrinks "
+    "and a paired cosine that grows say the aligner pulled partners together; uniformity that collapses "
+    "towards 0 says it did so by squashing the space."
 )
 
 
