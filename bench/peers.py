@@ -306,6 +306,7 @@ def main() -> int:
         "issue 13 is open, so `make bench` runs without it; values must always agree)",
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU table (needs a GPU)")
+    p.add_argument("--no-peers", action="store_true", help="leave the installed PyPI peers out (they are slow)")
     args = p.parse_args()
     C.set_threads(args.threads)
     if args.device == "cuda":
@@ -324,7 +325,7 @@ def main() -> int:
     ns = [500, 2000] if args.quick else [500, 2000, 10_000] + ([100_000] if args.full else [])
     ds = [64, 384] + ([1024] if args.full and not args.quick else [])
     repeats = 3 if args.quick else args.repeats  # interleaved best-of-3 even when quick: the gate reads these
-    peers = pypi_peers()
+    peers = {} if args.no_peers else pypi_peers()
     if peers:
         print("peers installed:", ", ".join(sorted({q.name for v in peers.values() for q in v})))
     print(f"{'n':>7} {'d':>5} {'measure':<16} {'measure s':>9} {'func s':>9} {'plain s':>9} {'ratio':>6} "
