@@ -18,12 +18,15 @@ else:
 ArrayLike = Any  # numpy array, torch tensor, or anything np.asarray accepts
 
 
-def as_matrix(X: ArrayLike, name: str = "X", *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def as_matrix(
+    X: ArrayLike, name: str = "X", *, dtype: torch.dtype | None = None, check_finite: bool = True
+) -> torch.Tensor:
     """Return ``X`` as a 2-D real floating torch tensor, checked for shape and finiteness.
 
     numpy arrays and nested sequences become CPU tensors (no copy when possible); torch tensors
     keep their device. Integer inputs are promoted to float32; float16/bfloat16 to float32.
-    float64 stays float64 unless ``dtype`` says otherwise.
+    float64 stays float64 unless ``dtype`` says otherwise. ``check_finite=False`` leaves the NaN/Inf check to a
+    caller whose own single pass detects them (it must raise the same error).
     """
     if isinstance(X, torch.Tensor):
         t = X.detach()
@@ -51,7 +54,7 @@ def as_matrix(X: ArrayLike, name: str = "X", *, dtype: torch.dtype | None = None
         t = t.to(dtype)
     elif not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
         t = t.to(torch.float32)
-    if not _all_finite(t, X):
+    if check_finite and not _all_finite(t, X):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} contains {bad} NaN or Inf value(s); clean or impute them first")
     return t

@@ -9,14 +9,14 @@ import numpy as np
 from alignkit._validation import ArrayLike, as_matrix
 
 
-def as_array(X: ArrayLike, name: str = "X", *, dtype: Any = None) -> np.ndarray:
+def as_array(X: ArrayLike, name: str = "X", *, dtype: Any = None, check_finite: bool = True) -> np.ndarray:
     """``X`` as a checked 2-D float numpy array (float32 stays float32 unless ``dtype`` says otherwise).
 
     Same checks and messages as every analysis (:func:`alignkit._validation.as_matrix`): 2-D, non-empty,
     real numbers, finite. CUDA tensors are copied to the host (diagnostics that keep the device use
     :func:`as_matrix` directly).
     """
-    t = as_matrix(X, name)
+    t = as_matrix(X, name, check_finite=check_finite)
     a = t.cpu().numpy() if t.device.type != "cpu" else t.numpy()
     return a if dtype is None else a.astype(dtype, copy=False)
 

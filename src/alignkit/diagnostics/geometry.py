@@ -64,14 +64,19 @@ def row_scratch(n: int, d: int, dtype: np.dtype) -> np.ndarray:
     return np.empty(max(1, min(n, _ROW_BLOCK_ELEMENTS // max(1, d))) * d, dtype=dtype)
 
 
-def block_norms(b: np.ndarray) -> np.ndarray:
+def block_norms(b: np.ndarray, fast: bool = False) -> np.ndarray:
     """``‖b_i‖₂`` of every row of a block, in float64 (squares summed in float64: no float32 overflow).
 
     Rows whose float64 sum of squares overflows or nears the subnormal range (only possible for float64 input
     beyond ~1e154 or below ~1e-146) are recomputed after dividing by their largest |entry|.
     """
     with np.errstate(over="ignore", under="ignore"):
-        sq = np.einsum("ij,ij->i", b, b, dtype=np.float64)
+        # fast: float32 rows' squares summed in float32 (~1e-7 relative, 6× faster than a float64 einsum); a row
+        # whose sum overflows or nears the subnormal range takes the scaled float64 path below either way
+        if fast and b.dtype == np.float32:
+            sq = np.einsum("ij,ij->i", b, b).astype(np.float64)
+        else:
+            sq = np.einsum("ij,ij->i", b, b, dtype=np.float64)
     r = np.sqrt(sq)
     slow = ~(np.isfinite(sq) & (sq > _SAFE_SQ))  # includes all-zero rows and rows whose squares underflowed
     if slow.any():
@@ -127,13 +132,26 @@ def unit_column_sum(a: np.ndarray, name: str = "X") -> tuple[np.ndarray, float]:
     n, d = a.shape
     total = np.zeros(d, dtype=np.float64)
     sq = 0.0
-    buffer = row_scratch(n, d, a.dtype)
     for s, e in row_blocks(n, d):
-        u = scratch_view(buffer, e - s, d)
-        if unit_block(a[s:e], u):
+        b = a[s:e]
+        r = block_norms(b, fast=True)
+        if not np.isfinite(r).all():  # a NaN or Inf entry makes its row's norm non-finite: the finiteness check
+            bad = sum(int((~np.isfinite(a[t : t + 4096])).sum()) for t in range(0, n, 4096))
+            raise ValueError(f"{name} contains {bad} NaN or Inf value(s); clean or impute them first")
+        if (r == 0).any():
             raise zero_rows_error(a, name)
-        total += u.sum(axis=0, dtype=np.float64)
-        sq += float(np.einsum("ij,ij->", u, u, dtype=np.float64))
+        w = 1.0 / r
+        if np.isfinite(w).all() and (w.astype(b.dtype) > 0).all() and np.isfinite(w.astype(b.dtype)).all():
+            # Σ_i x_i/‖x_i‖ as one matrix-vector product per sub-block of ≤ 1024 rows (float32 sums stay short),
+            # accumulated in float64: the unit rows are never formed
+            for t in range(0, e - s, 1024):
+                total += (w[t : t + 1024].astype(b.dtype) @ b[t : t + 1024]).astype(np.float64)
+            sq += float(np.square(r * w).sum())
+        else:  # norms beyond the dtype's range: unit rows scaled in float64 (unit_block)
+            u = np.empty_like(b)
+            unit_block(b, u)
+            total += u.sum(axis=0, dtype=np.float64)
+            sq += float(np.einsum("ij,ij->", u, u, dtype=np.float64))
     return total, sq
 
 
@@ -300,7 +318,7 @@ def anisotropy(X: ArrayLike) -> float:
     No direction is declared "better" (``higher_is_better=None``): strongly anisotropic spaces (e.g.
     contrastive text encoders) can still retrieve well, so it describes a space rather than scoring it.
     """
-    a = as_array(X)
+    a = as_array(X, check_finite=False)  # unit_column_sum's norms detect NaN/Inf in the same pass
     n = a.shape[0]
     check_min_rows(n, 2, "anisotropy")
     total, sq = unit_column_sum(a)

@@ -39,11 +39,11 @@ _BLOCK = {"block_size": {"low": 1}}
 
 
 def _inputs(
-    X: ArrayLike, Y: ArrayLike, names: tuple[str, str], *, paired: bool, same_dim: bool
+    X: ArrayLike, Y: ArrayLike, names: tuple[str, str], *, paired: bool, same_dim: bool, check_finite: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two validated spaces (:func:`as_array`) in one dtype (float64 if either is), checked for row pairing and
-    dimension."""
-    a, b = as_array(X, names[0]), as_array(Y, names[1])
+    dimension (``check_finite=False``: the caller's own pass detects NaN/Inf)."""
+    a, b = as_array(X, names[0], check_finite=check_finite), as_array(Y, names[1], check_finite=check_finite)
     if paired:
         check_paired({names[0]: a, names[1]: b})
     if same_dim:
@@ -231,7 +231,7 @@ def modality_gap(X: ArrayLike, Y: ArrayLike) -> float:
     no permutation null. Neither direction is "better": closing the gap need not help a model
     (``higher_is_better=None``). Column means are accumulated in float64.
     """
-    a, b = _inputs(X, Y, ("X", "Y"), paired=True, same_dim=True)
+    a, b = _inputs(X, Y, ("X", "Y"), paired=True, same_dim=True, check_finite=False)  # NaN/Inf: found by the norms
     n = a.shape[0]
     sx, _ = unit_column_sum(a, "X")
     sy, _ = unit_column_sum(b, "Y")
