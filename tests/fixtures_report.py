@@ -204,6 +204,7 @@ def make_run_dir(
     atlas: bool = True,
     evaluations: bool = True,
     fits: bool = True,
+    diagnostics: bool = False,
     seed: int = 0,
 ) -> Path:
     """Write a synthetic run folder ``root/run`` (``name`` goes into run.json) and return its path.
@@ -223,7 +224,40 @@ def make_run_dir(
         fit_rows.to_parquet(run_dir / "fits.parquet", index=False)
     if atlas:
         selection_table(rng).to_parquet(run_dir / "layer_selection.parquet", index=False)
+    if diagnostics:
+        profile, aligned = diagnostics_tables(rng)
+        profile.to_parquet(run_dir / "diagnostics.parquet", index=False)
+        aligned.to_parquet(run_dir / "aligned_diagnostics.parquet", index=False)
     return run_dir
+
+
+def diagnostics_tables(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A layer profile (Thornton with intervals, Fisher J with a ridge on the last layer) of space ``vit``, and
+    held-out diagnostics before/after two aligners, with NoC level counts after Procrustes."""
+    profile = []
+    for i, layer in enumerate(["blocks.0", "blocks.4", "blocks.8"]):
+        v = 0.4 + 0.15 * i
+        profile.append({"space": "vit", "diagnostic": "thornton", "layer": layer, "index": i, "n": 1000, "value": v,
+                        "ci_low": v - 0.02, "ci_high": v + 0.02, "level": 0.95, "degenerate": False,
+                        "details": json.dumps({"chance": 0.1})})  # fmt: skip
+        profile.append({"space": "vit", "diagnostic": "fisher_ratio", "layer": layer, "index": i, "n": 1000,
+                        "value": 2.0 + i + (500.0 if i == 2 else 0.0), "ci_low": np.nan, "ci_high": np.nan,
+                        "level": np.nan, "degenerate": False,
+                        "details": json.dumps({"regularised": i == 2, "reg": 0.001 if i == 2 else 0.0})})  # fmt: skip
+    aligned = []
+    for method in ("procrustes", "ridge"):
+        for seed in range(3):
+            base = {"experiment": "en_es_retrieval", "method": method, "n_train": 5000, "seed": seed, "n": 500}
+            for stage in ("before", "after"):
+                u = -0.5 if stage == "before" else -3.0 + 0.1 * rng.random()
+                aligned.append({**base, "diagnostic": "uniformity", "stage": stage, "side": "a", "value": u,
+                                "details": "{}"})  # fmt: skip
+            aligned.append({**base, "diagnostic": "modality_gap", "stage": "after", "side": "pair",
+                            "value": 0.05 + 0.01 * rng.random(), "details": "{}"})  # fmt: skip
+            counts = [1, 3, 10, 40, 120, 200, 100, 26]
+            aligned.append({**base, "diagnostic": "alignment_levels", "stage": "after", "side": "pair",
+                            "value": 26 / 500, "details": json.dumps({"counts": counts})})  # fmt: skip
+    return pd.DataFrame(profile), pd.DataFrame(aligned)
 
 
 def selection_table(rng: np.random.Generator) -> pd.DataFrame:

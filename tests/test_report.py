@@ -24,7 +24,17 @@ pytest.importorskip("pyarrow")
 from alignkit.pipeline import plots
 from alignkit.pipeline.report import build_report, write_report
 
-SECTIONS = ("atlas", "selection", "profiles", "sizes", "tables", "classes", "fits")
+SECTIONS = (
+    "atlas",
+    "selection",
+    "profiles",
+    "sizes",
+    "tables",
+    "classes",
+    "diagnostics",
+    "aligned-diagnostics",
+    "fits",
+)
 
 
 def _images(text: str) -> list[bytes]:
@@ -33,7 +43,7 @@ def _images(text: str) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    run_dir = make_run_dir(tmp_path_factory.mktemp("full"))
+    run_dir = make_run_dir(tmp_path_factory.mktemp("full"), diagnostics=True)
     path = write_report(run_dir)
     return run_dir, path, path.read_text(encoding="utf-8")
 
@@ -66,6 +76,9 @@ def test_report_has_every_section_and_plot(full_run):
             "atlas-minilm_vs_vit-cka.png",
             "atlas-minilm_vs_vit-mutual_knn.png",
             "classes-cifar10_zero_shot.png",
+            "diagnostics-vit.png",
+            "levels-en_es_retrieval-procrustes.png",
+            "levels-en_es_retrieval-ridge.png",
             "profiles-minilm_vs_vit.png",
             "sizes-cifar10_zero_shot.png",
             "sizes-en_es_retrieval.png",
@@ -86,11 +99,12 @@ def test_report_is_self_contained(full_run):
 
 
 def test_missing_tables_say_not_in_this_run(tmp_path):
-    run_dir = make_run_dir(tmp_path, atlas=False, evaluations=False, fits=False)
+    run_dir = make_run_dir(tmp_path, atlas=False, evaluations=False, fits=False, diagnostics=False)
     text = write_report(run_dir).read_text(encoding="utf-8")
     for anchor in SECTIONS:
         assert f"<section id='{anchor}'>" in text
-    assert text.count("Not in this run") == 7  # atlas, selection, profiles, sizes, tables, classes, fits
+    # atlas, selection, profiles, sizes, tables, classes, diagnostics, aligned diagnostics, fits
+    assert text.count("Not in this run") == 9
     assert "<img" not in text
     assert not (run_dir / "plots").exists()
     # the jobs table still comes from run.json
@@ -154,7 +168,7 @@ def test_strings_from_data_are_escaped(tmp_path):
 def test_report_regenerates_identically(full_run, tmp_path):
     # same files (in another folder) -> the same HTML and PNG bytes: no timestamps, no paths, no randomness
     run_dir, path, _ = full_run
-    text, pngs = build_report(make_run_dir(tmp_path))
+    text, pngs = build_report(make_run_dir(tmp_path, diagnostics=True))
     assert text.encode("utf-8") == path.read_bytes()
     assert pngs == {p.name: p.read_bytes() for p in (run_dir / "plots").glob("*.png")}
 

@@ -276,7 +276,7 @@ def fisher_ratio(X: ArrayLike, labels: Any, *, reg: float | None = None) -> Fish
     """Fisher's class-separation criterion.
 
     ``J = tr(S_W⁻¹ S_B)`` with ``S_B = Σ_c n_c(μ_c−μ)(μ_c−μ)ᵀ`` and ``S_W = Σ_c Σ_{x∈c}(x−μ_c)(x−μ_c)ᵀ``
-    (Fukunaga, *Introduction to Statistical Pattern Recognition*, 1990, §10.2): the sum of the generalised
+    (Fukunaga, *Introduction to Statistical Pattern Recognition*, 1990, section 10.2): the sum of the generalised
     eigenvalues of (S_B, S_W), invariant to any invertible linear map of the features (when unregularised).
     Computed as ``‖L⁻¹Mᵀ‖_F²`` with ``S_W = LLᵀ`` (Cholesky) and ``M = diag(√n_c)(μ_c−μ)`` (so S_B = MᵀM).
 
