@@ -422,7 +422,7 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
 
     _, path, text = full_run
     n_img = text.count("<img ")
-    assert n_img == 6
+    assert n_img == 9
     common = [
         browser,
         "--headless",
