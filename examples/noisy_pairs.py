@@ -19,14 +19,14 @@ Per seed (0, 1, 2 by default):
 2. score every training pair by its cosine in the aligned space and fit NoC levels on those scores:
    ``alignkit.diagnose("alignment_levels", Zx, Zy, n_bins=8)`` (equal-width bins between the minimum and the
    maximum score, :class:`alignkit.diagnostics.quality.AlignmentLevels`);
-3. detection of the corrupted pairs: AUROC of −cosine (and of −level), precision / recall of "level ≤ 1"
-   and of "the bottom levels that first hold ≥ ``--noise`` of the pairs"; the level histogram split into
-   clean and corrupted pairs;
+3. detection of the corrupted pairs: AUROC of −cosine (and of −level), precision / recall of "level ≤ 1",
+   of "the bottom levels that first hold ≥ ``--noise`` of the pairs" and (not NoC, for comparison) of "the
+   ``--noise`` share of lowest cosines"; the level histogram split into clean and corrupted pairs;
 4. filtering: refit the same head (same seed) on the kept pairs and measure zero-shot top-1 on the test
    images (prototypes = mean of the 5 templates' aligned caption embeddings), for: no corruption (``clean``,
    the ceiling), the noisy pairs unfiltered (``noisy``; the model of step 1), NoC levels ≤ 1 removed, the
-   bottom ≈ ``--noise`` levels removed, a random ``--noise`` removed, and exactly the corrupted removed
-   (``oracle``).
+   bottom ≈ ``--noise`` levels removed (``noc-bottom``), the ``--noise`` lowest cosines removed
+   (``cosine-bottom``), a random ``--noise`` removed, and exactly the corrupted removed (``oracle``).
 
 Run (from the repository root; embeddings cached in ``$TMPDIR/alignkit-exp-cache``)::
 
