@@ -245,6 +245,22 @@ def test_a_failing_job_skips_its_dependents_and_a_rerun_resumes(tmp_path: Path) 
     }
 
 
+def test_a_rerun_deletes_what_a_killed_run_left_half_written(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["cache"] = str(tmp_path / "results" / "t" / "store")  # a store inside the run folder keeps its own temporaries
+    first = run(cfg)
+    job_tmp = next((first.run_dir / "jobs" / "evaluate").iterdir()) / ".result.json.0123456789ab.tmp"
+    top_tmp = first.run_dir / ".run.json.0123456789ab.tmp"
+    store_tmp = Path(cfg["cache"]) / ".manifest.json.0123456789ab.tmp"
+    for p in (job_tmp, top_tmp, store_tmp):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("half")
+    second = run(cfg)
+    assert second.run_dir == first.run_dir
+    assert not job_tmp.exists() and not top_tmp.exists()
+    assert store_tmp.exists()
+
+
 def test_last_layers_are_the_encoders_last(tmp_path: Path) -> None:
     cfg = small_config(tmp_path, n=150)
     cfg["experiments"]["e"]["fit"].update(layers="last", sizes=[40], seeds=[0])

@@ -421,6 +421,10 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: The names :func:`temp_path` makes: what a killed writer leaves behind, safe to delete before redoing its work.
+TEMP_GLOB = ".*.tmp"
+
+
 def temp_path(path: str | os.PathLike[str]) -> Path:
     """A fresh hidden temporary name beside ``path`` (for writers that need a path, e.g. memmaps)."""
     p = Path(path)

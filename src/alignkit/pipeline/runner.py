@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignkit.io import atomic_write_bytes, atomic_write_text
+from alignkit.io import TEMP_GLOB, atomic_write_bytes, atomic_write_text
 from alignkit.pipeline.config import RunConfig, load_config
 from alignkit.pipeline.executors import EXECUTORS, Items, Notify, Outcome, run_local, run_ray
 from alignkit.pipeline.plan import Plan, build_plan
+from alignkit.store.layout import default_root
 
 #: table name -> the file each job of that kind writes
 TABLES = {
@@ -96,6 +97,15 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _remove_temporaries(run_dir: Path, cfg: RunConfig) -> None:
+    """Delete what a killed run left half-written (we hold the lock, so no writer of this run is alive); an
+    embedding store placed inside the run folder is left to its own lock."""
+    store = (Path(cfg.cache).expanduser() if cfg.cache else default_root()).resolve()
+    for stale in run_dir.rglob(TEMP_GLOB):
+        if not stale.resolve().is_relative_to(store):
+            stale.unlink(missing_ok=True)
+
+
 def run(
     config: RunConfig | str | os.PathLike[str] | dict[str, Any],
     *,
@@ -126,6 +136,7 @@ def run(
     with _run_lock(run_dir):
         if not resume and (run_dir / "jobs").exists():
             shutil.rmtree(run_dir / "jobs")
+        _remove_temporaries(run_dir, cfg)
         plan = build_plan(cfg, run_dir)
         meta = _meta(cfg, started)
         atomic_write_text(run_dir / "run.json", json.dumps({**meta, "status": "running"}, indent=2, default=str))

@@ -14,7 +14,6 @@ LOCK_FILE = ".lock"
 SHARD_RE = re.compile(r"^shard-(\d{6})-([0-9a-f]{8})\.safetensors$")
 SHARD_GLOB = "shard-*.safetensors"
 LAYER_GLOB = "layer-*.npy"
-TEMP_GLOB = ".*.tmp"
 
 
 class StoreWarning(UserWarning):

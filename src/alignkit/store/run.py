@@ -12,8 +12,8 @@ from pathlib import Path
 
 from alignkit.data.base import Dataset
 from alignkit.encoders.base import Encoder
-from alignkit.io import atomic_write_bytes
-from alignkit.store.layout import IDS_FILE, LAYER_GLOB, LOCK_FILE, MANIFEST, SHARD_GLOB, TEMP_GLOB, warn
+from alignkit.io import TEMP_GLOB, atomic_write_bytes
+from alignkit.store.layout import IDS_FILE, LAYER_GLOB, LOCK_FILE, MANIFEST, SHARD_GLOB, warn
 from alignkit.store.manifest import Manifest, ManifestError, ManifestVersionError, Session, now, read_manifest
 from alignkit.store.orphans import adopt_orphans, grid_of_existing_shards
 
