@@ -110,7 +110,10 @@ def kept_rank(s: np.ndarray, n: int, d: int) -> int:
 
 #: float32's machine epsilon: the rank rule's unit for every input dtype (see :func:`kept_rank`).
 RANK_EPS = float(np.finfo(np.float32).eps)
-_BLOCK_ELEMENTS = 1 << 19  # rows per block ≈ 512K/(d1 + d2): the float64 block temporaries stay ≈ 4 MB
+# Rows per block ≈ elements/(d1 + d2): blocks of a few thousand rows keep the products at full GEMM speed (smaller
+# blocks cost ~20 % at d = 384: per-block float64 accumulation of d × d results) while the block temporaries stay
+# ≈ 16 MB, below the plain formula's two centred n × d copies from n·(d1 + d2) ≈ 4M entries on.
+_BLOCK_ELEMENTS = {True: 1 << 22, False: 1 << 21}  # float32 blocks (fast path), float64 blocks (exact)
 
 
 @dataclass
@@ -197,7 +200,7 @@ def centred_products(
     tx, ty = 0.0, 0.0
     rx: list[Any] | None = [] if row_norms else None
     ry: list[Any] | None = [] if row_norms else None
-    step = max(1, _BLOCK_ELEMENTS // (d1 + d2))
+    step = max(1, _BLOCK_ELEMENTS[sx.fast and sy.fast] // (d1 + d2))
     for s in range(0, n, step):
         bx, by = sx.block(a[s : s + step]), sy.block(b[s : s + step])
         xy = xy + _f64(bx.T @ by)
@@ -251,7 +254,7 @@ class _Side:
         if self.e:
             np.ldexp(out, -self.e, out=out)
         assert self.sums is not None
-        self.sums += out.sum(axis=0, dtype=np.float64)
+        self.sums += np.ones(out.shape[0], dtype=out.dtype) @ out  # BLAS gemv: the centred sums are small
         return out
 
     def row_sq(self, b: Any) -> Any:
@@ -269,7 +272,7 @@ def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
     if not p.delta.any() and not q.delta.any():
         return 0.0
     assert p.sums is not None and q.sums is not None
-    return np.outer(p.delta, q.sums) + np.outer(p.sums, q.delta) - n * np.outer(p.delta, q.delta)
+    return np.stack([p.delta, p.sums], axis=1) @ np.stack([q.sums - n * q.delta, q.delta])  # one d × d pass
 
 
 def _f64(m: Any) -> Any:
