@@ -261,6 +261,28 @@ def test_a_rerun_deletes_what_a_killed_run_left_half_written(tmp_path: Path) -> 
     assert store_tmp.exists()
 
 
+def test_atlas_tables_carry_q_values_and_intervals_when_asked(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    cfg["experiments"]["e"].pop("fit")
+    cfg["experiments"]["e"].pop("evaluate", None)
+    plain_keys = {j.id: j.key for j in plan_run(cfg).jobs if j.kind == "atlas"}
+    cfg["experiments"]["e"]["atlas"]["n_boot"] = 20
+    boot_plan = plan_run(cfg)
+    assert all(j.key != plain_keys[j.id] for j in boot_plan.jobs if j.kind == "atlas")
+    assert _errors({**cfg, "experiments": {"e": {**cfg["experiments"]["e"], "atlas": {"n_boot": 1}}}}).count("n_boot")
+    result = run(cfg)
+    rows = pd.read_parquet(result.tables["atlas"])
+    assert {"q_value_bh", "q_value_by", "ci_low", "ci_high", "n_distinct_a"} <= set(rows.columns)
+    tested = rows[np.isfinite(rows["p_value"])]
+    from scipy.stats import false_discovery_control
+
+    for _, one in tested.groupby("measure"):
+        np.testing.assert_allclose(one["q_value_bh"], false_discovery_control(one["p_value"], method="bh"))
+    with_ci = rows[np.isfinite(rows["ci_low"])]
+    assert len(with_ci) >= len(rows["measure"].unique())  # the best pair (and final × final) of each measure
+    assert (with_ci["ci_low"] <= with_ci["score"]).all() and (with_ci["score"] <= with_ci["ci_high"]).all()
+
+
 def test_last_layers_are_the_encoders_last(tmp_path: Path) -> None:
     cfg = small_config(tmp_path, n=150)
     cfg["experiments"]["e"]["fit"].update(layers="last", sizes=[40], seeds=[0])

@@ -12,6 +12,18 @@ from rich.table import Table
 
 from alignkit.cli._console import USER_ERRORS, fail, fmt, fmt_p, note, out_console, parse_params, print_json
 
+DEFAULT_BOOT = 200  # subsamples behind --ci (bootstrap_ci's default)
+
+
+def n_boot_from(ci: bool, boot: int | None) -> int:
+    """Subsamples for ``--ci`` / ``--boot N``: ``--boot`` wins (0 = none), ``--ci`` alone means
+    :data:`DEFAULT_BOOT`."""
+    if boot is None:
+        return DEFAULT_BOOT if ci else 0
+    if boot < 0 or boot == 1:
+        raise ValueError(f"--boot must be 0 (no interval) or an integer >= 2; got {boot}")
+    return boot
+
 
 def _resolve(measure_id: str, k: int | None, cli_params: dict[str, Any], prep: dict[str, Any]) -> Any:
     """The validated spec of one measure. The library's rule: options override the id's own
@@ -34,8 +46,11 @@ def score_rows(
     prep: dict[str, Any],
     n_perm: int,
     seed: int,
+    n_boot: int = 0,
+    ci_level: float = 0.95,
 ) -> list[dict[str, Any]]:
-    """One result row per measure id; with ``n_perm`` > 0 each row carries its permutation null."""
+    """One result row per measure id; with ``n_perm`` > 0 each row carries its permutation null, with
+    ``n_boot`` > 0 a subsampling confidence interval (``ci_low``, ``ci_high``, ``ci_level``, ``n_boot``)."""
     from alignkit.metrics import get, measure
 
     specs = [_resolve(m, k, cli_params, prep) for m in metrics]  # fail fast, before any compute
@@ -55,6 +70,11 @@ def score_rows(
             row.update({"n_perm": res.n_perm, "seed": seed})
         else:
             row["score"] = float(measure(spec, X, Y))
+        if n_boot > 0:
+            from alignkit.stats import bootstrap_ci
+
+            ci = bootstrap_ci(spec, X, Y, n_boot, level=ci_level, seed=seed, progress=sys.stderr.isatty())
+            row.update({"ci_low": ci.low, "ci_high": ci.high, "ci_level": ci.level, "n_boot": ci.n_boot})
         row.update({"higher_is_better": info.higher_is_better, "range": list(info.range)})
         row["params"] = spec.kwargs
         row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -63,13 +83,20 @@ def score_rows(
 
 
 def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str | None = None) -> Table:
-    """Scores, and with permutations the null mean ± sd, z, p-value and adjusted score."""
+    """Scores (with intervals: the CI's low and high), and with permutations the null mean ± sd, z, p-value and
+    adjusted score."""
     perm = any("p_value" in r for r in rows)
+    levels = {r["ci_level"] for r in rows if "ci_low" in r}
+    with_ci = bool(levels)
     table = Table(title=title, title_justify="left")
     if group:
         table.add_column(group, style="bold")
     table.add_column("measure", style="cyan", no_wrap=True)
     table.add_column("score", justify="right")
+    if levels:
+        level = f"{levels.pop():.0%} " if len(levels) == 1 else ""
+        table.add_column(f"{level}CI low", justify="right")
+        table.add_column(f"{level}CI high", justify="right")
     if perm:
         table.add_column("null mean ± sd", justify="right")
         table.add_column("z", justify="right")
@@ -84,6 +111,8 @@ def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str
                 table.add_section()
             last = r[group]
         cells += [r["measure"], fmt(r["score"])]
+        if with_ci:
+            cells += [fmt(r.get("ci_low")), fmt(r.get("ci_high"))]
         if perm:
             cells += [
                 f"{fmt(r['null_mean'])} ± {fmt(r['null_std'])}",
@@ -109,7 +138,14 @@ def measure(
         typer.Option("--k", "-k", help="Neighbourhood size, for measures that take k (default: each measure's own)"),
     ] = None,
     perm: Annotated[int, typer.Option("--perm", help="Permutations for a null, p-value and z (0 = none)")] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the permutations and the subsamples")] = 0,
+    ci: Annotated[
+        bool, typer.Option("--ci", help=f"Confidence interval by half-sampling ({DEFAULT_BOOT} subsamples)")
+    ] = False,
+    boot: Annotated[
+        int | None, typer.Option("--boot", help="Subsamples for the interval (implies --ci; 0 = none)")
+    ] = None,
+    ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the interval")] = 0.95,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Measure parameter key=value; repeatable")
     ] = None,
@@ -130,11 +166,14 @@ def measure(
 
     Row i of A and row i of B must describe the same item. With --perm, Y's rows are shuffled to
     build a null: the table then adds the null mean ± sd, z, a one-sided p-value and the
-    chance-adjusted score (0 = chance, 1 = the measure's best).
+    chance-adjusted score (0 = chance, 1 = the measure's best). With --ci (or --boot N) it adds a
+    confidence interval from subsets of half the items drawn without replacement.
 
     **Examples**
 
       $ alignkit measure en.npy es.safetensors --measure mutual_knn --k 10 --perm 1000
+
+      $ alignkit measure en.npy es.npy --measure cka --ci --ci-level 0.9
 
       $ alignkit measure a.parquet b.parquet -m cka -m 'cka?debiased=false' -m cknna --json
     """
@@ -144,6 +183,9 @@ def measure(
     try:
         if perm < 0:
             raise ValueError(f"--perm must be >= 0; got {perm}")
+        n_boot = n_boot_from(ci, boot)
+        if not 0.0 < ci_level < 1.0:
+            raise ValueError(f"--ci-level must be in (0, 1); got {ci_level}")
         prep: dict[str, Any] = {}
         if clip_quantile is not None:
             prep["clip_quantile"] = clip_quantile
@@ -180,7 +222,7 @@ def measure(
             )
         if not as_json:
             note(f"A: {a} {X.shape[0]}×{X.shape[1]}   B: {b} {Y.shape[0]}×{Y.shape[1]}")
-        rows = score_rows(X, Y, metrics, k, cli_params, prep, perm, seed)
+        rows = score_rows(X, Y, metrics, k, cli_params, prep, perm, seed, n_boot=n_boot, ci_level=ci_level)
     except USER_ERRORS as exc:
         raise fail(exc) from None
     for r in rows:

@@ -63,6 +63,12 @@ def _check_diagnostics(v: list[str], arity: tuple[int, ...], where: str) -> list
     return v
 
 
+def _check_boot(v: int) -> int:
+    if v == 1:
+        raise ValueError("n_boot must be 0 (no interval) or at least 2")
+    return v
+
+
 class SpaceDiagnoseConfig(_Strict):
     """Diagnostics of one space, on every layer (a layer profile); labels come from the space's data."""
 
@@ -78,9 +84,7 @@ class SpaceDiagnoseConfig(_Strict):
     @field_validator("n_boot")
     @classmethod
     def _boot(cls, v: int) -> int:
-        if v == 1:
-            raise ValueError("n_boot must be 0 (no interval) or at least 2")
-        return v
+        return _check_boot(v)
 
 
 class SpaceConfig(_Strict):
@@ -149,6 +153,14 @@ class AtlasConfig(_Strict):
     measures: list[str] = Field(default_factory=lambda: ["mutual_knn?k=10", "cka"], min_length=1)
     n_perm: StrictInt = Field(100, ge=0)
     sample: StrictInt | None = Field(None, ge=10, description="score on this many random items (None = all)")
+    n_boot: StrictInt = Field(
+        0, ge=0, description="subsamples for CIs of the best pair and final × final (0 = none; 200 is a good start)"
+    )
+
+    @field_validator("n_boot")
+    @classmethod
+    def _boot(cls, v: int) -> int:
+        return _check_boot(v)
 
     @field_validator("measures")
     @classmethod

@@ -223,6 +223,13 @@ def _spaces(inputs: _Inputs, embed_id: str, rows: np.ndarray) -> dict[str, np.nd
     return {name: _side(inputs, embed_id, name, rows) for name in inputs.layers(embed_id)}
 
 
+#: Columns every atlas row has (NaN where the measure or the config gives none), so tables concatenate.
+_ATLAS_NULL_COLUMNS = (
+    *("null_mean", "null_std", "p_value", "p_value_fwer"),
+    *("q_value_bh", "q_value_by", "ci_low", "ci_high"),
+)
+
+
 def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
     from alignkit.atlas import atlas
 
@@ -230,7 +237,16 @@ def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str
     split = paired_split(inputs, {**s, "test": 0})
     A, B = _spaces(inputs, s["embed_a"], split.rows_a), _spaces(inputs, s["embed_b"], split.rows_b)
     t0 = time.perf_counter()
-    res = atlas(A, B, s["measure"], n_perm=s["n_perm"], seed=s["seed"], sample=s["sample"], progress=ctx.progress)
+    res = atlas(
+        A,
+        B,
+        s["measure"],
+        n_perm=s["n_perm"],
+        seed=s["seed"],
+        sample=s["sample"],
+        n_boot=s.get("n_boot", 0),
+        progress=ctx.progress,
+    )
     seconds = time.perf_counter() - t0
     n = min(len(split.rows_a), s["sample"] or len(split.rows_a))
     tags = {"experiment": s["experiment"], "space_a": s["a"], "space_b": s["b"], "measure": s["measure"]}
@@ -240,13 +256,16 @@ def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str
     for r in res.to_rows():
         row = {**tags, **{k: v for k, v in r.items() if k != "measure"}}
         row.update(index_a=idx_a[r["layer_a"]], index_b=idx_b[r["layer_b"]], n=n, n_perm=s["n_perm"])
-        for col in ("null_mean", "null_std", "p_value", "p_value_fwer"):
+        for col in _ATLAS_NULL_COLUMNS:
             row.setdefault(col, float("nan"))
         rows.append(row)
     summary = res.summary()
     summary.pop("measure", None)
     summary = {**tags, **summary, "n": n, "n_perm": s["n_perm"]}
-    for col in ("best_p_calibrated", "max_null_mean", "best_adjusted", "min_knn_recall"):
+    for col in (
+        *("best_p_calibrated", "max_null_mean", "best_adjusted", "min_knn_recall", "best_q_bh", "best_q_by"),
+        *("n_significant_bh", "n_significant_by", "best_ci_low", "best_ci_high", "final_ci_low", "final_ci_high"),
+    ):
         summary.setdefault(col, float("nan"))
     write_rows(folder / "atlas.parquet", rows)
     write_rows(folder / "atlas_summary.parquet", [summary])

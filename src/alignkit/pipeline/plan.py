@@ -177,9 +177,13 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
         if exp.atlas is not None:
             for measure in exp.atlas.measures:
                 spec = {**base, "measure": measure, "n_perm": exp.atlas.n_perm, "sample": exp.atlas.sample}
+                if exp.atlas.n_boot:  # only when asked: existing atlas jobs keep their keys
+                    spec["n_boot"] = exp.atlas.n_boot
                 key = stable_key("atlas", spec, up)
                 n = min(n_paired, exp.atlas.sample or n_paired)
                 work = f"{n:,} items, every layer pair, 1 + {exp.atlas.n_perm} scorings"
+                if exp.atlas.n_boot:
+                    work += f", CIs from {exp.atlas.n_boot} subsamples"
                 plan.jobs.append(Job(f"atlas:{ename}:{measure}", "atlas", key, deps_ab, spec, 1.0, 0.0, work))
         if exp.fit is None:
             continue

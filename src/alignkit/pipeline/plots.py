@@ -115,19 +115,28 @@ def atlas_heatmap(
 ) -> Any:
     """Heatmap of one atlas (rows: layers of A, bottom = first; columns: layers of B).
 
-    ``best`` is outlined; with a permutation null, cells with ``p_value_fwer > alpha`` are dimmed
-    and hatched. Values are written in the cells when the grid is small enough to read them.
+    ``best`` is outlined. With a permutation null, cells with ``p_value_fwer > alpha`` (not significant
+    family-wise, max-statistic null) are dimmed and hatched ``///``; with q-values, cells with
+    ``q_value_bh > alpha`` (not significant at false-discovery rate ``alpha``, Benjamini–Hochberg over all
+    cells) are hatched the other way, so a cell failing both is cross-hatched; a legend below says which.
+    Values are written in the cells when the grid is small enough to read them.
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
     names_a, names_b, scores, pf = atlas_matrix(cells)
+    qb = None
+    if "q_value_bh" in cells.columns and cells["q_value_bh"].notna().any():
+        ia, ib = {n: i for i, n in enumerate(names_a)}, {n: j for j, n in enumerate(names_b)}
+        qb = np.full(scores.shape, np.nan)
+        for la, lb, q in cells[["layer_a", "layer_b", "q_value_bh"]].itertuples(index=False):
+            qb[ia[str(la)], ib[str(lb)]] = float(q)
     na, nb = len(names_a), len(names_b)
     longest_b = max((len(s) for s in names_b), default=1)
     longest_a = max((len(s) for s in names_a), default=1)
     cell = 0.5 if nb <= 24 else max(0.18, 12.0 / nb)
     width = min(14.0, 2.4 + 0.07 * longest_a + cell * nb)
     height = min(14.0, 1.9 + 0.06 * min(longest_b, 30) + 0.42 * na * (cell / 0.5))
-    fig = new_figure(width, height)
+    fig = new_figure(width, height + (0.35 if pf is not None or qb is not None else 0.0))
     ax = fig.add_subplot()
     finite = scores[np.isfinite(scores)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -137,19 +146,18 @@ def atlas_heatmap(
     cbar = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
     cbar.set_label(mpl_text(metric))
 
-    if pf is not None:
-        for i, j in zip(*np.nonzero(~(pf <= alpha)), strict=True):
-            ax.add_patch(
-                Rectangle(
-                    (j - 0.5, i - 0.5),
-                    1,
-                    1,
-                    facecolor=(1, 1, 1, 0.55),
-                    edgecolor=(0.35, 0.35, 0.35, 0.7),
-                    hatch="///",
-                    linewidth=0,
-                )
-            )
+    fwer_style = {"facecolor": (1, 1, 1, 0.55), "edgecolor": (0.35, 0.35, 0.35, 0.7), "hatch": "///", "linewidth": 0}
+    fdr_style = {"facecolor": "none", "edgecolor": (0.15, 0.15, 0.15, 0.7), "hatch": "\\\\\\", "linewidth": 0}
+    legend = []
+    for matrix, style, label in (
+        (pf, fwer_style, f"not significant family-wise (max-statistic p > {alpha:g})"),
+        (qb, fdr_style, f"not significant at false-discovery rate {alpha:g} (BH q > {alpha:g})"),
+    ):
+        if matrix is None:
+            continue
+        for i, j in zip(*np.nonzero(~(matrix <= alpha)), strict=True):
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, **style))  # type: ignore[arg-type]
+        legend.append(Patch(label=label, **style))  # type: ignore[arg-type]
     if na * nb <= 260 and nb <= 24:
         cmap, norm = im.get_cmap(), im.norm
         for i in range(na):
@@ -173,6 +181,8 @@ def atlas_heatmap(
     ax.set_xlabel(f"layer of {mpl_text(label_b)}")
     ax.set_ylabel(f"layer of {mpl_text(label_a)}")
     ax.set_title(mpl_text(title), fontsize=10, loc="left")
+    if legend:
+        fig.legend(handles=legend, loc="outside lower center", fontsize=7.5, frameon=False, ncols=1)
     return fig
 
 
