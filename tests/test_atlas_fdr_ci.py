@@ -193,6 +193,45 @@ def test_atlas_cli_prints_q_values_and_intervals(tmp_path):
     assert re.search(r"\d+ at BH q ≤ 0\.05", text)
 
 
+def test_cli_groups_give_the_librarys_grouped_null_and_interval(tmp_path):
+    A, B = _layers()
+    n = next(iter(A.values())).shape[0]
+    groups = np.arange(n) // 4
+    np.save(tmp_path / "x.npy", A["a0"])
+    np.save(tmp_path / "y.npy", B["b1"])
+    np.save(tmp_path / "g.npy", groups)
+    args = [
+        "measure",
+        str(tmp_path / "x.npy"),
+        str(tmp_path / "y.npy"),
+        "-m",
+        "cka",
+        "--groups",
+        str(tmp_path / "g.npy"),
+    ]
+    res = runner.invoke(app, [*args, "--perm", "9", "--boot", "4", "--group-mode", "blocks", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    perm = alignkit.permutation_test("cka", A["a0"], B["b1"], n_perm=9, groups=groups, group_mode="blocks")
+    ci = bootstrap_ci("cka", A["a0"], B["b1"], 4, groups=groups)
+    assert got["permutation"] == "blocks"
+    assert (got["null_mean"], got["calibrated"], got["ci_low"]) == pytest.approx(
+        (perm.null_mean, perm.calibrated, ci.low)
+    )
+    assert runner.invoke(app, args).exit_code == 2  # groups without --perm or --ci shape nothing
+    np.save(tmp_path / "short.npy", groups[:-1])
+    short = runner.invoke(app, [*args[:-1], str(tmp_path / "short.npy"), "--perm", "5"])
+    assert short.exit_code == 2 and "--groups" in short.output
+    np.savez(tmp_path / "a.npz", **A)
+    np.savez(tmp_path / "b.npz", **B)
+    cmd = ["atlas", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "-m", "cka", "--perm", "9"]
+    res = runner.invoke(app, [*cmd, "--groups", str(tmp_path / "g.npy"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["permutation"] == "within"
+    want = alignkit.atlas(A, B, "cka", n_perm=9, groups=groups).summary()
+    assert json.loads(res.stdout)["best_p_calibrated"] == pytest.approx(want["best_p_calibrated"])
+
+
 def _report_atlas(run_dir, res, experiment="minilm_vs_vit"):
     """Write the atlas tables the way the run's atlas job does (tags + rows + summary)."""
     tags = {"experiment": experiment, "space_a": "minilm", "space_b": "vit_b16", "measure": res.measure}

@@ -283,6 +283,29 @@ def test_atlas_tables_carry_q_values_and_intervals_when_asked(tmp_path: Path) ->
     assert (with_ci["ci_low"] <= with_ci["score"]).all() and (with_ci["score"] <= with_ci["ci_high"]).all()
 
 
+def test_atlas_null_can_permute_within_the_datas_classes(tmp_path: Path) -> None:
+    table = tmp_path / "items.tsv"
+    lines = [f"item number {i} of the test corpus\tclass{i % 6}" for i in range(120)]
+    table.write_text("text\tlabel\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    nulls = {}
+    for groups in (None, "labels"):
+        cfg = small_config(tmp_path, n=120, name=f"g-{groups}")
+        for sp in cfg["spaces"].values():
+            sp["data"] = f"{table}#text,label=label"
+        exp = cfg["experiments"]["e"]
+        exp.pop("fit"), exp.pop("evaluate", None)
+        exp["atlas"] = {"measures": ["cka"], "n_perm": 9, **({"groups": groups} if groups else {})}
+        result = run(cfg)
+        summary = pd.read_parquet(result.tables["atlas_summary"]).iloc[0]
+        assert summary["permutation"] == ("within" if groups else "full")
+        nulls[groups] = pd.read_parquet(result.tables["atlas"])["null_mean"].to_numpy()
+    assert not np.allclose(nulls[None], nulls["labels"])  # other draws: the job passed the classes on
+    cfg = small_config(tmp_path / "nolabels", n=120)
+    cfg["experiments"]["e"]["atlas"]["groups"] = "labels"
+    with pytest.raises(Exception, match="atlas.groups: 'labels', but neither space's data has labels"):
+        run(cfg)
+
+
 def test_last_layers_are_the_encoders_last(tmp_path: Path) -> None:
     cfg = small_config(tmp_path, n=150)
     cfg["experiments"]["e"]["fit"].update(layers="last", sizes=[40], seeds=[0])

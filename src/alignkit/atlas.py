@@ -37,6 +37,7 @@ from alignkit.metrics.preprocess import preprocess
 from alignkit.registry import Spec
 from alignkit.stats.bootstrap import BootstrapResult, bootstrap_ci
 from alignkit.stats.fdr import qvalues
+from alignkit.stats.groups import check_group_mode, check_groups, permutation_kind
 from alignkit.stats.permutation import check_n_perm, permutations
 
 Spaces = Mapping[str, ArrayLike] | Sequence[ArrayLike]
@@ -95,6 +96,7 @@ class AtlasResult:
     n_boot: int = 0
     ci_level: float = 0.95
     n_items: int | None = None  # rows scored (after ``sample``)
+    permutation: str = "full"  # how the null permuted rows: full, within, blocks (groups) or custom
 
     def _sign(self) -> float:
         return 1.0 if self.higher_is_better else -1.0
@@ -211,6 +213,7 @@ class AtlasResult:
                     max_null_mean=float(mx.mean()),
                     best_adjusted=self.best_adjusted,
                     n_perm=int(self.null.shape[0]),
+                    permutation=self.permutation,
                 )
         out.update(self._fdr_summary())
         fa, fb, fs = self.final
@@ -314,6 +317,9 @@ def atlas(
     progress: bool = False,
     n_boot: int = 0,
     ci_level: float = 0.95,
+    groups: Any = None,
+    group_mode: str = "within",
+    permute: Any = None,
     **params: Any,
 ) -> AtlasResult:
     """Score ``measure`` (a registered name or id, e.g. ``'mutual_knn?k=10'``) for every pair
@@ -328,6 +334,10 @@ def atlas(
     n_boot, ci_level : if ``n_boot`` > 0, subsampling confidence intervals at ``ci_level`` (half-samples
         without replacement, seeded by ``seed``; :func:`~alignkit.stats.bootstrap.bootstrap_ci`) for the best
         pair and final × final; each costs ``n_boot`` evaluations of the measure on half the items.
+    groups, group_mode, permute : a structured null for items that are not exchangeable (one group label per
+        row: ``"within"`` permutes rows only inside their group, ``"blocks"`` moves whole groups; ``permute`` a
+        user function ``f(rng, n) -> indices``); see :mod:`alignkit.stats.groups`. With ``n_boot``, groups are
+        also subsampled whole. Labels are given for all n rows; ``sample`` keeps those of the sampled rows.
     params : the measure's parameters and the preprocessing options (clip_quantile, center, normalize);
         they override the id's own parameters. ``metric`` here is the measure's distance (kNN measures).
     """
@@ -349,10 +359,15 @@ def atlas(
         }
         raise ValueError(f"every layer must hold the same items (rows); got row counts {detail}")
     n = sizes.pop()
+    if groups is not None and permute is not None:
+        raise ValueError("give groups= or permute=, not both")
+    codes = None if groups is None else check_groups(groups, n)
+    check_group_mode(group_mode)
     if sample is not None and sample < n:
         rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[: int(sample)].sort().values
         tensors_a = {key: t[rows.to(t.device)] for key, t in tensors_a.items()}
         tensors_b = {key: t[rows.to(t.device)] for key, t in tensors_b.items()}
+        codes = None if codes is None else codes[rows.numpy()]
         n = int(sample)
     if isinstance(k, str):
         if "k" not in info.own:
@@ -393,7 +408,8 @@ def atlas(
     null = None
     if n_perm:
         n_perm = check_n_perm(n_perm)
-        draws = _bar(permutations(n, n_perm, seed), progress, "permutations")
+        perms = permutations(n, n_perm, seed, groups=codes, group_mode=group_mode, permute=permute)
+        draws = _bar(perms, progress, "permutations")
         if not (pa and pb):
             null = np.full((n_perm, *shape), np.nan)
         elif isinstance(pm, GramMeasure):
@@ -425,10 +441,13 @@ def atlas(
         n_boot,
         float(ci_level),
         n,
+        permutation_kind(codes, group_mode, permute),
     )
     if not n_boot:
         return res
-    return dataclasses.replace(res, intervals=_intervals(res, spec, tensors_a, tensors_b, n_boot, ci_level, seed))
+    return dataclasses.replace(
+        res, intervals=_intervals(res, spec, tensors_a, tensors_b, n_boot, ci_level, seed, codes)
+    )
 
 
 def _check_n_boot(n_boot: int) -> int:
@@ -445,6 +464,7 @@ def _intervals(
     n_boot: int,
     level: float,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> dict[tuple[str, str], BootstrapResult]:
     """Subsampling CIs of the best pair and final × final (the same subsets for both, from ``seed``); a pair
     with a NaN score (a degenerate layer) gets none."""
@@ -457,7 +477,7 @@ def _intervals(
         with warnings.catch_warnings():
             # the layer's distinct rows are recorded once in the result; not one warning per subsample
             warnings.simplefilter("ignore", DuplicateRowsWarning)
-            out[(a, b)] = bootstrap_ci(spec, tensors_a[a], tensors_b[b], n_boot, level=level, seed=seed)
+            out[(a, b)] = bootstrap_ci(spec, tensors_a[a], tensors_b[b], n_boot, level=level, seed=seed, groups=groups)
     return out
 
 

@@ -24,7 +24,7 @@ from alignkit.cli._console import (
     parse_params,
     print_json,
 )
-from alignkit.cli.measure import n_boot_from
+from alignkit.cli.measure import groups_from, n_boot_from
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,6 +94,8 @@ def _atlas_line(name: str, res: Any) -> Text:
             f"; max over {res.scores.size} pairs under the null: mean {s['max_null_mean']:.3f}, "
             f"calibrated p = {fmt_p(s['best_p_calibrated'])}, chance-adjusted {s['best_adjusted']:.3f}"
         )
+        if s.get("permutation", "full") != "full":
+            text += f" ({s['permutation']} null)"
     fa, fb, fs = res.final
     text += f"\nfinal × final: A {fa} × B {fb} = {fmt(fs, '.3f')}" + _ci_text(res, fa, fb)
     if math.isnan(fs):
@@ -197,6 +199,13 @@ def atlas_cmd(
         int | None, typer.Option("--boot", help="Subsamples for the intervals (implies --ci; 0 = none)")
     ] = None,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals")] = 0.95,
+    groups: Annotated[
+        Path | None,
+        typer.Option("--groups", help="One group id per item (.npy .txt .csv .parquet): a grouped null and interval"),
+    ] = None,
+    group_mode: Annotated[
+        str | None, typer.Option("--group-mode", help="within (default: shuffle items inside groups) or blocks")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON only")] = False,
 ) -> None:
     """Score every layer of A against every layer of B, with a max-statistic permutation null.
@@ -220,10 +229,12 @@ def atlas_cmd(
         k_value: int | str | None = None if k is None else (int(k) if k.isdigit() else k)
         n_boot = n_boot_from(ci, boot)
         A, B = _layers_from(a, cache), _layers_from(b, cache)
+        n_items = next(iter(A.values())).shape[0] if A else 0
+        grp = groups_from(groups, group_mode, n_items, perm, n_boot)
         t0 = time.perf_counter()
         res = atlas(
             A, B, metric, k=k_value, n_perm=perm, sample=sample, seed=seed, progress=not as_json, n_boot=n_boot,
-            ci_level=ci_level, **params,
+            ci_level=ci_level, groups=grp, group_mode=group_mode or "within", **params,
         )  # fmt: skip
         seconds = time.perf_counter() - t0
         if out is not None:

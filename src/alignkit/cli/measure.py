@@ -25,6 +25,24 @@ def n_boot_from(ci: bool, boot: int | None) -> int:
     return boot
 
 
+def groups_from(path: Path | None, mode: str | None, n: int, n_perm: int, n_boot: int) -> Any:
+    """The ``--groups`` labels, validated against the rows (None without the option)."""
+    from alignkit.stats.groups import check_group_mode, check_groups
+
+    if path is None:
+        if mode is not None:
+            raise ValueError("--group-mode applies with --groups")
+        return None
+    if not n_perm and not n_boot:
+        raise ValueError("--groups shapes the null (--perm) and the interval (--ci/--boot); give one of them")
+    from alignkit.io import load_labels
+
+    check_group_mode(mode or "within")
+    labels = load_labels(path)
+    check_groups(labels, n, name="--groups")
+    return labels
+
+
 def _resolve(measure_id: str, k: int | None, cli_params: dict[str, Any], prep: dict[str, Any]) -> Any:
     """The validated spec of one measure. The library's rule: options override the id's own
     ``?key=value`` (``--k`` applies to measures that take k). The command line gives each key once
@@ -48,9 +66,12 @@ def score_rows(
     seed: int,
     n_boot: int = 0,
     ci_level: float = 0.95,
+    groups: Any = None,
+    group_mode: str = "within",
 ) -> list[dict[str, Any]]:
-    """One result row per measure id; with ``n_perm`` > 0 each row carries its permutation null, with
-    ``n_boot`` > 0 a subsampling confidence interval (``ci_low``, ``ci_high``, ``ci_level``, ``n_boot``)."""
+    """One result row per measure id; with ``n_perm`` > 0 each row carries its permutation null (permuting within
+    or across ``groups`` when given), with ``n_boot`` > 0 a subsampling confidence interval (``ci_low``,
+    ``ci_high``, ``ci_level``, ``n_boot``; whole groups subsampled)."""
     from alignkit.metrics import get, measure
 
     specs = [_resolve(m, k, cli_params, prep) for m in metrics]  # fail fast, before any compute
@@ -64,16 +85,21 @@ def score_rows(
         if n_perm > 0:
             from alignkit.stats import permutation_test
 
-            res = permutation_test(spec, X, Y, n_perm=n_perm, seed=seed, progress=sys.stderr.isatty())
+            res = permutation_test(
+                spec, X, Y, n_perm=n_perm, seed=seed, progress=sys.stderr.isatty(), groups=groups, group_mode=group_mode
+            )
             d = res.as_dict()
-            row.update({key: d[key] for key in ("score", "null_mean", "null_std", "z", "p_value", "adjusted")})
-            row.update({"n_perm": res.n_perm, "seed": seed})
+            keys = ("score", "null_mean", "null_std", "z", "p_value", "adjusted", "calibrated", "threshold")
+            row.update({key: d[key] for key in keys})
+            row.update({"n_perm": res.n_perm, "seed": seed, "permutation": d["permutation"]})
         else:
             row["score"] = float(measure(spec, X, Y))
         if n_boot > 0:
             from alignkit.stats import bootstrap_ci
 
-            ci = bootstrap_ci(spec, X, Y, n_boot, level=ci_level, seed=seed, progress=sys.stderr.isatty())
+            ci = bootstrap_ci(
+                spec, X, Y, n_boot, level=ci_level, seed=seed, progress=sys.stderr.isatty(), groups=groups
+            )
             row.update({"ci_low": ci.low, "ci_high": ci.high, "ci_level": ci.level, "n_boot": ci.n_boot})
         row.update({"higher_is_better": info.higher_is_better, "range": list(info.range)})
         row["params"] = spec.kwargs
@@ -102,6 +128,7 @@ def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str
         table.add_column("z", justify="right")
         table.add_column("p-value", justify="right")
         table.add_column("adjusted", justify="right")
+        table.add_column("calibrated", justify="right")
     last = None
     for r in rows:
         cells = []
@@ -119,6 +146,7 @@ def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str
                 fmt(r["z"], ".1f"),
                 fmt_p(r["p_value"]),
                 fmt(r["adjusted"], ".3f"),
+                fmt(r.get("calibrated"), ".3f"),
             ]
         table.add_row(*cells)
     return table
@@ -158,6 +186,17 @@ def measure(
         str | None, typer.Option("--key", help="Array name inside .npz / .safetensors files that hold several")
     ] = None,
     column: Annotated[str | None, typer.Option("--column", help="Vector column of .parquet files")] = None,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            "--groups",
+            help="One group id per row (.npy .txt .csv .parquet): the null permutes within/across groups and the "
+            "interval subsamples whole groups (repeated captions, several crops of one image)",
+        ),
+    ] = None,
+    group_mode: Annotated[
+        str | None, typer.Option("--group-mode", help="within (default: shuffle rows inside groups) or blocks")
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON only (one object, or a list for several)")
     ] = False,
@@ -166,8 +205,10 @@ def measure(
 
     Row i of A and row i of B must describe the same item. With --perm, Y's rows are shuffled to
     build a null: the table then adds the null mean ± sd, z, a one-sided p-value and the
-    chance-adjusted score (0 = chance, 1 = the measure's best). With --ci (or --boot N) it adds a
-    confidence interval from subsets of half the items drawn without replacement.
+    chance-adjusted score (0 = chance, 1 = the measure's best) and the calibrated score (0 up to the null's 95th
+    percentile). With --ci (or --boot N) it adds a confidence interval from subsets of half the items drawn without
+    replacement. With --groups, rows of a group are not exchangeable: the null permutes them within their group
+    (or whole groups, --group-mode blocks) and the interval draws whole groups.
 
     **Examples**
 
@@ -220,9 +261,13 @@ def measure(
                 f"A and B must be paired by row (row i = the same item in both): {a} has {X.shape[0]} rows, "
                 f"{b} has {Y.shape[0]}"
             )
+        grp = groups_from(groups, group_mode, X.shape[0], perm, n_boot)
         if not as_json:
             note(f"A: {a} {X.shape[0]}×{X.shape[1]}   B: {b} {Y.shape[0]}×{Y.shape[1]}")
-        rows = score_rows(X, Y, metrics, k, cli_params, prep, perm, seed, n_boot=n_boot, ci_level=ci_level)
+        rows = score_rows(
+            X, Y, metrics, k, cli_params, prep, perm, seed, n_boot=n_boot, ci_level=ci_level, groups=grp,
+            group_mode=group_mode or "within",
+        )  # fmt: skip
     except USER_ERRORS as exc:
         raise fail(exc) from None
     for r in rows:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from alignkit._progress import progress as progress_bar
-from alignkit.diagnostics._inputs import check_groups
 from alignkit.diagnostics._registry import DiagnosticInfo, diagnostic_spec, get
 from alignkit.diagnostics._result import as_row, value_of
 from alignkit.registry import Spec
@@ -100,19 +99,6 @@ def diagnose(name: str | Spec, *arrays: Any, labels: Any = None, groups: Any = N
     return float("nan") if call is None else call.run()
 
 
-def _subsets(n: int, m: int, n_sub: int, groups: np.ndarray | None, rng: np.random.Generator) -> list[np.ndarray]:
-    """Row subsets of size ≈ m without replacement; with groups, whole groups are drawn (half of them)."""
-    if groups is None:
-        return [np.sort(rng.permutation(n)[:m]) for _ in range(n_sub)]
-    ids = np.unique(groups)
-    k = max(1, round(len(ids) * m / n))
-    out = []
-    for _ in range(n_sub):
-        keep = rng.permutation(ids)[:k]
-        out.append(np.flatnonzero(np.isin(groups, keep)))
-    return out
-
-
 def diagnostic_ci(
     name: str | Spec,
     *arrays: Any,
@@ -131,6 +117,7 @@ def diagnostic_ci(
     :class:`~alignkit.stats.BootstrapResult` whose ``measure`` is the diagnostic's canonical id.
     """
     from alignkit.stats.bootstrap import BootstrapResult, subsample_interval
+    from alignkit.stats.groups import row_subsets
 
     _check_level_fraction(level, fraction)
     n_boot = _check_count(n_boot, "n_boot", 2)
@@ -146,20 +133,15 @@ def diagnostic_ci(
     m = round(fraction * n)
     if not 2 <= m < n:
         raise ValueError(f"fraction={fraction} gives a subset of m={m} items out of n={n}; need 2 <= m < n")
+    m, subsets = row_subsets(n, m, n_boot, seed, groups=groups)  # as bootstrap_ci: whole groups with groups
     score = value_of(call.run())
-    g = check_groups(groups, n)
-    rng = np.random.default_rng(seed)
-    subsets = _subsets(n, m, n_boot, g, rng)
-    m_eff = round(float(np.mean([len(r) for r in subsets])))
-    if not 2 <= m_eff < n:
-        raise ValueError(f"groups leave subsets of {m_eff} of {n} items; need more groups for an interval")
     samples = []
-    for rows in progress_bar(subsets, show=progress, desc=f"{info.name} subsamples"):
+    for rows in progress_bar(subsets, show=progress, desc=f"{info.name} subsamples", total=n_boot):
         try:
-            samples.append(value_of(call.run(rows)))
+            samples.append(value_of(call.run(np.sort(rows.numpy()))))  # rows keep their order
         except ValueError:  # a subset that lost a class, say: counts as undefined, and says so via NaN
             samples.append(nan)
-    return subsample_interval(spec.id, score, np.asarray(samples, dtype=float), m_eff, n, level, info.range, seed)
+    return subsample_interval(spec.id, score, np.asarray(samples, dtype=float), m, n, level, info.range, seed)
 
 
 def diagnostic_null(
@@ -177,7 +159,7 @@ def diagnostic_null(
     ``groups``, permutations stay within groups (items of a group are exchangeable only with each other).
     Returns a :class:`~alignkit.stats.PermutationResult` (add-one p-value, z, chance-adjusted value).
     """
-    from alignkit.stats.permutation import PermutationResult
+    from alignkit.stats.permutation import PermutationResult, permutations
 
     n_perm = _check_count(n_perm, "n_perm", 1)
     spec = diagnostic_spec(name, **params)
@@ -193,29 +175,17 @@ def diagnostic_null(
         return PermutationResult(
             spec.id, float("nan"), np.full(n_perm, np.nan), info.higher_is_better, best_score, seed
         )
+    perms = permutations(call.n, n_perm, seed, groups=groups, group_mode="within")  # as permutation_test
     score = value_of(call.run())
-    n = call.n
-    g = check_groups(groups, n)
-    rng = np.random.default_rng(seed)
     null = []
-    for _ in progress_bar(range(n_perm), show=progress, desc=f"{info.name} null"):
-        perm = _permutation(n, g, rng)
+    for p in progress_bar(perms, show=progress, desc=f"{info.name} null"):
+        perm = p.numpy()
         if info.null == "shuffle_labels":
             null.append(value_of(call.run(labels=np.asarray(labels)[perm])))
         else:
             arrays_p = (call.arrays[0], _take(call.arrays[1], perm), *call.arrays[2:])
             null.append(value_of(_Call(call.spec, info, arrays_p, call.labels, call.groups).run()))
     return PermutationResult(spec.id, score, np.asarray(null, dtype=float), info.higher_is_better, best_score, seed)
-
-
-def _permutation(n: int, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    if groups is None:
-        return rng.permutation(n)
-    perm = np.arange(n)
-    for gid in np.unique(groups):
-        rows = np.flatnonzero(groups == gid)
-        perm[rows] = rng.permutation(rows)
-    return perm
 
 
 def _check_count(v: Any, name: str, low: int) -> int:

@@ -156,6 +156,14 @@ class AtlasConfig(_Strict):
     n_boot: StrictInt = Field(
         0, ge=0, description="subsamples for CIs of the best pair and final × final (0 = none; 200 is a good start)"
     )
+    groups: Literal["labels"] | None = Field(
+        None,
+        description="items are not exchangeable: group them by the data's class labels for the null and the CIs "
+        "(e.g. captions made from a class name); None = every item its own group",
+    )
+    group_mode: Literal["within", "blocks"] = Field(
+        "within", description="within: permute items inside their group; blocks: move whole groups (equal sizes)"
+    )
 
     @field_validator("n_boot")
     @classmethod

@@ -245,6 +245,8 @@ def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str
         seed=s["seed"],
         sample=s["sample"],
         n_boot=s.get("n_boot", 0),
+        groups=split.labels if s.get("groups") == "labels" else None,
+        group_mode=s.get("group_mode", "within"),
         progress=ctx.progress,
     )
     seconds = time.perf_counter() - t0

@@ -179,11 +179,15 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                 spec = {**base, "measure": measure, "n_perm": exp.atlas.n_perm, "sample": exp.atlas.sample}
                 if exp.atlas.n_boot:  # only when asked: existing atlas jobs keep their keys
                     spec["n_boot"] = exp.atlas.n_boot
+                if exp.atlas.groups:
+                    spec.update(groups=exp.atlas.groups, group_mode=exp.atlas.group_mode)
                 key = stable_key("atlas", spec, up)
                 n = min(n_paired, exp.atlas.sample or n_paired)
                 work = f"{n:,} items, every layer pair, 1 + {exp.atlas.n_perm} scorings"
                 if exp.atlas.n_boot:
                     work += f", CIs from {exp.atlas.n_boot} subsamples"
+                if exp.atlas.groups:
+                    work += f", null permuted {exp.atlas.group_mode} class groups"
                 plan.jobs.append(Job(f"atlas:{ename}:{measure}", "atlas", key, deps_ab, spec, 1.0, 0.0, work))
         if exp.fit is None:
             continue
@@ -306,6 +310,8 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
         n_paired = len(align_keys(da["dataset"], db["dataset"], how="inner")[0])
         if exp.atlas is not None:
             n = min(n_paired, exp.atlas.sample or n_paired)
+            if exp.atlas.groups == "labels" and da["dataset"].labels is None and db["dataset"].labels is None:
+                problems.append(f"experiments.{ename}.atlas.groups: 'labels', but neither space's data has labels")
             for measure in exp.atlas.measures:
                 try:
                     _check_measure_k(f"experiments.{ename}.atlas.measures", measure, None, n, "paired items")

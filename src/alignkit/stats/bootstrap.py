@@ -6,7 +6,9 @@ subsets without replacement. For an estimator with variance ∝ 1/n, the spread 
 estimates around their mean is ``σ²(1/m − 1/n)`` (finite-population correction), so deviations are
 rescaled by ``sqrt(m/(n − m))`` (= 1 at m = n/2, the classic half-sample) to the spread at n.
 Deviations are taken from the subsample mean, not the full-sample score, because kNN scores drift
-with n (their null is k/(n−1)); the interval is centred on the full-sample score.
+with n (their null is k/(n−1)); the interval is centred on the full-sample score. With ``groups``
+the units are groups: each subset is round(fraction·G) whole groups (a grouped half-sample), so
+duplicates or repeated items of one group never straddle the subset boundary.
 Politis & Romano, "Large sample confidence regions based on subsamples under minimal
 assumptions", Ann. Statist. 1994; Shao & Wu, "A general theory for jackknife variance
 estimation" (delete-d jackknife), Ann. Statist. 1989.
@@ -20,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from alignkit._progress import progress as bar
 from alignkit._validation import ArrayLike, as_pair
 from alignkit.metrics import _registry
 from alignkit.registry import Spec
+from alignkit.stats.groups import row_subsets
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def bootstrap_ci(
     level: float = 0.95,
     fraction: float = 0.5,
     seed: int = 0,
+    groups: Any = None,
     progress: bool = False,
     **params: Any,
 ) -> BootstrapResult:
@@ -87,6 +90,8 @@ def bootstrap_ci(
     bootstrap form, so a skewed subsample distribution flips the right way). A basic interval can leave
     the measure's range (e.g. above 1 for CKA near 1); it is clipped to the registered range and
     ``clipped`` says so. A NaN score (a degenerate space) or NaN subsamples give a NaN interval.
+    groups : one label per row; subsets are then whole groups, round(fraction·G) of the G groups, and
+        m is their expected size (rows of one group are never split between in and out).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1); got {level}")
@@ -99,6 +104,7 @@ def bootstrap_ci(
     m = round(fraction * n)
     if not 2 <= m < n:
         raise ValueError(f"fraction={fraction} gives a subset of m={m} items out of n={n}; need 2 <= m < n")
+    m, subsets = row_subsets(n, m, int(n_boot), seed, groups=groups)  # bad groups fail before any compute
     bounds: tuple[float, float] = (-np.inf, np.inf)
     if callable(measure) and not isinstance(measure, Spec):
         name, func = getattr(measure, "__name__", "callable"), measure
@@ -111,11 +117,9 @@ def bootstrap_ci(
     if not np.isfinite(score):  # a degenerate space (or a NaN measure): no interval around nothing
         nan = float("nan")
         return BootstrapResult(name, score, nan, nan, level, m, n, np.full(int(n_boot), np.nan), seed)
-    g = torch.Generator().manual_seed(int(seed))
     samples = []
-    draws = bar(range(int(n_boot)), show=progress, desc="subsamples")
-    for _ in draws:
-        rows = torch.randperm(n, generator=g)[:m].to(x.device)
+    for rows in bar(subsets, show=progress, desc="subsamples", total=int(n_boot)):
+        rows = rows.to(x.device)
         samples.append(float(func(x[rows], y[rows], **params)))
     return subsample_interval(name, score, np.asarray(samples), m, n, level, bounds, seed)
 
