@@ -11,6 +11,7 @@ spec                           dataset
 ``PATH-images-idx3-ubyte[.gz]``  IDX (MNIST-format) images; ``,labels=PATH`` adds labels
 ``images:DIR``                 an image folder (labels from sub-folders)
 ``audio:DIR``                  a folder of .wav files (labels from sub-folders)
+``speech:bible?n=N&voices=V,..&speeds=S,..[&lang=en][&seed=0][&view=text]``  bundled verses spoken by espeak-ng
 ``hf:NAME#COLUMN[,split=S][,config=C][,label=COL][,id=COL]``  a Hugging Face dataset (online)
 ``captions:SPEC``              one caption per item of a labelled dataset, from its class name
 ``prompts:SPEC``               every class name of a labelled dataset in every prompt template
@@ -28,6 +29,7 @@ from alignkit.data.audio import AudioFolder
 from alignkit.data.base import Dataset
 from alignkit.data.hf import HFDataset
 from alignkit.data.image import IDXImages, ImageFolder
+from alignkit.data.speech import speech_from_spec
 from alignkit.data.text import TextLines, TextTable
 from alignkit.registry import Entry, Registry
 
@@ -164,6 +166,12 @@ register_dataset(
     lambda rest, spec, e: AudioFolder(rest, on_error=e),
     syntax="audio:DIR",
     description="a folder of .wav files (labels from sub-folders)",
+)
+register_dataset(
+    "speech",
+    speech_from_spec,
+    syntax="speech:bible?n=N&voices=V1,V2&speeds=S1,S2[&lang=en|es][&seed=0][&max_words=60][&view=audio|text]",
+    description="bundled Bible verses spoken by espeak-ng (or, view=text, their text), ids = verse refs",
 )
 register_dataset(
     "hf",
