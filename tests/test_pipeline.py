@@ -302,8 +302,34 @@ def test_atlas_null_can_permute_within_the_datas_classes(tmp_path: Path) -> None
     assert not np.allclose(nulls[None], nulls["labels"])  # other draws: the job passed the classes on
     cfg = small_config(tmp_path / "nolabels", n=120)
     cfg["experiments"]["e"]["atlas"]["groups"] = "labels"
-    with pytest.raises(Exception, match="atlas.groups: 'labels', but neither space's data has labels"):
+    with pytest.raises(Exception, match=r"atlas\.groups: 'labels', but neither space's data has labels"):
         run(cfg)
+
+
+def test_atlas_pool_sizes_give_a_curve_whose_full_pool_is_the_atlas_cell(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, n=200)
+    exp = cfg["experiments"]["e"]
+    exp.pop("fit"), exp.pop("evaluate", None)
+    exp["atlas"] = {"measures": ["mutual_knn?k=5", "cka"], "n_perm": 5, "pool_sizes": [50, 100, 200], "pool_repeats": 3}
+    cfg["report"] = True
+    result = run(cfg)
+    curve = pd.read_parquet(result.tables["pool_curve"])
+    atlas = pd.read_parquet(result.tables["atlas"])
+    assert len(curve) == 6 and set(curve["pool_size"]) == {50, 100, 200}
+    for measure, grp in curve.groupby("measure"):
+        full = grp[grp["pool_size"] == 200].iloc[0]
+        cell = atlas[(atlas["measure"] == measure) & (atlas["layer_a"] == full["layer_a"])]
+        cell = cell[cell["layer_b"] == full["layer_b"]].iloc[0]
+        assert full["score"] == pytest.approx(cell["score"], abs=1e-9)  # the pool of every item is the atlas cell
+        assert full["score_low"] == pytest.approx(full["score_high"])  # the same set in every draw
+        assert np.isfinite(grp["null_mean"]).all()
+    assert "Pool-size curve" in result.report.read_text(encoding="utf-8")
+    bad = small_config(tmp_path / "bad", n=200)
+    bad["experiments"]["e"]["atlas"]["pool_sizes"] = [50, 400]
+    with pytest.raises(Exception, match=r"atlas\.pool_sizes: 400 exceeds the 200 paired items"):
+        run(bad)
+    bad["experiments"]["e"]["atlas"]["pool_sizes"] = [9, 5]
+    assert "pool_sizes" in _errors(bad)
 
 
 def test_last_layers_are_the_encoders_last(tmp_path: Path) -> None:

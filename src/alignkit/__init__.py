@@ -16,6 +16,7 @@ from alignkit._version import __version__
 if TYPE_CHECKING:
     from alignkit import degenerate, diagnostics, metrics, registry, stats
     from alignkit.atlas import AtlasResult, atlas, k_from_rule, select_layers
+    from alignkit.curves import CurveResult, curve, plot_curve
     from alignkit.degenerate import inspect_space
     from alignkit.diagnostics import diagnose
     from alignkit.metrics import describe, measure
@@ -30,6 +31,9 @@ _LAZY: dict[str, str] = {
     "atlas": "alignkit.atlas",
     "k_from_rule": "alignkit.atlas",
     "select_layers": "alignkit.atlas",
+    "CurveResult": "alignkit.curves",
+    "curve": "alignkit.curves",
+    "plot_curve": "alignkit.curves",
     "describe": "alignkit.metrics",
     "diagnose": "alignkit.diagnostics",
     "inspect_space": "alignkit.degenerate",
@@ -43,11 +47,13 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "AtlasResult",
+    "CurveResult",
     "KNNGraph",
     "StreamingCKA",
     "__version__",
     "atlas",
     "bootstrap_ci",
+    "curve",
     "degenerate",
     "describe",
     "diagnose",
@@ -58,6 +64,7 @@ __all__ = [
     "measure",
     "metrics",
     "permutation_test",
+    "plot_curve",
     "registry",
     "select_layers",
     "stats",

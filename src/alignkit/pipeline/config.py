@@ -164,6 +164,19 @@ class AtlasConfig(_Strict):
     group_mode: Literal["within", "blocks"] = Field(
         "within", description="within: permute items inside their group; blocks: move whole groups (equal sizes)"
     )
+    pool_sizes: list[StrictInt] | None = Field(
+        None, description="also score the last layers on nested random pools of these sizes (alignkit.curve)"
+    )
+    pool_repeats: StrictInt = Field(5, ge=2, description="random pool draws per size (intervals over them)")
+
+    @field_validator("pool_sizes")
+    @classmethod
+    def _pools(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        from alignkit.curves import check_pool_sizes
+
+        return check_pool_sizes(v, 10**12)
 
     @field_validator("n_boot")
     @classmethod

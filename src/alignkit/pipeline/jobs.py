@@ -271,7 +271,24 @@ def run_atlas(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str
         summary.setdefault(col, float("nan"))
     write_rows(folder / "atlas.parquet", rows)
     write_rows(folder / "atlas_summary.parquet", [summary])
+    if s.get("pool_sizes"):
+        write_rows(folder / "pool_curve.parquet", _pool_curve(s, inputs, split, res, ctx, tags))
     return _finish(folder, {"summary": summary, "seconds": seconds})
+
+
+def _pool_curve(
+    s: dict[str, Any], inputs: _Inputs, split: Split, res: Any, ctx: Context, tags: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The last layers' score on nested random pools of every paired item (:func:`alignkit.curve`)."""
+    from alignkit.curves import curve
+
+    la, lb = res.names_a[-1], res.names_b[-1]
+    X, Y = _side(inputs, s["embed_a"], la, split.rows_a), _side(inputs, s["embed_b"], lb, split.rows_b)
+    cur = curve(
+        s["measure"], X, Y, s["pool_sizes"], repeats=s["pool_repeats"], n_perm=min(s["n_perm"], 100), seed=s["seed"],
+        progress=ctx.progress,
+    )  # fmt: skip
+    return [{**tags, **r, "measure": s["measure"], "layer_a": la, "layer_b": lb} for r in cur.to_rows()]
 
 
 def run_select(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:

@@ -181,6 +181,8 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                     spec["n_boot"] = exp.atlas.n_boot
                 if exp.atlas.groups:
                     spec.update(groups=exp.atlas.groups, group_mode=exp.atlas.group_mode)
+                if exp.atlas.pool_sizes:
+                    spec.update(pool_sizes=list(exp.atlas.pool_sizes), pool_repeats=exp.atlas.pool_repeats)
                 key = stable_key("atlas", spec, up)
                 n = min(n_paired, exp.atlas.sample or n_paired)
                 work = f"{n:,} items, every layer pair, 1 + {exp.atlas.n_perm} scorings"
@@ -188,6 +190,8 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                     work += f", CIs from {exp.atlas.n_boot} subsamples"
                 if exp.atlas.groups:
                     work += f", null permuted {exp.atlas.group_mode} class groups"
+                if exp.atlas.pool_sizes:
+                    work += f", a pool-size curve over {len(exp.atlas.pool_sizes)} sizes"
                 plan.jobs.append(Job(f"atlas:{ename}:{measure}", "atlas", key, deps_ab, spec, 1.0, 0.0, work))
         if exp.fit is None:
             continue
@@ -312,6 +316,11 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
             n = min(n_paired, exp.atlas.sample or n_paired)
             if exp.atlas.groups == "labels" and da["dataset"].labels is None and db["dataset"].labels is None:
                 problems.append(f"experiments.{ename}.atlas.groups: 'labels', but neither space's data has labels")
+            if exp.atlas.pool_sizes and max(exp.atlas.pool_sizes) > n_paired:
+                problems.append(
+                    f"experiments.{ename}.atlas.pool_sizes: {max(exp.atlas.pool_sizes)} exceeds the {n_paired} "
+                    "paired items"
+                )
             for measure in exp.atlas.measures:
                 try:
                     _check_measure_k(f"experiments.{ename}.atlas.measures", measure, None, n, "paired items")

@@ -299,6 +299,28 @@ def level_histogram(counts: Sequence[float], *, title: str = "", color: str = "#
     return fig
 
 
+def pool_curve(rows: Any, *, title: str = "") -> Any:
+    """Score vs pool size (log x) from a run's ``pool_curve`` rows of one measure: the mean over random pools with
+    its interval band, and the permutation null's mean dashed (a kNN score's chance level falls as k/(n−1))."""
+    fig = new_figure(5.2, 3.4)
+    ax = fig.add_subplot()
+    for k, (exp, grp) in enumerate(rows.groupby("experiment", sort=False)):
+        grp = grp.sort_values("pool_size")
+        x = grp["pool_size"].to_numpy(float)
+        color = _PALETTE[k % len(_PALETTE)]
+        ax.plot(x, grp["score"].to_numpy(float), "o-", color=color, label=mpl_text(exp))
+        ax.fill_between(x, grp["score_low"].to_numpy(float), grp["score_high"].to_numpy(float), color=color, alpha=0.2)
+        if "null_mean" in grp and np.isfinite(grp["null_mean"].to_numpy(float)).any():
+            ax.plot(x, grp["null_mean"].to_numpy(float), "--", color=color, alpha=0.7, label=f"{mpl_text(exp)}: null")
+    ax.set_xscale("log")
+    ax.set_xlabel("pool size (items)")
+    ax.set_ylabel("score (last layers)")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(mpl_text(title), fontsize=9)
+    return fig
+
+
 def size_curves(
     summary: Any,
     *,

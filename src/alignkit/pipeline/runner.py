@@ -32,6 +32,7 @@ from alignkit.store.layout import default_root
 TABLES = {
     "atlas": ("atlas", "atlas.parquet"),
     "atlas_summary": ("atlas", "atlas_summary.parquet"),
+    "pool_curve": ("atlas", "pool_curve.parquet"),
     "layer_selection": ("select", "layer_selection.parquet"),
     "fits": ("fit", "fits.parquet"),
     "evaluations": ("evaluate", "evaluations.parquet"),

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: The Parquet tables the report reads (``<name>.parquet`` in the run folder).
-TABLES = ("atlas", "atlas_summary", "layer_selection", "fits", "evaluations", "diagnostics", "aligned_diagnostics")
+TABLES = (
+    *("atlas", "atlas_summary", "pool_curve", "layer_selection"),
+    *("fits", "evaluations", "diagnostics", "aligned_diagnostics"),
+)
 
 
 @dataclass

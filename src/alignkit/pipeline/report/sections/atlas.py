@@ -261,9 +261,27 @@ def build(ctx: Context) -> Section:
         "n items",
         "distinct rows (A / B)",
     ]
-    figs = [_heatmap(ctx, a) for a in atl]
+    figs = [_heatmap(ctx, a) for a in atl] + _pool_curves(ctx)
     notes = [*_final_notes(atl), *_distinct_notes(atl), *_degenerate_notes(atl)]
     return section("atlas", title, howto(HOWTO), table(header, rows, "num"), *notes, *figs)
+
+
+def _pool_curves(ctx: Context) -> list[str]:
+    """One figure per measure of the runs' pool-size curves (``atlas: {pool_sizes: [...]}``), if any."""
+    df = ctx.data.tables.get("pool_curve")
+    if df is None or df.empty:
+        return []
+    out = []
+    for metric, grp in df.groupby("measure", sort=False):
+        label = labels.measure(str(metric))
+        cap = (
+            f"{label.label_html()} of the last layers on nested random pools of each size (mean over "
+            f"{int(grp['repeats'].iloc[0])} draws, band: its interval; dashed: the permutation null). A kNN score "
+            "falls as the pool grows: compare scores only at the same pool size."
+        )
+        fig = plots.pool_curve(grp, title=f"pool size: {metric}")
+        out.append(ctx.figure(f"pool-curve-{metric}", fig, f"Pool-size curve {metric}", cap))
+    return out
 
 
 def _final_notes(atl: list[Atlas]) -> list[str]:
