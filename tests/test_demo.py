@@ -36,6 +36,9 @@ def test_demo_runs_the_bundled_config_and_reuses_everything(tmp_path, monkeypatc
     assert knn["best_score"] > 0.1 > knn["max_null_mean"]
     assert knn["best_p_calibrated"] == pytest.approx(1 / 101)
     assert summary.loc[("fashion", "cka"), "best_score"] > 0.2
+    # Captions vary (one of 16 templates per image), so image<->caption mutual kNN is defined and above its null.
+    fk = summary.loc[("fashion", "mutual_knn?k=10&ties=fractional")]
+    assert fk["min_n_distinct_b"] >= 80 and fk["best_score"] > 3 * fk["max_null_mean"]
 
     ev = pd.read_parquet(run_dir / "evaluations.parquet")
     fits = pd.read_parquet(run_dir / "fits.parquet")

@@ -280,7 +280,8 @@ def handle(checks: list[SpaceCheck], policy: str, what: str) -> bool:
             warnings.warn(
                 f"{what}: {c.name} has {dup} duplicated row(s) ({dup / c.n:.1%} of {c.n}; {c.n_distinct} distinct): a "
                 "duplicate is another row's nearest neighbour at distance 0, so neighbourhoods and a row-permutation "
-                "null are decided by ties (permute duplicates together, or deduplicate)",
+                "null are decided by ties (permute duplicates together with groups=, deduplicate, or use "
+                "ties='fractional' with mutual_knn/jaccard_knn)",
                 DuplicateRowsWarning,
                 stacklevel=4,
             )

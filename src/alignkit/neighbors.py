@@ -8,10 +8,14 @@ norm; inner product and Euclidean: the whole space by one power of two, which is
 so the neighbours are the same at any finite scale of the input: no product overflows or underflows.
 The approximate backend goes through faiss and always measures its recall@k against exact search
 on a sample of rows; the recall travels with the graph.
+With ``ties=True`` the exact search also keeps every row tied at each row's k-th similarity
+(:class:`TiedNeighbours`), so kNN measures can share the last slots among the ties instead of letting the
+search's tie-breaking (the row order) decide them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +35,167 @@ METRICS: tuple[str, ...] = ("cosine", "ip", "euclidean")
 BACKENDS: tuple[str, ...] = ("exact", "faiss")
 
 _BLOCK_BYTES = 64 * 2**20  # size of one block of similarities
+_MAX_TIED_ENTRIES = 2**24  # beyond 64·n·k: a tied neighbourhood that large means a (nearly) constant space
+_PADDED_WIDTH = 4  # tied rows up to 4k entries wide are stored padded; wider ones flat
+
+
+def _inverse(perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.as_tensor(perm, dtype=torch.long).cpu()
+    return perm, torch.empty_like(perm).index_copy_(0, perm, torch.arange(perm.numel()))
+
+
+# The tied neighbourhoods index with index_select / masked_select / gather: torch's generic advanced indexing
+# (t[idx], t[mask]) is up to 1000× slower on a contended multi-threaded CPU, and a null calls these per draw.
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return t.index_select(0, idx)
+
+
+@dataclass(frozen=True, eq=False)
+class TiedNeighbours:
+    """Every row's k-neighbourhood with the ties at its k-th similarity kept, as weighted entries.
+
+    With r_i the k-th largest similarity of row i (self excluded), c_i the number of rows strictly more similar
+    and t_i the number at exactly r_i: weight 1 for the c_i, ``(k − c_i)/t_i`` for each of the t_i, so every
+    row's weights sum to k and no row order decides which tied row gets a slot. Without ties the weights are the
+    0/1 indicator of the ordinary k-neighbour set.
+
+    Stored padded, ``(n, W)`` with W the widest row up to 4k (padding: column n, weight 0, similarity −inf), so
+    an overlap costs what the ordinary one does; the entries of rows wider than that (a large group of
+    identical rows) are kept flat in ``heavy``, so one such row does not widen every other.
+    """
+
+    k: int
+    cols: torch.Tensor  # (n, W) int64
+    sims: torch.Tensor  # (n, W) float64, the similarities the search computed (kept to truncate)
+    weights: torch.Tensor  # (n, W) float64
+    light: torch.Tensor  # (n,) bool: the row's entries are in the padded part
+    heavy: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # rows, cols, sims, weights: (h,) each
+
+    @property
+    def n(self) -> int:
+        return int(self.cols.shape[0])
+
+    def entries(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """(rows, cols, sims, weights) of every entry, flat (of the rows where the bool mask ``rows`` is set)."""
+        keep = self.cols != self.n
+        if rows is not None:
+            keep &= rows[:, None]
+        flat = keep.flatten().nonzero().flatten()
+        hr, hc, hs, hw = self.heavy
+        h = torch.arange(hr.numel()) if rows is None else _take(rows, hr).nonzero().flatten()
+        width = self.cols.shape[1]
+        return (
+            torch.cat([torch.div(flat, width, rounding_mode="floor"), _take(hr, h)]),
+            torch.cat([_take(self.cols.flatten(), flat), _take(hc, h)]),
+            torch.cat([_take(self.sims.flatten(), flat), _take(hs, h)]),
+            torch.cat([_take(self.weights.flatten(), flat), _take(hw, h)]),
+        )
+
+    def truncate(self, k: int) -> TiedNeighbours:
+        """The neighbourhoods for a smaller ``k``: every row at or above the new k-th similarity is stored."""
+        check_k(k, self.k + 1, "k")
+        if k == self.k:
+            return self
+        rows, cols, sims, _ = self.entries()
+        # each row's entries by similarity (descending), rows in order: its k-th value sits at start + k − 1
+        by_sim = torch.argsort(sims, descending=True, stable=True)
+        by_row = _take(by_sim, torch.argsort(_take(rows, by_sim), stable=True))
+        counts = torch.bincount(rows, minlength=self.n)
+        kth = _take(sims, _take(by_row, torch.cumsum(counts, 0) - counts + k - 1))
+        r = _take(kth, rows)
+        keep = (sims >= r).nonzero().flatten()
+        return tied_neighbours(self.n, k, _take(rows, keep), _take(cols, keep), _take(sims, keep), _take(r, keep))
+
+    def permuted(self, perm: torch.Tensor) -> TiedNeighbours:
+        """The neighbourhoods of the space whose row i is this space's row ``perm[i]``: row i takes row π(i)'s
+        entries with columns relabelled by π⁻¹, O(n·W + h)."""
+        perm, inv = _inverse(perm)
+        relabel = torch.cat([inv, torch.tensor([self.n])])  # padding stays padding
+        cols = _take(relabel, _take(self.cols, perm).flatten()).view(self.cols.shape)
+        hr, hc, hs, hw = self.heavy
+        return TiedNeighbours(
+            self.k,
+            cols,
+            _take(self.sims, perm),
+            _take(self.weights, perm),
+            _take(self.light, perm),
+            (_take(inv, hr), _take(inv, hc), hs, hw),
+        )
+
+
+def tie_weights(rows: torch.Tensor, sims: torch.Tensor, r: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """The weight of each entry (all at similarity ≥ their row's k-th similarity ``r``): 1 when strictly
+    above r, else the row's remaining ``k − c`` slots shared equally by its ``t`` entries at r."""
+    above = sims > r
+    c = torch.bincount(rows.masked_select(above), minlength=n).double()
+    t = torch.bincount(rows.masked_select(~above), minlength=n).double()
+    share = (k - c) / t.clamp_min(1)
+    return torch.where(above, torch.ones_like(sims, dtype=torch.float64), _take(share, rows))
+
+
+def tied_neighbours(
+    n: int, k: int, rows: torch.Tensor, cols: torch.Tensor, sims: torch.Tensor, r: torch.Tensor
+) -> TiedNeighbours:
+    """:class:`TiedNeighbours` from flat entries (each at similarity ≥ its row's k-th similarity ``r``)."""
+    order = torch.argsort(rows * n + cols)
+    rows, cols = _take(rows, order), _take(cols, order)
+    sims, r = _take(sims, order).double(), _take(r, order).double()
+    weights = tie_weights(rows, sims, r, n, k)
+    counts = torch.bincount(rows, minlength=n)
+    width = min(int(counts.max()), _PADDED_WIDTH * k)
+    light = counts <= width
+    lit = _take(light, rows)
+    slot = torch.arange(rows.numel()) - _take(torch.cumsum(counts, 0) - counts, rows)
+    at = (rows * width + slot).masked_select(lit)
+    pc = torch.full((n * width,), n, dtype=torch.long).index_copy_(0, at, cols.masked_select(lit))
+    ps = torch.full((n * width,), -torch.inf, dtype=torch.float64).index_copy_(0, at, sims.masked_select(lit))
+    pw = torch.zeros(n * width, dtype=torch.float64).index_copy_(0, at, weights.masked_select(lit))
+    heavy = (rows.masked_select(~lit), cols.masked_select(~lit), sims.masked_select(~lit), weights.masked_select(~lit))
+    return TiedNeighbours(k, pc.view(n, width), ps.view(n, width), pw.view(n, width), light, heavy)
+
+
+def _padded_overlap(ca: torch.Tensor, wa: torch.Tensor, cb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
+    """``Σ_p min(wa[i, p], w_B(i, ca[i, p]))`` per row. A column appears at most once per row, so one boolean
+    comparison and its argmax find each A entry's B entry (a miss points anywhere and is masked; padding
+    matches padding with weight 0): the same passes as the ordinary overlap count."""
+    out = torch.empty(ca.shape[0], dtype=torch.float64)
+    step = max(1, 2**22 // max(1, ca.shape[1] * cb.shape[1]))
+    for s in range(0, ca.shape[0], step):
+        e = s + step
+        at = (ca[s:e, :, None] == cb[s:e, None, :]).view(torch.uint8).argmax(dim=2)
+        hit = cb[s:e].gather(1, at) == ca[s:e]
+        out[s:e] = torch.where(hit, torch.minimum(wa[s:e], wb[s:e].gather(1, at)), 0.0).sum(dim=1)
+    return out
+
+
+def _flat_overlap(n: int, a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The same over flat entries (rows, cols, sims, weights): binary search of B's (row, col) in A's."""
+    out = torch.zeros(n, dtype=torch.float64)
+    ka, kb = a[0] * n + a[1], b[0] * n + b[1]
+    if ka.numel() == 0 or kb.numel() == 0:
+        return out
+    order = torch.argsort(ka)
+    ka, wa = _take(ka, order), _take(a[3], order)
+    pos = torch.searchsorted(ka, kb).clamp_max(ka.numel() - 1)
+    hit = (_take(ka, pos) == kb).nonzero().flatten()
+    shared = torch.minimum(_take(wa, _take(pos, hit)), _take(b[3], hit))
+    return out.index_add_(0, _take(b[0], hit), shared)
+
+
+def tied_overlap(a: TiedNeighbours, b: TiedNeighbours) -> torch.Tensor:
+    """``m_i = Σ_j min(w_A(i, j), w_B(i, j))`` per row: the overlap of two fractional neighbour sets of mass k
+    each (the count |S_A(i) ∩ S_B(i)| when neither has ties)."""
+    if a.n != b.n:
+        raise ValueError(f"neighbourhoods of different spaces: {a.n} vs {b.n} rows")
+    if a.cols.shape[1] > b.cols.shape[1]:
+        a, b = b, a  # the sum is symmetric; the argmax runs faster along the wider rows
+    both = a.light & b.light
+    if bool(both.all()):
+        return _padded_overlap(a.cols, a.weights, b.cols, b.weights)
+    idx = both.nonzero().flatten()
+    part = _padded_overlap(_take(a.cols, idx), _take(a.weights, idx), _take(b.cols, idx), _take(b.weights, idx))
+    out = torch.zeros(a.n, dtype=torch.float64).index_copy_(0, idx, part)
+    return out + _flat_overlap(a.n, a.entries(~both), b.entries(~both))
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +204,7 @@ class KNNGraph:
 
     ``indices[i]`` lists row i's neighbours, most similar first.
     ``recall`` is None for exact search and the measured recall@k of an approximate backend.
+    ``ties`` (exact search with ``ties=True`` only): the neighbourhoods with the ties at the k-th similarity kept.
     """
 
     indices: torch.Tensor  # (n, k) int64, on CPU
@@ -46,6 +212,7 @@ class KNNGraph:
     backend: str = "exact"
     recall: float | None = None
     meta: dict = field(default_factory=dict)
+    ties: TiedNeighbours | None = None
 
     @property
     def n(self) -> int:
@@ -58,17 +225,18 @@ class KNNGraph:
     def truncate(self, k: int) -> KNNGraph:
         """The graph of the first ``k`` neighbours (valid because rows are sorted)."""
         check_k(k, self.k + 1, "k")
-        return KNNGraph(self.indices[:, :k], self.metric, self.backend, self.recall, dict(self.meta))
+        ties = None if self.ties is None else self.ties.truncate(k)
+        return KNNGraph(self.indices[:, :k], self.metric, self.backend, self.recall, dict(self.meta), ties)
 
     def permuted(self, perm: torch.Tensor) -> KNNGraph:
         """The graph of the space whose row i is this space's row ``perm[i]``.
 
         ``knn_{Yπ}[i] = π⁻¹[knn_Y[π(i)]]``: O(n·k), no new similarity search.
         """
-        perm = torch.as_tensor(perm, dtype=torch.long).cpu()
-        inv = torch.empty_like(perm).index_put_((perm,), torch.arange(perm.numel()))
+        perm, inv = _inverse(perm)
         relabelled = inv.index_select(0, self.indices.index_select(0, perm).flatten()).view(self.indices.shape)
-        return KNNGraph(relabelled, self.metric, self.backend, self.recall, self.meta)
+        ties = None if self.ties is None else self.ties.permuted(perm)
+        return KNNGraph(relabelled, self.metric, self.backend, self.recall, self.meta, ties)
 
 
 class ApproximateScore(float):
@@ -126,6 +294,37 @@ def _block_rows(n: int, itemsize: int, block_size: int | None) -> int:
     return max(1, min(n, _BLOCK_BYTES // max(1, n * itemsize)))
 
 
+def _similarity_blocks(
+    queries: torch.Tensor,
+    base: torch.Tensor,
+    metric: str,
+    query_ids: torch.Tensor | None,
+    block_size: int | None,
+    columns: torch.Tensor | None = None,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(start, stop, S)`` per block of queries: S = similarities to every base row, ``query_ids[i]`` at −inf.
+
+    ``columns`` (optional) maps each output column to a row of ``base``: the search then runs against the
+    distinct rows only and copies their similarities, so duplicate rows tie exactly.
+    """
+    m = queries.shape[0]
+    width = base.shape[0] if columns is None else columns.numel()
+    step = _block_rows(width, base.element_size(), block_size)
+    base_t = base.T.contiguous()
+    sq = (base * base).sum(dim=1) if metric == "euclidean" else None
+    for start in range(0, m, step):
+        stop = min(m, start + step)
+        sims = queries[start:stop] @ base_t
+        if sq is not None:
+            sims.mul_(2).sub_(sq)
+        if columns is not None:
+            sims = sims.index_select(1, columns)
+        if query_ids is not None:
+            rows = torch.arange(stop - start, device=base.device)
+            sims[rows, query_ids[start:stop].to(base.device)] = -torch.inf
+        yield start, stop, sims
+
+
 def exact_topk(
     queries: torch.Tensor,
     base: torch.Tensor,
@@ -142,23 +341,63 @@ def exact_topk(
     ``2⟨q,b⟩ − ‖b‖²``, which orders like −‖q − b‖².
     """
     m = queries.shape[0]
-    step = _block_rows(base.shape[0], base.element_size(), block_size)
-    base_t = base.T.contiguous()
-    sq = (base * base).sum(dim=1) if metric == "euclidean" else None
     out_s = torch.empty((m, k), dtype=base.dtype, device=base.device)
     out_i = torch.empty((m, k), dtype=torch.long, device=base.device)
-    for start in range(0, m, step):
-        stop = min(m, start + step)
-        sims = queries[start:stop] @ base_t
-        if sq is not None:
-            sims.mul_(2).sub_(sq)
-        if query_ids is not None:
-            rows = torch.arange(stop - start, device=base.device)
-            sims[rows, query_ids[start:stop].to(base.device)] = -torch.inf
+    for start, stop, sims in _similarity_blocks(queries, base, metric, query_ids, block_size):
         vals, idx = torch.topk(sims, k, dim=1, largest=True, sorted=True)
         out_s[start:stop] = vals
         out_i[start:stop] = idx
     return out_s, out_i
+
+
+def _distinct_rows(work: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first row of each distinct row, the distinct row of every row), byte for byte; None if all differ."""
+    a = np.ascontiguousarray((work + 0).cpu().numpy())  # −0.0 + 0 = +0.0: equal values, equal bytes
+    _, first, inverse = np.unique(
+        a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel(), return_index=True, return_inverse=True
+    )
+    if first.size == a.shape[0]:
+        return None
+    return torch.from_numpy(first).to(work.device), torch.from_numpy(inverse.ravel()).to(work.device)
+
+
+def tied_search(
+    work: torch.Tensor, k: int, metric: str, block_size: int | None = None
+) -> tuple[torch.Tensor, TiedNeighbours]:
+    """Exact k-neighbour lists and :class:`TiedNeighbours` of a prepared space, in one blocked pass.
+
+    Ties are exact equalities of the computed similarities. Duplicate rows are searched once (their
+    similarities copied), so they tie exactly whatever the arithmetic; a relative tolerance would also merge
+    distinct near neighbours and change the score of data without ties. Memory: the entries kept (≥ n·k).
+    """
+    n = work.shape[0]
+    distinct = _distinct_rows(work)
+    base, columns = (work, None) if distinct is None else (_take(work, distinct[0]), distinct[1])
+    limit = max(64 * n * k, _MAX_TIED_ENTRIES)
+    indices = torch.empty((n, k), dtype=torch.long)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    kept = 0
+    ids = torch.arange(n, device=work.device)
+    for start, _, sims in _similarity_blocks(work, base, metric, ids, block_size, columns):
+        vals, idx = torch.topk(sims, k + 1, dim=1, largest=True, sorted=True)  # k + 1 ≤ n: self is at −inf
+        indices[start : start + idx.shape[0]] = idx[:, :k].cpu()
+        r = vals[:, k - 1]
+        # Only rows whose (k+1)-th similarity equals the k-th can have ties beyond their top k: scan those.
+        wide = (vals[:, k] == r).nonzero().flatten()
+        narrow = (vals[:, k] != r).nonzero().flatten()
+        rows_w, cols_w = (_take(sims, wide) >= _take(r, wide)[:, None]).nonzero(as_tuple=True)
+        rows = torch.cat([narrow.repeat_interleave(k), _take(wide, rows_w)])
+        cols = torch.cat([_take(idx, narrow)[:, :k].flatten(), cols_w])
+        kept += rows.numel()
+        if kept > limit:
+            raise ValueError(
+                f"ties: more than {limit} rows tie at the k-th similarity (k={k}, n={n}): the space is (nearly) "
+                "constant; deduplicate it or use ties='arbitrary'"
+            )
+        entry_sims = sims.flatten().index_select(0, rows * sims.shape[1] + cols)
+        parts.append(((rows + start).cpu(), cols.cpu(), entry_sims.double().cpu(), _take(r, rows).double().cpu()))
+    rows, cols, s, r = (torch.cat(t) for t in zip(*parts, strict=True))
+    return indices, tied_neighbours(n, k, rows, cols, s, r)
 
 
 def _faiss_search(
@@ -248,6 +487,7 @@ def knn_graph(
     niter: int = 10,
     recall_sample: int = 1000,
     seed: int = 0,
+    ties: bool = False,
 ) -> KNNGraph:
     """The k-nearest-neighbour graph of the rows of ``X`` (self excluded, by index).
 
@@ -263,14 +503,24 @@ def knn_graph(
     nlist, nprobe, niter : faiss IVF lists (default ≈ 4√n), lists scanned per query, and k-means
         iterations (trained on at most 39·nlist rows). The parameters used and the stage times are
         in ``graph.meta``.
+    ties : also keep, for every row, all rows tied at its k-th similarity (``graph.ties``, a
+        :class:`TiedNeighbours`; exact backend only), for the kNN measures' ``ties="fractional"``.
     """
     check_choice(metric, METRICS, "metric")
     check_choice(backend, BACKENDS, "backend")
+    if ties and backend != "exact":
+        raise ValueError(
+            f"ties=True needs backend='exact'; got backend={backend!r} (an approximate index returns k candidates, "
+            "not every row tied at the k-th similarity)"
+        )
     t = as_matrix(X, "X")
     n = t.shape[0]
     k = check_k(k, n)
     work = _prepare(t, metric)
     check = _space_check(t, work, metric)
+    if ties:
+        idx, tied = tied_search(work, k, metric, block_size)
+        return KNNGraph(idx, metric, "exact", None, {"n": n, "d": int(t.shape[1]), "check": check}, tied)
     if backend == "exact":
         _, idx = exact_topk(work, work, k, metric, query_ids=torch.arange(n, device=work.device), block_size=block_size)
         return KNNGraph(idx.cpu(), metric, "exact", None, {"n": n, "d": int(t.shape[1]), "check": check})

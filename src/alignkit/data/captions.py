@@ -3,21 +3,45 @@
 Image–text alignment with only class labels (Fashion-MNIST, ImageNet folders) pairs each image with a
 caption of its class, and zero-shot classification embeds every class name in several prompt templates
 (Radford et al., "Learning transferable visual models from natural language supervision", ICML 2021).
+
+Captions carry the class and nothing else about their image. With one template per class every caption of a
+class is the same row, so a kNN measure's neighbourhoods are decided by ties; :func:`captions_for` therefore
+draws one of :data:`CAPTION_VARIANTS` (16 templates) per item, with a seed: about 16 distinct captions per
+class. The score then measures how the image space groups the classes; whether the images share anything
+beyond their class needs a null that permutes rows only within their class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from alignkit.data.base import Dataset, InMemory
 
-#: CLIP-style templates; ``{}`` is the lower-cased class name.
+#: CLIP-style templates; ``{}`` is the lower-cased class name. The zero-shot prompts of :func:`class_prompts`.
 CAPTION_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
     "a black and white photo of a {}.",
     "a low resolution photo of a {}.",
     "a centered photo of a {}, a piece of clothing.",
     "a close-up photo of the {}.",
+)
+
+#: The caption templates of :func:`captions_for`: the CLIP-style five and eleven more product-photo phrasings.
+CAPTION_VARIANTS: tuple[str, ...] = (
+    *CAPTION_TEMPLATES,
+    "a product image of a {}.",
+    "a grayscale picture of a {}.",
+    "a small picture of a {}.",
+    "a cropped photo of the {}.",
+    "a blurry photo of a {}.",
+    "a catalogue photo of a {}.",
+    "a pixelated image of a {}.",
+    "a {} on a plain background.",
+    "a thumbnail of a {}.",
+    "a {} seen from the front.",
+    "an item of clothing: a {}.",
 )
 
 
@@ -35,14 +59,16 @@ def _check_templates(templates: Sequence[str]) -> list[str]:
     return out
 
 
-def captions_for(dataset: Dataset, templates: Sequence[str] = CAPTION_TEMPLATES) -> InMemory:
-    """One caption per item: template ``i mod T`` filled with item i's class name.
+def captions_for(dataset: Dataset, templates: Sequence[str] = CAPTION_VARIANTS, *, seed: int = 0) -> InMemory:
+    """One caption per item: a template drawn uniformly per item (``numpy.random.default_rng(seed)``) and
+    filled with the item's class name, so a class has up to T distinct captions instead of one.
 
     Ids, labels and pairing keys are the dataset's, so captions pair row-for-row with the items.
     """
     names, labels = _names_and_labels(dataset)
     tpl = _check_templates(templates)
-    texts = [tpl[i % len(tpl)].format(names[lab].lower()) for i, lab in enumerate(labels)]
+    drawn = np.random.default_rng(seed).integers(len(tpl), size=len(labels))
+    texts = [tpl[t].format(names[lab].lower()) for t, lab in zip(drawn, labels, strict=True)]
     return InMemory(
         texts,
         "text",

@@ -207,10 +207,11 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
     from alignkit.degenerate import inspect_space
     from alignkit.neighbors import KNNGraph
 
-    k = {**info.defaults, **params}.get("k")
+    full = {**info.defaults, **params}
+    k, ties = full.get("k"), full.get("ties")
     if isinstance(X, KNNGraph):  # a precomputed graph carries the check knn_graph made of its space
         check = X.meta.get("check")
-        return None if check is None else _with_ties(dataclasses.replace(check, name=label), k, info)
+        return None if check is None else _with_ties(dataclasses.replace(check, name=label), k, info, ties)
     if getattr(X, "ndim", None) is None:  # lists, tuples: checked like the arrays they become
         try:
             X = np.asarray(X)
@@ -230,14 +231,18 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
         from alignkit.degenerate import duplicate_groups
 
         groups = duplicate_groups(raw)
-        check = _with_ties(dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups), k, info)
+        check = _with_ties(dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups), k, info, ties)
     return check
 
 
-def _with_ties(check: Any, k: Any, info: MeasureInfo) -> Any:
+def _with_ties(check: Any, k: Any, info: MeasureInfo, ties: Any = None) -> Any:
     """A neighbourhood measure's space is degenerate when most rows have at least k identical copies: their
     k nearest neighbours are all ties at distance 0, so the score would be decided by tie-breaking (identical
-    in both spaces, hence a spurious, 'significant' agreement)."""
+    in both spaces, hence a spurious, 'significant' agreement). With ``ties="fractional"`` the tied neighbours
+    share the slots, so the score is defined there (whether it is significant is the null's question: permute
+    duplicates together, ``groups=``)."""
+    if ties == "fractional":
+        return check
     if not info.duplicate_sensitive or not isinstance(k, int) or check.group_sizes is None:
         return check
     tied = check.tied_fraction(k)

@@ -3,6 +3,11 @@
 Every function accepts raw arrays (the kNN graph is computed here) or precomputed
 :class:`~alignkit.neighbors.KNNGraph` objects, so one graph per space serves every measure and
 every layer pair. After the kNN step each measure costs O(n·k) or O(n·k²).
+
+``mutual_knn`` and ``jaccard_knn`` take ``ties``: ``"arbitrary"`` (the default: rows tied at the k-th
+distance are admitted in the search's order, so repeated rows make the score depend on row order) or
+``"fractional"`` (they share the remaining slots equally, see :class:`~alignkit.neighbors.TiedNeighbours`).
+The other kNN measures read ordered lists or single paths, for which a shared slot has no meaning.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from alignkit.metrics.prepared import PreparedMeasure
 from alignkit.neighbors import (
     METRICS,
     KNNGraph,
+    TiedNeighbours,
     knn_graph,
     overlap_counts,
+    tied_overlap,
     with_recall,
 )
 
@@ -37,23 +44,37 @@ _KNN_CONSTRAINTS: dict[str, dict[str, Any]] = {
     "metric": {"choices": METRICS},
     "backend": {"choices": ("exact", "faiss")},
 }
+TIES = ("arbitrary", "fractional")
 
 
-def as_graph(X: GraphOrArray, k: int, metric: str = "cosine", backend: str = "exact", name: str = "X") -> KNNGraph:
-    """Use a precomputed graph (truncated to k) or compute one from an array."""
+def as_graph(
+    X: GraphOrArray, k: int, metric: str = "cosine", backend: str = "exact", name: str = "X", ties: bool = False
+) -> KNNGraph:
+    """Use a precomputed graph (truncated to k) or compute one from an array; ``ties``: with its tied
+    neighbourhoods (:func:`~alignkit.neighbors.knn_graph` ``ties=True``)."""
     if isinstance(X, KNNGraph):
         if k > X.k:
             raise ValueError(f"{name} is a KNNGraph with k={X.k}; cannot read k={k} neighbours from it")
+        if ties and X.ties is None:
+            raise ValueError(
+                f"ties='fractional' needs {name} built with knn_graph(..., ties=True); this KNNGraph kept no ties"
+            )
         return X if k == X.k else X.truncate(k)
-    return knn_graph(X, k, metric=metric, backend=backend)  # type: ignore[arg-type]
+    if ties and backend != "exact":
+        raise ValueError(
+            f"ties='fractional' needs backend='exact' (the tied rows are found by exact search); got {backend!r}"
+        )
+    return knn_graph(X, k, metric=metric, backend=backend, ties=ties)  # type: ignore[arg-type]
 
 
-def graph_pair(X: GraphOrArray, Y: GraphOrArray, k: int, metric: str, backend: str) -> tuple[KNNGraph, KNNGraph]:
+def graph_pair(
+    X: GraphOrArray, Y: GraphOrArray, k: int, metric: str, backend: str, ties: bool = False
+) -> tuple[KNNGraph, KNNGraph]:
     """Both graphs, checked to describe the same number of paired items."""
     if not isinstance(X, KNNGraph) and not isinstance(Y, KNNGraph):
         X, Y = as_pair(X, Y)
-    gx = as_graph(X, k, metric, backend, "X")
-    gy = as_graph(Y, k, metric, backend, "Y")
+    gx = as_graph(X, k, metric, backend, "X", ties)
+    gy = as_graph(Y, k, metric, backend, "Y", ties)
     if gx.n != gy.n:
         raise ValueError(f"X and Y must be paired by row: X has {gx.n} items, Y has {gy.n}")
     return gx, gy
@@ -80,6 +101,17 @@ def cycle_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def jaccard_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     m = overlap_counts(a, b).double()
     return m / (2 * a.shape[1] - m)
+
+
+def mutual_knn_tied_rows(a: TiedNeighbours, b: TiedNeighbours) -> torch.Tensor:
+    """Per-row ``Σ_j min(w_A(i, j), w_B(i, j)) / k``: the fractional overlap (the count / k without ties)."""
+    return tied_overlap(a, b) / a.k
+
+
+def jaccard_knn_tied_rows(a: TiedNeighbours, b: TiedNeighbours) -> torch.Tensor:
+    """``m / (2k − m)`` with m the fractional overlap: Σ min over Σ max, as both sets have mass k."""
+    m = tied_overlap(a, b)
+    return m / (2 * a.k - m)
 
 
 def _sequence_dp(a: torch.Tensor, b: torch.Tensor, mode: str) -> torch.Tensor:
@@ -117,29 +149,39 @@ def edit_distance_knn_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 RowFunction = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+TiedRowFunction = Callable[[TiedNeighbours, TiedNeighbours], "torch.Tensor"]
 
 
 @dataclass
 class KnnMeasure(PreparedMeasure):
     """Any kNN-overlap measure: a graph per space; a permutation relabels the index lists
-    (``knn_{Yπ}[i] = π⁻¹[knn_Y[π(i)]]``, O(n·k) per draw); a pair costs one row function."""
+    (``knn_{Yπ}[i] = π⁻¹[knn_Y[π(i)]]``, O(n·k) per draw, and the tied entries likewise, O(entries));
+    a pair costs one row function."""
 
     name: str
     rows: RowFunction
     k: int = 10
     metric: str = "cosine"
     backend: str = "exact"
+    ties: str = "arbitrary"
+    tied_rows: TiedRowFunction | None = None
+
+    @property
+    def fractional(self) -> bool:
+        return self.ties == "fractional"
 
     def prepare(self, x: torch.Tensor | KNNGraph) -> KNNGraph:
-        if isinstance(x, KNNGraph):
-            return as_graph(x, self.k)
-        check_k(self.k, x.shape[0])
-        return knn_graph(x, self.k, metric=self.metric, backend=self.backend)  # type: ignore[arg-type]
+        if not isinstance(x, KNNGraph):
+            check_k(self.k, x.shape[0])
+        return as_graph(x, self.k, self.metric, self.backend, ties=self.fractional)
 
     def permute(self, p: KNNGraph, perm: torch.Tensor) -> KNNGraph:
         return p.permuted(perm)
 
     def score(self, pa: KNNGraph, pb: KNNGraph) -> float:
+        if self.fractional:
+            assert self.tied_rows is not None and pa.ties is not None and pb.ties is not None
+            return float(self.tied_rows(pa.ties, pb.ties).mean())
         return float(self.rows(pa.indices, pb.indices).mean())
 
 
@@ -149,20 +191,52 @@ def _knn_view(x: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
 
 
 def _knn_measure(
-    name: str, rows: RowFunction, *, summary: str, doc: str, symmetric: bool = True
+    name: str,
+    rows: RowFunction,
+    *,
+    summary: str,
+    doc: str,
+    symmetric: bool = True,
+    tied_rows: TiedRowFunction | None = None,
 ) -> Callable[..., float]:
-    """Define and register one kNN-overlap measure from its row function (one shared body)."""
+    """Define and register one kNN-overlap measure from its row function (one shared body); with ``tied_rows``
+    it takes ``ties`` too."""
+    constraints = dict(_KNN_CONSTRAINTS)
+    if tied_rows is None:
 
-    def func(X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact") -> float:
-        gx, gy = graph_pair(X, Y, k, metric, backend)
-        return with_recall(float(rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
+        def func(
+            X: GraphOrArray, Y: GraphOrArray, k: int = 10, *, metric: str = "cosine", backend: str = "exact"
+        ) -> float:
+            gx, gy = graph_pair(X, Y, k, metric, backend)
+            return with_recall(float(rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
+
+    else:
+        constraints["ties"] = {"choices": TIES}
+
+        def func(  # type: ignore[misc]
+            X: GraphOrArray,
+            Y: GraphOrArray,
+            k: int = 10,
+            *,
+            metric: str = "cosine",
+            backend: str = "exact",
+            ties: str = "arbitrary",
+        ) -> float:
+            gx, gy = graph_pair(X, Y, k, metric, backend, ties=ties == "fractional")
+            if ties == "fractional":
+                assert gx.ties is not None and gy.ties is not None
+                return float(tied_rows(gx.ties, gy.ties).mean())
+            return with_recall(float(rows(gx.indices, gy.indices).mean()), X=gx, Y=gy)
 
     func.__name__ = func.__qualname__ = name
     func.__doc__ = doc
     func.__module__ = __name__
 
     def prepare(info: Any, params: dict[str, Any], **_: Any) -> KnnMeasure:
-        return KnnMeasure(info.name, rows, params["k"], params["metric"], params["backend"])
+        ties = params.get("ties", "arbitrary")
+        if ties == "fractional" and params["backend"] != "exact":
+            raise ValueError(f"ties='fractional' needs backend='exact'; got backend={params['backend']!r}")
+        return KnnMeasure(info.name, rows, params["k"], params["metric"], params["backend"], ties, tied_rows)
 
     return register(
         name,
@@ -172,7 +246,7 @@ def _knn_measure(
         invariances=_KNN_INVARIANCES,
         cost="O(n²d) kNN + O(nk²)",
         description=summary,
-        constraints=_KNN_CONSTRAINTS,
+        constraints=constraints,
         defaults={"k": 10, "metric": "cosine"},
         knn_based=True,
         prepare=prepare,
@@ -184,13 +258,22 @@ def _knn_measure(
 mutual_knn = _knn_measure(
     "mutual_knn",
     mutual_knn_rows,
-    summary="Mean fraction of shared k nearest neighbours (PRH headline metric). Null ≈ k/(n−1).",
+    summary="Mean fraction of shared k nearest neighbours (PRH headline metric). Null ≈ k/(n−1). "
+    "ties='fractional': rows tied at the k-th distance share the last slots.",
     doc="""Mutual k-nearest-neighbour alignment.
 
     ``mknn = (1/n) Σ_i |S_X(i) ∩ S_Y(i)| / k``, with S the k nearest neighbours (self excluded).
     Huh, Cheung, Wang, Isola, "The Platonic Representation Hypothesis", ICML 2024.
     X, Y are row-paired arrays or precomputed :class:`KNNGraph` objects (truncated to k).
+
+    ``ties="fractional"`` (exact backend; graphs from ``knn_graph(..., ties=True)``): with r_i the k-th
+    smallest distance of row i, rows strictly closer have weight 1 and the t_i rows at exactly r_i share the
+    k − c_i remaining slots, ``(k − c_i)/t_i`` each; ``mknn = (1/n) Σ_i Σ_j min(w_X(i,j), w_Y(i,j)) / k``.
+    It equals the ordinary score without ties and does not depend on row order. ``min`` (not the product)
+    so identical tied neighbourhoods overlap fully; where only one space ties the two agree, and both are
+    the expected overlap under uniformly random tie-breaking.
     """,
+    tied_rows=mutual_knn_tied_rows,
 )
 cycle_knn = _knn_measure(
     "cycle_knn",
@@ -205,12 +288,14 @@ cycle_knn = _knn_measure(
 jaccard_knn = _knn_measure(
     "jaccard_knn",
     jaccard_knn_rows,
-    summary="Mean Jaccard index of the two k-neighbour sets (ReSi).",
+    summary="Mean Jaccard index of the two k-neighbour sets (ReSi). ties='fractional' as mutual_knn.",
     doc="""kNN Jaccard similarity ``(1/n) Σ_i m_i / (2k − m_i)``, m_i = |S_X(i) ∩ S_Y(i)|.
 
     Klabunde et al., "ReSi: A Comprehensive Benchmark for Representational Similarity Measures",
-    ICLR 2025.
+    ICLR 2025. ``ties="fractional"``: m_i = Σ_j min(w_X(i,j), w_Y(i,j)) as in :func:`mutual_knn` (Σ min over
+    Σ max of two weighted sets of mass k).
     """,
+    tied_rows=jaccard_knn_tied_rows,
 )
 lcs_knn = _knn_measure(
     "lcs_knn",
