@@ -16,8 +16,10 @@ each, so most rows have ties at their k-th distance). ``python bench/knn_ties.py
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,7 +41,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 5000])
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="n = 500, 25 draws, one repeat; nothing written")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "knn_ties.jsonl")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.draws, args.repeats = [500], 25, 1
+    records = []
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     print("| data | n | graph: arbitrary | graph: fractional | ratio | draw: arbitrary | draw: fractional | ratio |")
@@ -67,11 +74,14 @@ def main() -> None:
                         pm.score(px, pm.permute(py, perm))
                         steps[mode].append(time.perf_counter() - t0)
             draw = {m: float(np.median(v)) for m, v in steps.items()}
+            records.append({"data": kind, "n": n, "graph_s": graph, "draw_s": draw})
             print(
                 f"| {kind} | {n:,} | {graph['arbitrary'] * 1e3:.0f} ms | {graph['fractional'] * 1e3:.0f} ms | "
                 f"{graph['fractional'] / graph['arbitrary']:.2f} | {draw['arbitrary'] * 1e3:.2f} ms | "
                 f"{draw['fractional'] * 1e3:.2f} ms | {draw['fractional'] / draw['arbitrary']:.2f} |"
             )
+    if not args.quick:
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 if __name__ == "__main__":

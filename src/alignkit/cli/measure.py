@@ -128,7 +128,6 @@ def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str
         table.add_column("z", justify="right")
         table.add_column("p-value", justify="right")
         table.add_column("adjusted", justify="right")
-        table.add_column("calibrated", justify="right")
     last = None
     for r in rows:
         cells = []
@@ -146,7 +145,6 @@ def score_table(rows: list[dict[str, Any]], title: str | None = None, group: str
                 fmt(r["z"], ".1f"),
                 fmt_p(r["p_value"]),
                 fmt(r["adjusted"], ".3f"),
-                fmt(r.get("calibrated"), ".3f"),
             ]
         table.add_row(*cells)
     return table
@@ -205,10 +203,10 @@ def measure(
 
     Row i of A and row i of B must describe the same item. With --perm, Y's rows are shuffled to
     build a null: the table then adds the null mean ± sd, z, a one-sided p-value and the
-    chance-adjusted score (0 = chance, 1 = the measure's best) and the calibrated score (0 up to the null's 95th
-    percentile). With --ci (or --boot N) it adds a confidence interval from subsets of half the items drawn without
-    replacement. With --groups, rows of a group are not exchangeable: the null permutes them within their group
-    (or whole groups, --group-mode blocks) and the interval draws whole groups.
+    chance-adjusted score (0 = chance, 1 = the measure's best); --json adds the calibrated score (0 up to the
+    null's 95th percentile). With --ci (or --boot N) it adds a confidence interval from subsets of half the
+    items drawn without replacement. With --groups, rows of a group are not exchangeable: the null permutes
+    them within their group (or whole groups, --group-mode blocks) and the interval draws whole groups.
 
     **Examples**
 
