@@ -378,6 +378,9 @@ def _bootstrap(
             failed += 1
             continue
         p = _unpack(t, law)
+        if not np.isfinite(list(p.values())).all():  # a refit that ran off (S_∞ unidentified): a failed draw
+            failed += 1
+            continue
         out.append(list(p.values()))
     return np.asarray(out, dtype=np.float64).reshape(len(out), 1 + 2 * len(logs)), failed
 
