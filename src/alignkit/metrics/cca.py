@@ -203,9 +203,9 @@ def centred_products(
     step = max(1, _BLOCK_ELEMENTS[sx.fast and sy.fast] // (d1 + d2))
     for s in range(0, n, step):
         bx, by = sx.block(a[s : s + step]), sy.block(b[s : s + step])
-        xy = xy + _f64(bx.T @ by)
+        xy = _accumulate(xy, bx.T @ by)
         if self_terms:
-            xx, yy = xx + _f64(bx.T @ bx), yy + _f64(by.T @ by)
+            xx, yy = _accumulate(xx, bx.T @ bx), _accumulate(yy, by.T @ by)
         if row_norms or not self_terms:  # else the traces are the self-products' diagonals
             nx, ny = sx.row_sq(bx), sy.row_sq(by)
             tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
@@ -273,6 +273,17 @@ def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
         return 0.0
     assert p.sums is not None and q.sums is not None
     return np.stack([p.delta, p.sums], axis=1) @ np.stack([q.sums - n * q.delta, q.delta])  # one d × d pass
+
+
+def _accumulate(acc: Any, m: Any) -> Any:
+    """``acc + m`` in float64, in place after the first block (no second d × d temporary per product)."""
+    if isinstance(acc, float):
+        return _f64(m)
+    if isinstance(acc, np.ndarray):
+        acc += m
+    else:
+        acc += m.double()
+    return acc
 
 
 def _f64(m: Any) -> Any:
