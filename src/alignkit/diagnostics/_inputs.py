@@ -68,12 +68,9 @@ def check_labels(
 
 def check_groups(groups: Any, n: int, *, name: str = "groups") -> np.ndarray | None:
     """``groups`` (one hashable value per row: items sharing one are not independent) as integer codes."""
-    if groups is None:
-        return None
-    g = np.asarray(groups.detach().cpu() if hasattr(groups, "detach") else groups)
-    if g.ndim != 1 or g.shape[0] != n:
-        raise ValueError(f"{name} must give one group per row: got shape {g.shape} for {n} rows")
-    return np.unique(g, return_inverse=True)[1].astype(np.int64)
+    from alignkit.stats.groups import check_groups as _check
+
+    return None if groups is None else _check(groups, n, name=name)
 
 
 __all__ = ["as_array", "check_groups", "check_labels", "check_paired"]

@@ -24,25 +24,7 @@ from alignkit.metrics import _registry
 from alignkit.metrics.prepared import check_rows, knn_recall, prepared_measure
 from alignkit.metrics.preprocess import preprocess
 from alignkit.registry import Spec
-from alignkit.stats.groups import Permute, permutation_kind
-from alignkit.stats.groups import permutations as _group_permutations
-
-
-def permutations(
-    n: int,
-    n_perm: int,
-    seed: int,
-    *,
-    groups: Any = None,
-    group_mode: str = "within",
-    permute: Permute | None = None,
-) -> list[torch.Tensor]:
-    """The seeded sequence of row permutations shared by every measure and layer pair.
-
-    With ``groups`` the rows are permuted within their groups or as blocks (``group_mode``); with
-    ``permute`` each draw is ``permute(rng, n)`` (see :func:`alignkit.stats.groups.permutations`).
-    """
-    return _group_permutations(n, n_perm, seed, groups=groups, group_mode=group_mode, permute=permute)
+from alignkit.stats.groups import Permute, permutation_kind, permutations  # the one seeded draw sequence
 
 
 def check_n_perm(n_perm: int) -> int:
