@@ -488,3 +488,21 @@ def test_float32_and_float64_inputs_agree_on_real_embeddings(call):
     X, Y, _ = load_bible_demo(np.float64)
     X, Y = X[:1500], Y[:1500, :200]
     assert call(X.astype(np.float32), Y.astype(np.float32)) == pytest.approx(call(X, Y), abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("decay", [1.0, 0.1, 0.001])
+def test_procrustes_participation_estimate_is_close_to_the_exact_ratio(dtype, decay):
+    """The small-n warning's m = tr(C)²/‖C‖_F² comes from 16 Gaussian probes (no d × d self-product); it must land
+    within 3 standard deviations of the exact ratio (relative sd of the probe estimate of ‖C‖_F²:
+    sqrt(2/(16·m₂)), m₂ = ‖C‖_F⁴/‖C²‖_F²) for flat and decaying spectra, with a large mean too."""
+    from alignkit.metrics.shape import _participation
+
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(500, 120)) * np.geomspace(1, decay, 120) + 1e3).astype(dtype)
+    Xc = X.astype(np.float64) - X.astype(np.float64).mean(0)
+    C = Xc.T @ Xc
+    exact = np.trace(C) ** 2 / (C**2).sum()
+    m2 = (C**2).sum() ** 2 / ((C @ C) ** 2).sum()
+    est = _participation(torch.from_numpy(X), True, float(np.trace(C)), 0)
+    assert est == pytest.approx(exact, rel=3 * np.sqrt(2 / (16 * m2)))

@@ -259,3 +259,24 @@ def test_bfloat16_inputs_to_neighbourhood_measures():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(200, 16, generator=g).to(torch.bfloat16)
     assert np.isfinite(alignkit.measure("mutual_knn", X, X))
+
+
+def test_rank_one_check_probe_short_cut_agrees_with_the_full_pass():
+    """inspect_space decides rank ≥ 2 from the first rows when it can (a bound on the total energy); the decision
+    must equal the full pass's for data of rank ≥ 2, exactly collinear data, and collinear data with one row off the
+    line far down (beyond the probe rows)."""
+    from alignkit import degenerate as D
+
+    rng = np.random.default_rng(5)
+    line = np.outer(rng.normal(size=5000), rng.normal(size=16)) + 3.0
+    off_late = line.copy()
+    off_late[4000] += 50 * rng.normal(size=16)  # one row far off the line, after the probe rows
+    cases = {"full rank": rng.normal(size=(5000, 16)), "line": line, "off late": off_late}
+    expected = {"full rank": False, "line": True, "off late": False}
+    for name, X in cases.items():
+        for dtype in (np.float32, np.float64):
+            A = X.astype(dtype)
+            assert D.inspect_space(A).collapsed is expected[name], (name, dtype)
+            with pytest.MonkeyPatch.context() as mp:  # the full pass alone (no probe short-cut)
+                mp.setattr(D, "_PROBE_ROWS", 1)
+                assert D.inspect_space(A).collapsed is expected[name], (name, dtype)

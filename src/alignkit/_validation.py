@@ -67,7 +67,7 @@ def _all_finite(t: torch.Tensor, source: Any = None) -> bool:
     from alignkit._known import lookup
 
     seen = lookup(source) if source is not None else None
-    if seen is not None and tuple(t.shape) == (seen.n, len(seen.lo)):
+    if seen is not None and tuple(t.shape) == (seen.n, len(seen.total)):
         return seen.finite
     if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
         a = t.numpy()

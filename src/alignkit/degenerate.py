@@ -109,7 +109,8 @@ class SpaceCheck:
         return {**out, "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
 
 
-_BLOCK_ELEMENTS = 1 << 16  # rows per block ≈ 64K / d: a check holds O(block·d) beyond its input (≈ 1 MB)
+_BLOCK_ELEMENTS = 1 << 20  # rows per block ≈ 1M / d: a check holds O(block·d) beyond its input (≤ 8 MB)
+_PROBE_ROWS = 256  # rows that usually settle the rank-≤1 test without a pass (see _rank_le_1)
 
 
 def _blocks(a: Any, n: int, d: int) -> Any:
@@ -165,13 +166,15 @@ def count_distinct_rows(a: Any) -> int:
 
 
 def _moments(a: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One pass: per-column min and max, and the column sums in float64, block by block (they serve the
-    measures' centring too, see :mod:`alignkit._known`)."""
+    """One pass: the smallest and largest entry (0-d arrays in the block dtype) and the column sums in float64,
+    block by block (they serve the measures' centring too, see :mod:`alignkit._known`). Whole-block min/max
+    run ~8× faster than per-column ones (numpy's axis-0 reductions walk 64-entry rows at d = 64); the
+    per-column ranges are needed only when the probe in :func:`_constant` cannot decide."""
     lo = hi = None
     total = np.zeros(d, dtype=np.float64)
     ones: np.ndarray | None = None
     for _, b in _blocks(a, n, d):
-        blo, bhi = b.min(axis=0), b.max(axis=0)
+        blo, bhi = b.min(), b.max()
         lo = blo if lo is None else np.minimum(lo, blo)
         hi = bhi if hi is None else np.maximum(hi, bhi)
         if ones is None or ones.dtype != b.dtype or ones.size < b.shape[0]:
@@ -180,7 +183,30 @@ def _moments(a: Any, n: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         # accumulation keeps the relative error ~1e-7 (float32) — means to a few ulps, ample for centring.
         total += ones[: b.shape[0]] @ b
     assert lo is not None and hi is not None
-    return lo, hi, total
+    return np.asarray(lo), np.asarray(hi), total
+
+
+def _constant(a: Any, n: int, d: int, max_abs: float, dtype: np.dtype) -> bool:
+    """Every column equal at working precision: ``max_j − min_j ≤ 16·eps·max(|min_j|, |max_j|)`` column by
+    column (a derived view — unit rows of collinear data — differs only by round-off, while one large column
+    must not hide the variance of the others).
+
+    The first :data:`_PROBE_ROWS` rows usually decide it: a column whose probe range exceeds ``16·eps·max|x|``
+    exceeds its own tolerance too, so the space is not constant. Otherwise a per-column min/max pass decides.
+    """
+    if n < 2:
+        return False
+    eps = float(np.finfo(dtype).eps)
+    probe = next(_blocks(a[:_PROBE_ROWS], min(n, _PROBE_ROWS), d))[1]
+    if bool((probe.max(axis=0) - probe.min(axis=0) > 16 * eps * max_abs).any()):
+        return False
+    lo = hi = None
+    for _, b in _blocks(a, n, d):
+        blo, bhi = b.min(axis=0), b.max(axis=0)
+        lo = blo if lo is None else np.minimum(lo, blo)
+        hi = bhi if hi is None else np.maximum(hi, bhi)
+    assert lo is not None and hi is not None
+    return bool(((hi - lo) <= 16 * eps * np.maximum(np.abs(lo), np.abs(hi))).all())
 
 
 def column_moments(a: np.ndarray) -> Any:
@@ -192,11 +218,20 @@ def column_moments(a: np.ndarray) -> Any:
     return ColumnMoments(n, *_moments(a, n, d))
 
 
-def _rank_le_1(a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: np.dtype) -> bool:
+def _rank_le_1(
+    a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: np.dtype, extremes: tuple[float, float]
+) -> bool:
     """Centred rows all on one line: the centred energy off the line through the mean towards the farthest
-    row is ≤ rtol² of the total. Two more block passes; each block is centred (and divided by ``max_abs``
-    when squares could overflow or underflow) before squaring, so a large column mean cannot cancel away
-    the variance."""
+    of the first :data:`_PROBE_ROWS` rows is ≤ rtol² of the total. Each block is centred (and divided by
+    ``max_abs`` when squares could overflow or underflow) before squaring, so a large column mean cannot
+    cancel away the variance.
+
+    Short cut (no pass over the data): the off-line energy of the probe rows alone is a lower bound of the
+    total's, and the total is at most ``n·Σ_j max(hi − m_j, m_j − lo)²`` (``lo``, ``hi`` the smallest and
+    largest entry, ``m`` the column means), so a probe whose off-line energy exceeds rtol² of that bound
+    decides "rank ≥ 2" exactly as the full pass would. Data of rank ≥ 2 almost always stops there (a pass is
+    left for (nearly) collinear data, and for n ≳ 10⁷ where the bound grows past what the probe can show).
+    """
     rtol = _RANK1_RTOL if dtype == np.float64 else 1e-3  # float32 products resolve ~1e-7 of the energy
     limit = 1e15 if dtype != np.float64 else 1e100
     scale = 1.0 if 1 / limit < max_abs < limit else max_abs
@@ -205,9 +240,21 @@ def _rank_le_1(a: Any, n: int, d: int, mean: np.ndarray, max_abs: float, dtype: 
         b = b if scale == 1.0 else b.astype(np.float64) / scale
         return b - (mean / scale).astype(b.dtype)
 
-    # One pass: the line's direction is taken from the farthest centred row of the first block holding a row
-    # off the mean (on a line, any such row spans it; off a line, the projected energy falls short of the total).
-    total, proj, u = 0.0, 0.0, None
+    probe = centred(next(_blocks(a[:_PROBE_ROWS], min(n, _PROBE_ROWS), d))[1]).astype(np.float64)
+    r = np.einsum("ij,ij->i", probe, probe)
+    j = int(r.argmax())
+    u = probe[j] / math.sqrt(float(r[j])) if float(r[j]) > 0 else None
+    if u is not None:
+        off = float(r.sum() - np.square(probe @ u).sum())
+        lo, hi = extremes
+        dev = np.maximum(hi - mean, mean - lo) / scale
+        bound = n * float(np.square(dev).sum())
+        if off > 2 * rtol**2 * bound:  # 2×: room for the full pass's float32 rounding
+            return False
+    # The full pass. The line's direction is the probe's farthest row or, when every probe row sits on the mean,
+    # the farthest centred row of the first block holding a row off it (on a line, any such row spans it; off a
+    # line, the projected energy falls short of the total).
+    total, proj = 0.0, 0.0
     for _, b in _blocks(a, n, d):
         c = centred(b)
         r = np.einsum("ij,ij->i", c, c).astype(np.float64)
@@ -248,14 +295,11 @@ def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceC
         max_abs = float(max(finite)) if finite else float("nan")
         constant = False
     else:
-        # Equal at working precision, column by column: a derived view (unit rows of collinear data) differs
-        # only by round-off, while one large column must not hide the variance of the others.
-        eps = float(np.finfo(lo.dtype).eps)
-        constant = n >= 2 and bool(((hi - lo) <= 16 * eps * np.maximum(np.abs(lo), np.abs(hi))).all())
+        constant = _constant(a, n, d, max_abs, dtype)
     groups = duplicate_groups(a) if duplicates and not n_nonfinite else None
     n_distinct = None if groups is None else len(groups)
     rank1 = constant or (
-        n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype)
+        n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype, (float(lo), float(hi)))
     )
     moments = None
     if isinstance(a, np.ndarray) and n_nonfinite == 0:
