@@ -15,8 +15,10 @@ plain formulas (float32 centring and products, as a numpy user writes them; floa
   pwcca             Σα_iρ_i/Σα_i, α_i = Σ_j |⟨h_i, x_j⟩|                           (Morcos 2018)
   mutual_knn        dense cosine similarity, argpartition top-k, overlap          (Huh 2024, PRH); float32
                     near-ties may pick another neighbour (tolerance 1e-3: one neighbour in 1,000 rows)
-Definitions that differ: alignkit drops directions below float32 resolution (rank rule, CCA family) and
-computes in float64 from float64 cross-products; the plain float32 products agree to ~1e-4 only (tolerances).
+The CCA family (cca, svcca, pwcca, shape α=0) by default computes from float64 cross-products so that float32 and
+float64 copies of the same data give the same value (≤ 1e-6; a float32 formula moves by ~1e-4): its plain formula
+is the same few lines on float64 copies. Its ``exact=False`` rows ("fast") use float32 products like CKA and are
+compared with the float32 plain formula.
 ``linear_predictivity`` is left out: its k-fold GCV ridge has no few-line plain form.
 
 Memory: ``tracemalloc`` peak of each call (numpy allocations; torch's are not seen, so alignkit's torch
@@ -121,18 +123,29 @@ def plain_mutual_knn(X: np.ndarray, Y: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(np.intersect1d(a[i], b[i], assume_unique=True)) / k for i in range(len(a))]))
 
 
-#: (label, measure id, parameters, plain function, |Δ| tolerance, largest n)
+def _f64(f: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The plain formula on float64 copies: the straightforward dtype-independent form (the CCA family's default)."""
+    return lambda X, Y: f(X.astype(np.float64), Y.astype(np.float64))
+
+
+#: (label, measure id, parameters, plain function, |Δ| tolerance, largest n). The CCA family's default (exact=True)
+#: is dtype-independent (float64 products), so its plain formula runs in float64 too; ``exact=False`` (float32
+#: products) is compared with the float32 plain formula.
 PLAIN: list[tuple[str, str, dict[str, Any], Callable[[np.ndarray, np.ndarray], float], float, int]] = [
     ("procrustes", "procrustes", {}, plain_procrustes, 1e-5, 10**6),
     ("shape α=1", "shape_distance", {"alpha": 1.0}, lambda X, Y: math.acos(plain_procrustes(X, Y)), 1e-5, 10**6),
-    ("shape α=0", "shape_distance", {"alpha": 0.0}, lambda X, Y: math.acos(plain_rho(X, Y).mean()), 1e-3, 10**6),
+    ("shape α=0", "shape_distance", {"alpha": 0.0}, _f64(lambda X, Y: math.acos(plain_rho(X, Y).mean())), 1e-6, 10**6),
     ("cka biased", "cka", {"debiased": False}, lambda X, Y: plain_cka(X, Y, False), 1e-5, 10**6),
     ("cka debiased", "cka", {"debiased": True}, lambda X, Y: plain_cka(X, Y, True), 1e-5, 10**6),
     ("hsic (rel.)", "hsic", {}, lambda X, Y: plain_hsic_terms(X, Y, True)[0], 1e-5, 10**6),
-    ("cca", "cca", {}, lambda X, Y: float(plain_rho(X, Y).mean()), 1e-3, 10**6),
-    ("svcca keep=10", "svcca", {"keep": 10}, lambda X, Y: plain_svcca(X, Y, 10), 1e-4, 10**6),
-    ("svcca keep=0.99", "svcca", {"keep": 0.99}, lambda X, Y: plain_svcca(X, Y, 0.99), 1e-3, 10**6),
-    ("pwcca", "pwcca", {}, plain_pwcca, 1e-3, 10**6),
+    ("cca", "cca", {}, _f64(lambda X, Y: float(plain_rho(X, Y).mean())), 1e-6, 10**6),
+    ("cca fast", "cca", {"exact": False}, lambda X, Y: float(plain_rho(X, Y).mean()), 1e-3, 10**6),
+    ("svcca keep=10", "svcca", {"keep": 10}, _f64(lambda X, Y: plain_svcca(X, Y, 10)), 1e-6, 10**6),
+    ("svcca 10 fast", "svcca", {"keep": 10, "exact": False}, lambda X, Y: plain_svcca(X, Y, 10), 1e-4, 10**6),
+    ("svcca keep=0.99", "svcca", {"keep": 0.99}, _f64(lambda X, Y: plain_svcca(X, Y, 0.99)), 1e-6, 10**6),
+    ("svcca .99 fast", "svcca", {"keep": 0.99, "exact": False}, lambda X, Y: plain_svcca(X, Y, 0.99), 1e-3, 10**6),
+    ("pwcca", "pwcca", {}, _f64(plain_pwcca), 1e-6, 10**6),
+    ("pwcca fast", "pwcca", {"exact": False}, plain_pwcca, 1e-3, 10**6),
     ("mutual_knn k=10", "mutual_knn", {"k": 10}, plain_mutual_knn, 1e-3, 10_000),
 ]
 

@@ -506,3 +506,24 @@ def test_procrustes_participation_estimate_is_close_to_the_exact_ratio(dtype, de
     m2 = (C**2).sum() ** 2 / ((C @ C) ** 2).sum()
     est = _participation(torch.from_numpy(X), True, float(np.trace(C)), 0)
     assert est == pytest.approx(exact, rel=3 * np.sqrt(2 / (16 * m2)))
+
+
+@pytest.mark.parametrize("name", ["cca", "svcca", "pwcca"])
+def test_fast_path_agrees_with_exact_and_keeps_the_true_rank(name):
+    """exact=False (float32 products, like CKA) agrees with the float64 default to ~1e-6 on full-rank data, and on
+    exactly rank-deficient float32 data keeps the true rank (the float32 null directions sit at ~2e-4·s_1; a kept
+    noise direction would pull the mean correlation far below the exact value)."""
+    import alignkit
+    from alignkit.metrics.cca import basis_pair
+
+    rng = np.random.default_rng(8)
+    Z = rng.normal(size=(3000, 12))
+    X = (Z @ rng.normal(size=(12, 48)) + 0.3 * rng.normal(size=(3000, 48))).astype(np.float32)
+    Y = (Z @ rng.normal(size=(12, 40)) + 0.3 * rng.normal(size=(3000, 40))).astype(np.float32)
+    exact, fast = alignkit.measure(name, X, Y), alignkit.measure(f"{name}?exact=false", X, Y)
+    assert fast == pytest.approx(exact, abs=2e-5)
+    Xl = (Z[:, :5] @ rng.normal(size=(5, 48)) + 4.0).astype(np.float32)  # rank 5 after centring, a large mean
+    Yl = (Z[:, :7] @ rng.normal(size=(7, 40))).astype(np.float32)
+    B = basis_pair(torch.from_numpy(Xl), torch.from_numpy(Yl), exact=False)
+    assert (B.sx.size, B.sy.size) == (5, 7)
+    assert alignkit.measure(f"{name}?exact=false", Xl, Yl) == pytest.approx(alignkit.measure(name, Xl, Yl), abs=1e-5)

@@ -23,7 +23,7 @@ _Key = tuple[int, tuple[int, ...], tuple[int, ...], str]
 
 @dataclass(frozen=True)
 class ColumnMoments:
-    """The smallest and largest entry (0-d arrays in the array's dtype) and the float64 column sums of an n-row array."""
+    """The smallest and largest entry (0-d arrays in the array's dtype) and the float64 column sums of n rows."""
 
     n: int
     lo: np.ndarray

@@ -299,7 +299,11 @@ def inspect_space(X: Any, name: str = "X", *, duplicates: bool = True) -> SpaceC
     groups = duplicate_groups(a) if duplicates and not n_nonfinite else None
     n_distinct = None if groups is None else len(groups)
     rank1 = constant or (
-        n_nonfinite == 0 and n >= 3 and d >= 2 and max_abs > 0 and _rank_le_1(a, n, d, total / n, max_abs, dtype, (float(lo), float(hi)))
+        n_nonfinite == 0
+        and n >= 3
+        and d >= 2
+        and max_abs > 0
+        and _rank_le_1(a, n, d, total / n, max_abs, dtype, (float(lo), float(hi)))
     )
     moments = None
     if isinstance(a, np.ndarray) and n_nonfinite == 0:

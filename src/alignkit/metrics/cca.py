@@ -193,7 +193,7 @@ def centred_products(
     a, b = _as_numpy(x), _as_numpy(y)
     n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
     fast = not exact and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-    sx, sy = _Side(a, center, fast), _Side(b, center, fast)
+    sx, sy = _Side(a, center, fast, n), _Side(b, center, fast, n)
     xy: Any = 0.0
     xx: Any = 0.0
     yy: Any = 0.0
@@ -206,12 +206,15 @@ def centred_products(
         xy = _accumulate(xy, bx.T @ by)
         if self_terms:
             xx, yy = _accumulate(xx, bx.T @ bx), _accumulate(yy, by.T @ by)
-        if row_norms or not self_terms:  # else the traces are the self-products' diagonals
+        if rx is not None and ry is not None:
             nx, ny = sx.row_sq(bx), sy.row_sq(by)
             tx, ty = tx + float(nx.sum()), ty + float(ny.sum())
-            if rx is not None and ry is not None:
-                rx.append(nx)
-                ry.append(ny)
+            rx.append(nx)
+            ry.append(ny)
+        elif not self_terms:  # else the traces are the self-products' diagonals
+            tx, ty = tx + sx.square_sum(bx), ty + sy.square_sum(by)
+    if rx is None and not self_terms:  # Σ‖x'_i − δ‖² = Σ‖x'_i‖² − 2δ·Σx'_i + n‖δ‖² = Σ‖x'_i‖² − n‖δ‖²
+        tx, ty = tx - sx.offset_energy(n), ty - sy.offset_energy(n)
     xy = _np(xy) - _cross_correction(sx, sy, n)
     if self_terms:
         xx, yy = _np(xx) - _cross_correction(sx, sx, n), _np(yy) - _cross_correction(sy, sy, n)
@@ -234,9 +237,9 @@ def centred_products(
 class _Side:
     """How one space's row blocks are centred and scaled (see :func:`centred_products`): ``block(b)`` gives
     ``X' = (b − m̃)·2^−e``; the centred, scaled rows are ``X' − δ`` with ``δ = (x̄ − m̃)·2^−e`` (zero on the exact
-    path); ``sums`` accumulates X's column sums (float64) for the corrections."""
+    path); ``sums`` = ``n·δ``, X''s column sums (exact, from the float64 mean), for the corrections."""
 
-    def __init__(self, a: Any, center: bool, fast: bool) -> None:
+    def __init__(self, a: Any, center: bool, fast: bool, n: int) -> None:
         mean, e = _mean_exponent(a, center)
         self.fast = fast and a.dtype != np.float64
         if not self.fast:  # float64 arithmetic: scaled only where squares could leave float64's range
@@ -245,7 +248,7 @@ class _Side:
         self.e = e if abs(e) > 30 else 0
         self.mean = mean.astype(a.dtype)
         self.delta = np.ldexp(mean - self.mean.astype(np.float64), -self.e)
-        self.sums = np.zeros(a.shape[1])
+        self.sums = n * self.delta
 
     def block(self, b: Any) -> Any:
         if not self.fast:
@@ -253,8 +256,6 @@ class _Side:
         out = np.subtract(b, self.mean, dtype=b.dtype)
         if self.e:
             np.ldexp(out, -self.e, out=out)
-        assert self.sums is not None
-        self.sums += np.ones(out.shape[0], dtype=out.dtype) @ out  # BLAS gemv: the centred sums are small
         return out
 
     def row_sq(self, b: Any) -> Any:
@@ -263,6 +264,15 @@ class _Side:
         if self.delta is None or not self.delta.any():
             return r
         return r - 2.0 * (b @ self.delta.astype(b.dtype)).astype(np.float64) + float(self.delta @ self.delta)
+
+    def square_sum(self, b: Any) -> float:
+        """``Σ_i ‖x'_i‖²`` of one block in float64 (float32 row sums on the fast path, then float64)."""
+        r = _row_sq(b) if not self.fast else np.einsum("ij,ij->i", b, b)
+        return float(r.sum(dtype=np.float64)) if isinstance(r, np.ndarray) else float(r.double().sum())
+
+    def offset_energy(self, n: int) -> float:
+        """``n‖δ‖²``: what the residual mean adds to Σ‖x'_i‖² (0 on the exact path)."""
+        return 0.0 if self.delta is None else n * float(self.delta @ self.delta)
 
 
 def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
@@ -352,29 +362,43 @@ class BasisPair:
         return max(self.sx.size, self.sy.size)
 
 
-def _spectrum(C: np.ndarray, n: int, name: str, center: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Kept singular values (descending) and right singular vectors of a space from its Gram ``C = X̃ᵀX̃``."""
+def _spectrum(C: np.ndarray, n: int, name: str, center: bool, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Kept singular values (descending) and right singular vectors of a space from its Gram ``C = X̃ᵀX̃``
+    (``exact=False``: C from float32 products, so directions below ``FAST_RANK_RTOL·s_1`` are dropped too)."""
     lam, V = np.linalg.eigh(C)
     s = np.sqrt(np.clip(lam[::-1], 0.0, None))
     r = kept_rank(s, n, C.shape[0])
+    if not exact:
+        r = min(r, int((s[:r] > FAST_RANK_RTOL * s[0]).sum()))
     if r == 0:
         raise ValueError(_no_variance(name, center))
     return s[:r], np.ascontiguousarray(V[:, ::-1][:, :r])
 
 
-def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True) -> BasisPair:
+#: ``exact=False`` keeps a direction only when ``s_i > 16·sqrt(eps)·s_1`` (≈ 0.55 % of s_1): float32 products put the
+#: null directions of exactly rank-deficient data at s ≈ 2e-4·s_1 (measured at n = 2k–20k, d = 64–1024), right at
+#: :func:`kept_rank`'s threshold, so the fast path needs a margin above that noise.
+FAST_RANK_RTOL = 16 * math.sqrt(RANK_EPS)
+
+
+def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: bool = True) -> BasisPair:
     """:class:`BasisPair` of two row-paired spaces.
 
     n ≥ max(d1, d2): from the float64 cross-products (:func:`centred_products`): ``eigh(X̃ᵀX̃) = V diag(s²) Vᵀ`` and
     ``U_xᵀU_y = diag(1/s_x) V_xᵀ X̃ᵀỸ V_y diag(1/s_y)``, O(n·(d1 + d2)²) and no n × d float64 copy.
     n < max(d1, d2): thin SVDs of the centred spaces, O(n²·d). Both keep :func:`kept_rank` directions.
+
+    ``exact=False`` (float32 inputs, n ≥ max(d1, d2)): the products in float32, accumulated in float64 (the
+    plain formula's speed; CKA's path), and each side keeps only the directions with ``s_i > FAST_RANK_RTOL·s_1``
+    — the answer then depends on the input dtype (~1e-6 on well-conditioned data).
     """
     n = x.shape[0]
     if n >= max(x.shape[1], y.shape[1]):
-        P = centred_products(x, y, center=center)
+        P = centred_products(x, y, center=center, exact=exact)
         assert P.xx is not None and P.yy is not None
-        sx, vx = _spectrum(P.xx, n, "X", center)
-        sy, vy = _spectrum(P.yy, n, "Y", center)
+        fast = not exact and torch.float64 not in (x.dtype, y.dtype)
+        sx, vx = _spectrum(P.xx, n, "X", center, exact=not fast)
+        sy, vy = _spectrum(P.yy, n, "Y", center, exact=not fast)
         k = (vx.T @ P.xy @ vy) / np.outer(sx, sy)
         return BasisPair(n, sx, sy, vx, vy, k, P.ex, P.ey)
     Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
@@ -400,16 +424,16 @@ def _validated(X: ArrayLike, Y: ArrayLike, reg: float, estimator: str) -> tuple[
     return x, y, reg
 
 
-def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0) -> torch.Tensor:
+def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0, exact: bool = True) -> torch.Tensor:
     """The canonical correlations ρ_1 ≥ … ≥ ρ_k ∈ [0, 1], k = min(r_x, r_y), as a float64 tensor on X's device.
 
     ρ = singular values of ``Q_xᵀQ_y`` (orthonormal bases of the centred column spaces), i.e. the cosines
     of the principal angles between them; with ``reg > 0`` those of
     ``(C_xx + reg·I)^{-1/2} C_xy (C_yy + reg·I)^{-1/2}``, ``C = X_cᵀX_c/n``. Hotelling, "Relations between
-    two sets of variates", Biometrika 1936.
+    two sets of variates", Biometrika 1936. ``exact``: see :func:`cca`.
     """
     x, y, reg = _validated(X, Y, reg, "CCA")
-    B = basis_pair(x, y)
+    B = basis_pair(x, y, exact=exact)
     _warn_small_n(B.n, B.rank, "CCA")
     return torch.from_numpy(_svdvals(_whitened_cross(B, reg))).to(x.device)
 
@@ -422,19 +446,24 @@ def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0) -> torc
     cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·d1·d2)",
     description="Mean canonical correlation (or mean ρ² with summary='mean_sq'), exact SVD. Invariant to "
     "invertible linear maps (reg=0 only); inflated towards 1 when n < 10·d (warns).",
-    defaults={"reg": 0.0, "summary": "mean"},
+    defaults={"reg": 0.0, "summary": "mean", "exact": True},
     constraints={"reg": {"low": 0.0}, "summary": {"choices": SUMMARIES}},
 )
-def cca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, summary: str = "mean") -> float:
+def cca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, summary: str = "mean", exact: bool = True) -> float:
     """Mean canonical correlation ``(1/k) Σ ρ_i`` (``summary="mean"``) or ``(1/k) Σ ρ_i²`` (``"mean_sq"``).
 
     ρ from :func:`canonical_correlations`, k = min(rank X_c, rank Y_c). Hotelling, Biometrika 1936; as a
     representation similarity, Raghu et al., "SVCCA: Singular Vector Canonical Correlation Analysis for Deep
     Learning Dynamics and Interpretability", NeurIPS 2017. Warns when n < 10·max(r_x, r_y).
+
+    ``exact=True`` (default): float64 cross-products, so float32 and float64 copies of the same data give the same
+    value (≤ 1e-6). ``exact=False``: float32 products for float32 inputs, as fast as the plain float32 formula;
+    directions below 0.55 % of the top singular value are dropped (:func:`basis_pair`: float32 products cannot
+    resolve them) and the value may move by ~1e-6.
     """
     check_choice(summary, SUMMARIES, "summary")
     x, y, reg = _validated(X, Y, reg, "CCA")
-    B = basis_pair(x, y)
+    B = basis_pair(x, y, exact=exact)
     _warn_small_n(B.n, B.rank, "CCA")
     rho = _svdvals(_whitened_cross(B, reg))
     return float((rho * rho).mean() if summary == "mean_sq" else rho.mean())
@@ -471,10 +500,10 @@ def _n_kept(s: np.ndarray, keep: float | int, width: int, name: str) -> int:
     cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·k1·k2)",
     description="SVCCA: keep each side's top singular directions (a variance fraction, default 0.99, or an "
     "integer count; PRH uses 10), then mean canonical correlation. Warns when n < 10·kept dims.",
-    defaults={"keep": 0.99, "reg": 0.0},
+    defaults={"keep": 0.99, "reg": 0.0, "exact": True},
     constraints={"keep": {"validator": lambda v: _check_keep(v)}, "reg": {"low": 0.0}},
 )
-def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 0.0) -> float:
+def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 0.0, exact: bool = True) -> float:
     """Singular-vector CCA: mean ρ between the top-SVD reductions ``U_k S_k`` of the centred X and Y.
 
     ``keep`` float in (0, 1]: per side, the fewest directions whose squared singular values reach that
@@ -485,10 +514,11 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     Learning Dynamics and Interpretability", NeurIPS 2017.
 
     Only invariant to orthogonal maps and isotropic scaling: the SVD truncation depends on the spectrum.
+    ``exact``: see :func:`cca`.
     """
     keep = _check_keep(keep)
     x, y, reg = _validated(X, Y, reg, "SVCCA")
-    B = basis_pair(x, y)
+    B = basis_pair(x, y, exact=exact)
     kx = _n_kept(B.sx, keep, x.shape[1], "X")
     ky = _n_kept(B.sy, keep, y.shape[1], "Y")
     rho = _svdvals(_whitened_cross(B, reg, kx, ky))
@@ -505,10 +535,10 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·d1·k)",
     description="Projection-weighted CCA (Morcos 2018) [unverified formula]: Σα_iρ_i/Σα_i, weights from X's "
     "neurons, so asymmetric. The L1 weights break rotation invariance. Warns when n < 10·d.",
-    defaults={"reg": 0.0},
+    defaults={"reg": 0.0, "exact": True},
     constraints={"reg": {"low": 0.0}},
 )
-def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
+def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, exact: bool = True) -> float:
     """Projection-weighted CCA ``Σ_i α_i ρ_i / Σ_i α_i`` with ``α_i = Σ_j |⟨h_i, x_j⟩|``.
 
     h_i: the i-th canonical variate of X (an n-vector, unit norm), x_j: the j-th column of the centred X;
@@ -518,10 +548,10 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0) -> float:
     [unverified] docs/methods.md §1.9 records this formula from memory, not from the paper or google/svcca code;
     treat exact agreement with other implementations as unchecked. Asymmetric (weights come from X), and,
     because the weights are L1 norms over X's neurons, invariant to permuting/sign-flipping and scaling X's
-    columns jointly but not to rotations of X or invertible linear maps.
+    columns jointly but not to rotations of X or invertible linear maps. ``exact``: see :func:`cca`.
     """
     x, y, reg = _validated(X, Y, reg, "PWCCA")
-    B = basis_pair(x, y)
+    B = basis_pair(x, y, exact=exact)
     _warn_small_n(B.n, B.rank, "PWCCA")
     A, rho, _ = np.linalg.svd(_whitened_cross(B, reg), full_matrices=False)
     rho = np.clip(rho, 0.0, 1.0)
