@@ -13,6 +13,7 @@ Flatten layers; the permutation spec is derived from the module graph (:func:`pe
 from alignkit.weights.analysis import l2_distance, singular_values, singular_vector_alignment
 from alignkit.weights.barrier import (
     BarrierResult,
+    average,
     evaluate,
     has_batchnorm,
     interpolate,
@@ -39,6 +40,7 @@ __all__ = [
     "PermutationSpec",
     "activation_costs",
     "apply_permutation",
+    "average",
     "evaluate",
     "has_batchnorm",
     "interpolate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,10 @@ def check_same_architecture(
     types_a = [type(m).__name__ for _, m in spec.modules]
     types_b = [type(m).__name__ for _, m in spec_b.modules]
     if types_a != types_b:
-        i = next((j for j, (a, b) in enumerate(zip(types_a, types_b, strict=False)) if a != b), min(len(types_a), len(types_b)))
+        i = next(
+            (j for j, (a, b) in enumerate(zip(types_a, types_b, strict=False)) if a != b),
+            min(len(types_a), len(types_b)),
+        )
         ta = types_a[i] if i < len(types_a) else "nothing"
         tb = types_b[i] if i < len(types_b) else "nothing"
         raise ValueError(
@@ -67,7 +71,9 @@ def check_same_architecture(
                 f"{names[0]} and {names[1]} differ in shape at {key!r}: {list(sa[key].shape)} vs {list(sb[key].shape)}"
             )
         if sa[key].dtype != sb[key].dtype:
-            raise ValueError(f"{names[0]} and {names[1]} differ in dtype at {key!r}: {sa[key].dtype} vs {sb[key].dtype}")
+            raise ValueError(
+                f"{names[0]} and {names[1]} differ in dtype at {key!r}: {sa[key].dtype} vs {sb[key].dtype}"
+            )
 
 
 def _state(modules: Sequence[tuple[str, nn.Module]]) -> dict[str, torch.Tensor]:
@@ -122,11 +128,17 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
     raise TypeError(f"{name} must be a torch tensor or numpy array; got {type(value).__name__}")
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's tensors live (inputs are moved there batch by batch)."""
+    t = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
 def check_forward(model: nn.Module, x: torch.Tensor, name: str, data_name: str = "data") -> torch.Tensor:
     """Run ``model`` on the first two rows of ``x`` to check the shape; the error names the data argument."""
     try:
         with torch.no_grad():
-            return model(x[:2])
+            return model(x[:2].to(device_of(model))).cpu()
     except RuntimeError as exc:
         raise ValueError(
             f"{data_name} inputs of shape {list(x.shape)} do not fit {name}: {str(exc).splitlines()[0]}"

@@ -81,11 +81,13 @@ def singular_values(model: nn.Module) -> list[dict[str, Any]]:
     """Singular values σ_1 ≥ σ_2 ≥ … of every weight matrix (conv kernels reshaped out × (in·kh·kw)), one row per
     (layer, index). Invariant under any permutation of hidden units (Ito et al. claim 2)."""
     check_model(model, "model", eval_mode=False)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for layer, module, w in _matrices(model):
         s = torch.linalg.svdvals(w)
         shape = "×".join(map(str, w.shape))
-        rows.extend({"layer": layer, "module": module, "shape": shape, "index": i, "sigma": float(v)} for i, v in enumerate(s))
+        rows.extend(
+            {"layer": layer, "module": module, "shape": shape, "index": i, "sigma": float(v)} for i, v in enumerate(s)
+        )
     return rows
 
 

@@ -3,7 +3,7 @@
 **Path.** ``θ(λ) = θ_A + λ(θ_B − θ_A)`` for every floating state-dict tensor (running statistics included;
 integer buffers such as ``num_batches_tracked`` are taken from A), λ on ``steps`` evenly spaced points of [0, 1].
 
-**Barrier** (Frankle et al. 2020; Ainsworth et al. 2023, eq. in §2): ``max_λ [L(θ(λ)) − ((1 − λ)L(θ_A) + λL(θ_B))]``,
+**Barrier** (Frankle et al. 2020; Ainsworth et al. 2023, Sec. 2): ``max_λ [L(θ(λ)) − ((1 − λ)L(θ_A) + λL(θ_B))]``,
 on the evaluated λ grid, for the mean cross-entropy and for the error rate (1 − accuracy); 0 at the endpoints,
 so never negative. A barrier near 0 means the two networks are linearly mode-connected.
 
@@ -22,14 +22,22 @@ evaluated as they are; ``BarrierResult.bn_reset`` says which was done.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from alignkit.weights._checks import as_inputs, as_labeled, check_forward, check_pair, check_positive_int
+from alignkit.weights._checks import (
+    as_inputs,
+    as_labeled,
+    check_forward,
+    check_pair,
+    check_positive_int,
+    device_of,
+)
 from alignkit.weights.spec import BATCHNORMS
 
 
@@ -52,10 +60,7 @@ def average(models: list[nn.Module]) -> nn.Module:
     states = [m.state_dict() for m in models]
     out = copy.deepcopy(models[0])
     out.load_state_dict(
-        {
-            k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
-            for k, v in states[0].items()
-        }
+        {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v for k, v in states[0].items()}
     )
     return out
 
@@ -67,7 +72,7 @@ def reset_bn_stats(model: nn.Module, data: Any, *, batch_size: int = 500) -> nn.
     batch_size = check_positive_int(batch_size, "batch_size")
     x = as_inputs(data, "bn_data")
     out = copy.deepcopy(model).eval()
-    bns = [m for m in out.modules() if isinstance(m, BATCHNORMS)]
+    bns = [m for m in out.modules() if isinstance(m, _BatchNorm)]
     for bn in bns:
         if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
             continue  # normalises with batch statistics even in eval mode: nothing to estimate
@@ -88,7 +93,7 @@ def _input_moments(
     acc: dict[str, Any] = {}
 
     def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        h = inputs[0].detach().double()
+        h = inputs[0].detach().double().cpu()
         rows = h.movedim(1, -1).reshape(-1, h.shape[1])
         if "shift" not in acc:
             acc.update(shift=rows.mean(0), n=0, s=0.0, ss=0.0)
@@ -99,11 +104,12 @@ def _input_moments(
         raise _Stop  # nothing after this layer is needed
 
     handle = bn.register_forward_pre_hook(hook)
+    device = device_of(model)
     try:
         with torch.no_grad():
             for s in range(0, x.shape[0], batch_size):
                 try:
-                    model(x[s : s + batch_size])
+                    model(x[s : s + batch_size].to(device))
                 except _Stop:
                     pass
     finally:
@@ -114,12 +120,15 @@ def _input_moments(
     return acc["shift"] + dm, var.clamp_min(0)
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (eval mode) on (x, y)."""
+def evaluate(model: nn.Module, x: Any, y: Any, *, batch_size: int = 500) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (as it is: call ``.eval()`` first) on inputs x, labels y."""
+    x, y = as_labeled((x, y))
+    batch_size = check_positive_int(batch_size, "batch_size")
     total, correct = 0.0, 0
+    device = device_of(model)
     with torch.no_grad():
         for s in range(0, x.shape[0], batch_size):
-            logits = model(x[s : s + batch_size]).double()
+            logits = model(x[s : s + batch_size].to(device)).double().cpu()
             yb = y[s : s + batch_size]
             total += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
@@ -138,8 +147,7 @@ class BarrierResult:
     accuracy_barrier: float  # in error rate: max_λ [err(λ) − linear interpolation of the endpoint errors]
     bn_reset: str
     bn_detail: str = ""
-    n: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    n: int = 0  # evaluation items
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One row per λ: loss, accuracy, and their gaps to the straight line between the endpoints."""
@@ -217,9 +225,8 @@ def interpolation_barrier(
         xb = as_inputs(bn_data, "bn_data") if bn_data is not None else x
         check_forward(model_a, xb, "model_a", "bn_data")
         status = "reset"
-        detail = (
-            f"running statistics re-estimated at each λ on {xb.shape[0]} "
-            + ("inputs of data (the evaluation data)" if bn_data is None else "inputs of bn_data")
+        detail = f"running statistics re-estimated at each λ on {xb.shape[0]} " + (
+            "inputs of data (the evaluation data)" if bn_data is None else "inputs of bn_data"
         )
     else:
         xb = None

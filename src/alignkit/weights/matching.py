@@ -1,8 +1,8 @@
 """Git Re-Basin: align the hidden units of two networks by permutation (weight, activation and STE matching).
 
-Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023 (§3.1
-activation matching, §3.2 weight matching, §3.3 straight-through estimator); samuela/git-re-basin
-``src/weight_matching.py`` for the coordinate descent. docs/methods.md "Git Re-Basin weight matching".
+Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR 2023 (Sec. 3.1
+activation matching, Sec. 3.2 weight matching, Sec. 3.3 straight-through estimator); samuela/git-re-basin
+``src/weight_matching.py`` for the coordinate descent. docs/methods.md §4.7 ("Git Re-Basin weight matching").
 
 **Convention.** ``perms[g][i] = j``: unit i of model a is matched with unit j of model b, and the permuted b
 takes b's unit j at position i on every axis that group g permutes (``W_b.index_select(axis, perm)``).
@@ -13,14 +13,16 @@ it forms ``C_p = Σ_{(w, axis)} W_a(axis → 0, n_p × −1) · W_b(other axes p
 ``P_p = argmax_P ⟨C_p, P⟩`` (``scipy.optimize.linear_sum_assignment(maximize=True)``), keeping the old P_p
 unless the gain exceeds 1e-12 (so the objective never decreases and the loop stops when no permutation changes).
 Stops after a sweep with no change or after ``max_iter`` sweeps. The reshaped float64 copies of every weight are
-made once; a sweep then costs one matmul per (weight, axis) pair.
+made once, and each (weight, axis) term of a C_p is kept until a permutation it depends on changes: a group whose
+neighbours did not change since its last visit is skipped (its assignment could not change), so late sweeps and
+the final confirming sweep cost little. The result is that of the plain loop, term for term.
 
 **Activation matching** runs both networks (eval mode) on ``data`` and, for each group, correlates a's units
 with b's at the last module where the group's units are still on axis 1 (after the activation and pooling;
 conv maps contribute every spatial position as a row): ``C_p[i, j] = corr(a_i, b_j)`` (or the mean inner
 product), one assignment per group. Units of zero variance correlate 0 with everything.
 
-**STE matching** (§3.3): a proxy θ̃ initialised at θ_A is trained so that the midpoint ``½(θ_A + π(θ_B))``
+**STE matching** (Sec. 3.3): a proxy θ̃ initialised at θ_A is trained so that the midpoint ``½(θ_A + π(θ_B))``
 has low loss on ``data`` (cross-entropy), where π = weight_matching(θ̃, θ_B) is recomputed at every step
 (warm-started from the previous π) and the straight-through estimator passes the midpoint gradient to θ̃:
 the forward uses π(θ_B), the backward treats it as θ̃. BatchNorm layers use batch statistics in these forwards
@@ -41,7 +43,14 @@ from torch import nn
 
 from alignkit._progress import progress as progress_bar
 from alignkit._validation import check_choice
-from alignkit.weights._checks import as_inputs, as_labeled, check_forward, check_pair, check_positive_int
+from alignkit.weights._checks import (
+    as_inputs,
+    as_labeled,
+    check_forward,
+    check_pair,
+    check_positive_int,
+    device_of,
+)
 from alignkit.weights.spec import BATCHNORMS, PermutationSpec, expand, permutation_spec
 
 METHODS = ("weight", "activation", "ste")
@@ -144,40 +153,75 @@ def apply_permutation(model: nn.Module, perms: Mapping[str, Any], spec: Permutat
 @dataclass
 class _Term:
     """One (parameter, axis) of a group: W_a reshaped to (n_p, −1) and W_b with that axis first, whose other
-    permuted axes are re-indexed at every visit."""
+    permuted axes are re-indexed when their groups change; ``cache`` = (versions of those groups, C term)."""
 
     a: torch.Tensor
     b: torch.Tensor
     others: list[tuple[int, str, int]]  # (dim of b, group, block)
+    cache: tuple[tuple[int, ...], torch.Tensor] | None = None
 
 
 def _terms(
     spec: PermutationSpec, sd_a: Mapping[str, torch.Tensor], sd_b: Mapping[str, torch.Tensor]
-) -> dict[str, list[_Term]]:
+) -> tuple[dict[str, list[_Term]], list[tuple[str, _Term]], float]:
+    """The terms of every group; for the objective, one term per parameter that a group touches (its first
+    grouped axis) and the constant ``Σ⟨W_a, W_b⟩`` of the parameters no group touches."""
     out: dict[str, list[_Term]] = {g: [] for g in spec.groups}
+    designated: dict[str, tuple[str, _Term]] = {}
     for g, entries in spec.perm_to_axes().items():
         n = spec.groups[g]
         for key, axis, _block in entries:
             if key not in spec.params:
                 continue
-            wa = sd_a[key].detach().to(torch.float64).movedim(axis, 0).reshape(n, -1)
-            wb = sd_b[key].detach().to(torch.float64).movedim(axis, 0).contiguous()
+            wa = sd_a[key].detach().to("cpu", torch.float64).movedim(axis, 0).reshape(n, -1)
+            wb = sd_b[key].detach().to("cpu", torch.float64).movedim(axis, 0).contiguous()
             others = []
             for ax, entry in enumerate(spec.axes[key]):
                 if entry is not None and ax != axis:
                     dim = ax + 1 if ax < axis else ax  # position after movedim(axis, 0)
                     others.append((dim, entry[0], entry[1]))
             out[g].append(_Term(wa, wb, others))
-    return out
+            if axis == next(ax for ax, e in enumerate(spec.axes[key]) if e is not None):
+                designated[key] = (g, out[g][-1])
+    const = sum(
+        float((sd_a[k].detach().double() * sd_b[k].detach().double().to(sd_a[k].device)).sum())
+        for k in spec.params
+        if k not in designated
+    )
+    return out, list(designated.values()), const
 
 
-def _cost(terms: list[_Term], perms: Mapping[str, torch.Tensor], n: int) -> torch.Tensor:
-    c = torch.zeros(n, n, dtype=torch.float64)
-    for t in terms:
+def _objective(
+    designated: list[tuple[str, _Term]],
+    const: float,
+    spec: PermutationSpec,
+    perms: Mapping[str, torch.Tensor],
+    versions: Mapping[str, int],
+) -> float:
+    """``Σ_params ⟨W_a, π(W_b)⟩`` from the terms: a term's ``Σ_i T[i, π_p(i)]`` is its parameter's inner product."""
+    total = const
+    for g, t in designated:
+        n = spec.groups[g]
+        total += float(_contribution(t, perms, versions, n)[torch.arange(n), perms[g]].sum())
+    return total
+
+
+def _contribution(t: _Term, perms: Mapping[str, torch.Tensor], versions: Mapping[str, int], n: int) -> torch.Tensor:
+    """The term's ``A·B(other axes permuted)ᵀ``, recomputed only when a group it depends on changed."""
+    key = tuple(versions[q] for _, q, _ in t.others)
+    if t.cache is None or t.cache[0] != key:
         b = t.b
         for dim, q, block in t.others:
             b = b.index_select(dim, expand(perms[q], block))
-        c.addmm_(t.a, b.reshape(n, -1).T)
+        t.cache = (key, t.a @ b.reshape(n, -1).T)
+    return t.cache[1]
+
+
+def _cost(terms: list[_Term], perms: Mapping[str, torch.Tensor], versions: Mapping[str, int], n: int) -> torch.Tensor:
+    """``C_p = Σ_terms A·B(other axes permuted)ᵀ``."""
+    c = torch.zeros(n, n, dtype=torch.float64)
+    for t in terms:
+        c += _contribution(t, perms, versions, n)
     return c
 
 
@@ -189,11 +233,11 @@ def objective(
 ) -> float:
     """``Σ_params ⟨W_a, π(W_b)⟩`` (float64), the quantity weight matching maximises."""
     permuted = permute_state(spec, {k: sd_b[k] for k in spec.params}, perms)
-    return float(sum(torch.sum(sd_a[k].double() * permuted[k].double()) for k in spec.params))
+    return float(sum(float(torch.sum(sd_a[k].double().cpu() * permuted[k].double().cpu())) for k in spec.params))
 
 
 def _lap(c: torch.Tensor) -> torch.Tensor:
-    _, cols = linear_sum_assignment(c.numpy(), maximize=True)
+    _, cols = linear_sum_assignment(c.detach().cpu().numpy(), maximize=True)
     return torch.as_tensor(cols, dtype=torch.long)
 
 
@@ -208,10 +252,12 @@ def weight_matching(
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], int, bool]:
     """Coordinate descent on state dicts (see the module docstring): ``(perms, trace, sweeps, converged)``."""
     perms = dict(init) if init is not None else identity_perms(spec)
-    terms = _terms(spec, sd_a, sd_b)
+    terms, designated, const = _terms(spec, sd_a, sd_b)
     rng = np.random.default_rng(seed)
     names = list(spec.groups)
-    trace = [{"sweep": 0, "objective": objective(spec, sd_a, sd_b, perms)}]
+    versions = dict.fromkeys(names, 0)  # bumped when a group's permutation changes
+    visited: dict[str, tuple[int, ...]] = {}  # versions of a group's neighbours at its last visit
+    trace = [{"sweep": 0, "objective": _objective(designated, const, spec, perms, versions)}]
     converged = False
     sweeps = 0
     for sweep in range(1, max_iter + 1):
@@ -219,15 +265,20 @@ def weight_matching(
         changed = False
         for gi in rng.permutation(len(names)):
             g = names[gi]
+            seen = tuple(versions[q] for t in terms[g] for _, q, _ in t.others)
+            if visited.get(g) == seen:
+                continue  # same cost matrix, same assignment as at the last visit: nothing can change
+            visited[g] = seen
             n = spec.groups[g]
-            c = _cost(terms[g], perms, n)
+            c = _cost(terms[g], perms, versions, n)
             new = _lap(c)
             rows = torch.arange(n)
             gain = float(c[rows, new].sum() - c[rows, perms[g]].sum())
             if gain > IMPROVEMENT:
                 perms[g] = new
+                versions[g] += 1
                 changed = True
-        trace.append({"sweep": sweep, "objective": objective(spec, sd_a, sd_b, perms)})
+        trace.append({"sweep": sweep, "objective": _objective(designated, const, spec, perms, versions)})
         if not changed:
             converged = True
             break
@@ -268,12 +319,13 @@ def activation_costs(
     """Per group, the (units_a × units_b) correlation (or mean inner product) of the two models' activations."""
     sums: dict[str, dict[str, torch.Tensor]] = {}
     count: dict[str, int] = dict.fromkeys(spec.groups, 0)
+    dev_a, dev_b = device_of(model_a), device_of(model_b)
     with torch.no_grad():
         for s in range(0, x.shape[0], batch_size):
             xb = x[s : s + batch_size]
-            acts_a, acts_b = run_to_sites(spec, model_a, xb), run_to_sites(spec, model_b, xb)
+            acts_a, acts_b = run_to_sites(spec, model_a, xb.to(dev_a)), run_to_sites(spec, model_b, xb.to(dev_b))
             for g in spec.groups:
-                a, b = acts_a[g].double(), acts_b[g].double()
+                a, b = acts_a[g].double().cpu(), acts_b[g].double().cpu()
                 acc = sums.setdefault(g, {})
                 for k, v in (("a", a.sum(0)), ("b", b.sum(0)), ("aa", (a * a).sum(0)), ("bb", (b * b).sum(0))):
                     acc[k] = acc[k] + v if k in acc else v
@@ -323,8 +375,9 @@ def _ste(
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], int]:
     from torch.func import functional_call
 
+    device = device_of(model_a)
     sd_a = {k: v.detach() for k, v in model_a.state_dict().items()}
-    sd_b = {k: v.detach() for k, v in model_b.state_dict().items()}
+    sd_b = {k: v.detach().to(device) for k, v in model_b.state_dict().items()}
     params = sorted(spec.params)
     proxy = {k: sd_a[k].clone().requires_grad_(True) for k in params}
     opt = torch.optim.Adam(list(proxy.values()), lr=lr)
@@ -345,7 +398,8 @@ def _ste(
             projected = permute_state(spec, {k: sd_b[k] for k in params}, perms)
             mid = {k: 0.5 * (sd_a[k] + (projected[k] + proxy[k] - proxy[k].detach())) for k in params}
             state = {**mid, **{k: sd_a[k].clone() for k in buffers}}
-            loss = torch.nn.functional.cross_entropy(functional_call(net, state, (x[idx],)), y[idx])
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            loss = torch.nn.functional.cross_entropy(functional_call(net, state, (xb,)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -393,9 +447,7 @@ def match(
     init = check_perms(spec, init_perms, "init_perms") if init_perms is not None else None
     sd_a, sd_b = model_a.state_dict(), model_b.state_dict()
     if method == "weight":
-        perms, trace, iterations, converged = weight_matching(
-            spec, sd_a, sd_b, max_iter=max_iter, seed=seed, init=init
-        )
+        perms, trace, iterations, converged = weight_matching(spec, sd_a, sd_b, max_iter=max_iter, seed=seed, init=init)
     elif method == "activation":
         if data is None:
             raise ValueError("method='activation' needs data: the inputs (N, ...) to compare activations on")

@@ -7,7 +7,7 @@
   ``max_rounds``). No model is privileged; the merged network's unit order is arbitrary.
 
 Ito et al. ("Analysis of Linear Mode Connectivity via Permutation-Based Weight Matching", arXiv 2402.04051,
-§6) compare weight matching and STE exactly here: merging three or more models.
+Sec. 6) compare weight matching and STE exactly here: merging three or more models.
 
 BatchNorm: averaged running statistics do not describe the merged network's activations; ``reset_bn=True``
 re-estimates them on ``bn_data`` (default: the inputs of ``data``) with :func:`alignkit.weights.reset_bn_stats`.
@@ -96,7 +96,8 @@ def merge(
             r = match(models[0], m, method, data, **{**kw, "seed": seed + i})
             perms.append(r.perms)
             aligned.append(r.model)
-        rounds, converged, trace = 1, True, []
+        rounds, converged = 1, True
+        trace: list[dict[str, Any]] = []
     else:
         perms, aligned, rounds, converged, trace = _merge_many(spec, models, method, data, bn, kw, max_rounds, seed)
     merged = average(aligned)

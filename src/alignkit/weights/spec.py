@@ -3,7 +3,7 @@
 A hidden unit of a feed-forward network can be renamed without changing the function: permute the output
 units of a Linear / Conv layer, the BatchNorm (parameters and running statistics) and element-wise layers that
 follow it, and the input axis of the next Linear / Conv the same way (Ainsworth et al., "Git Re-Basin: Merging
-Models modulo Permutation Symmetries", ICLR 2023, §2). :func:`permutation_spec` walks a :class:`torch.nn.Sequential`
+Models modulo Permutation Symmetries", ICLR 2023, Sec. 2). :func:`permutation_spec` walks a :class:`torch.nn.Sequential`
 (nested Sequentials flattened) and records one **permutation group** per hidden unit axis — the output axis of
 every Linear / Conv except the last — and, for every state-dict tensor, which group (if any) permutes each axis.
 The network's input and output axes are never permuted.
@@ -146,7 +146,8 @@ def _walk(seq: nn.Sequential, prefix: str) -> Iterator[tuple[str, nn.Module]]:
 
 def _unsupported(i: int, qual: str, module: nn.Module, why: str) -> ValueError:
     return ValueError(
-        f"cannot derive a permutation spec: module {i} ({qual!r}, {type(module).__name__}) {why}. Supported: {SUPPORTED}"
+        f"cannot derive a permutation spec: module {i} ({qual!r}, {type(module).__name__}) {why}. "
+        f"Supported: {SUPPORTED}"
     )
 
 
@@ -176,8 +177,8 @@ def permutation_spec(model: nn.Module, *, name: str = "model") -> PermutationSpe
     for i, (qual, m) in enumerate(modules):
         if isinstance(m, (nn.Linear, *CONVS)):
             conv = not isinstance(m, nn.Linear)
-            n_in = m.in_channels if conv else m.in_features
-            n_out = m.out_channels if conv else m.out_features
+            n_in = int(getattr(m, "in_channels" if conv else "in_features"))
+            n_out = int(getattr(m, "out_channels" if conv else "out_features"))
             in_entry: Axis | None = None
             if live is not None:
                 size = groups[live]
@@ -215,7 +216,9 @@ def permutation_spec(model: nn.Module, *, name: str = "model") -> PermutationSpe
                 if layout not in (("features", "spatial") if isinstance(m, nn.BatchNorm1d) else ("spatial",)):
                     raise _unsupported(i, qual, m, f"normalises a {layout} activation")
                 if m.num_features != groups[live]:
-                    raise _unsupported(i, qual, m, f"has {m.num_features} features, the layer before gives {groups[live]}")
+                    raise _unsupported(
+                        i, qual, m, f"has {m.num_features} features, the layer before gives {groups[live]}"
+                    )
                 for t in ("weight", "bias", "running_mean", "running_var"):
                     set_axes(qual, t, ((live, 1),))
                 mark(i)
