@@ -188,7 +188,7 @@ def test_registry_duplicates_did_you_mean_describe_and_remove():
         (ALIGNERS, {"procrustes", "vecmap", "cca", "ridge", "asif", "head"}),
         (HEADS, {"linear", "mlp", "star", "reslowrank"}),
         (LOSSES, {"infonce", "siglip", "gram", "mv_infonce", "mv_dhel", "structure", "uniformity"}),
-        (ENCODERS, {"offline:minilm-l6", "offline:e5-small", "hf", "timm"}),
+        (ENCODERS, {"offline:minilm-l6", "offline:e5-small", "hf", "timm", "zoo"}),
         (DATASETS, {"sample", "lines", "table", "idx", "captions", "prompts"}),
     ],
 )

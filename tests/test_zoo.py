@@ -46,6 +46,8 @@ from alignkit.zoo.checkpoint import read_checkpoint, write_checkpoint
 
 MLP = {"arch": "mlp", "widths": [32, 24, 16]}
 CNN = {"arch": "cnn", "channels": [4, 4, 8, 8, 8, 8]}
+#: settings that make the small networks learn in 2 epochs of 800 images
+FAST = {"batch_size": 32, "lr": 1e-2}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,8 @@ def trained(data, tmp_path_factory):
     """A small MLP and CNN trained 2 epochs (seed 0)."""
     root = tmp_path_factory.mktemp("zoo")
     return {
-        "mlp": train_model(MLP, data, seed=0, epochs=2, out=root / "mlp.safetensors", progress=False),
-        "cnn": train_model(CNN, data, seed=0, epochs=2, out=root / "cnn.safetensors", progress=False),
+        arch: train_model(spec, data, seed=0, epochs=2, **FAST, out=root / f"{arch}.safetensors", progress=False)
+        for arch, spec in (("mlp", MLP), ("cnn", CNN))
     }
 
 
@@ -171,6 +173,12 @@ def test_load_images_normalises_with_the_fixed_statistics():
     assert (FASHION_MNIST_MEAN, FASHION_MNIST_STD) == (0.2860, 0.3530)
     x, y = load_images(sample_path(FASHION_IMAGES_FILE))
     assert y is None
+    x, y = load_images(sample_path(FASHION_IMAGES_FILE), np.arange(1000) % 3)
+    assert y.dtype == torch.int64 and y[:4].tolist() == [0, 1, 2, 0]
+    with pytest.raises(ValueError, match="must be an image dataset"):
+        load_images("sample:bible-en")
+    with pytest.raises(ValueError, match="labels must be 1000 integers"):
+        load_images(sample_path(FASHION_IMAGES_FILE), np.zeros(5, dtype=np.int64))
 
 
 def test_fashion_mnist_reads_a_folder_of_idx_files(tmp_path, monkeypatch):
@@ -180,7 +188,7 @@ def test_fashion_mnist_reads_a_folder_of_idx_files(tmp_path, monkeypatch):
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels[:600])
     write_idx(tmp_path / "t10k-images-idx3-ubyte", raw[600:])
     monkeypatch.delenv("ALIGNKIT_FASHION_MNIST", raising=False)
-    with pytest.raises(FileNotFoundError, match="no t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte.gz"):
+    with pytest.raises(FileNotFoundError, match=r"no t10k-labels-idx1-ubyte or t10k-labels-idx1-ubyte\.gz"):
         fashion_mnist(tmp_path)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[600:])
     d = fashion_mnist(tmp_path)
@@ -228,7 +236,7 @@ def test_bad_training_data(data, tmp_path, change, words):
 def test_training_learns_and_records_what_it_did(trained, data):
     for arch, z in trained.items():
         meta = z.metadata
-        assert z.test_accuracy > 0.3, arch  # 10 classes: chance is 0.1
+        assert z.test_accuracy > 0.45, arch  # 10 classes: chance is 0.1
         assert meta["epochs_done"] == 2 and meta["finished"] and len(meta["history"]) == 2
         assert meta["train"]["optimizer"] == "adam" and meta["train"]["epochs"] == 2
         assert meta["history"][1]["train_loss"] < meta["history"][0]["train_loss"]
@@ -236,7 +244,7 @@ def test_training_learns_and_records_what_it_did(trained, data):
         assert not z.model.training
         # the recorded accuracy is the model's on the test set, recomputed by hand
         with torch.no_grad():
-            acc = float((z.model(data.test_x).argmax(1) == data.test_y).float().mean())
+            acc = float((z.model(data.test_x).argmax(1) == data.test_y).sum()) / len(data.test_y)
         assert z.test_accuracy == pytest.approx(acc, abs=1e-9)
 
 
@@ -280,15 +288,18 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(data, tmp_path, 
 def test_a_finished_checkpoint_is_loaded_not_retrained_and_other_settings_refused(trained, data, monkeypatch):
     z = trained["mlp"]
     monkeypatch.setattr(zoo_train, "deterministic", None)  # would fail if training ran
-    again = train_model(MLP, data, seed=0, epochs=2, out=z.path, progress=False)
+    again = train_model(MLP, data, seed=0, epochs=2, **FAST, out=z.path, progress=False)
     assert same_state(again.model, z.model)
-    with pytest.raises(ValueError, match=r"holds a different run \(train: .*delete it or pass another out="):
-        train_model(MLP, data, seed=0, epochs=2, lr=0.01, out=z.path, progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"holds a different run \(train\.lr: checkpoint 0\.01, asked for 0\.02\); delete it or pass another out=",
+    ):
+        train_model(MLP, data, seed=0, epochs=2, batch_size=32, lr=0.02, out=z.path, progress=False)
     with pytest.raises(ValueError, match="seed: checkpoint 0, asked for 1"):
-        train_model(MLP, data, seed=1, epochs=2, out=z.path, progress=False)
+        train_model(MLP, data, seed=1, epochs=2, **FAST, out=z.path, progress=False)
     other = (data.train_x[:-1], data.train_y[:-1], data.test_x, data.test_y)
     with pytest.raises(ValueError, match="data_sha256: checkpoint"):
-        train_model(MLP, other, seed=0, epochs=2, out=z.path, progress=False)
+        train_model(MLP, other, seed=0, epochs=2, **FAST, out=z.path, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -381,7 +392,7 @@ def test_weights_of_another_architecture_are_named(trained, tmp_path):
     with torch.no_grad():
         nan.fc1.weight[0, 0] = float("nan")
     write_checkpoint(tmp_path / "z.safetensors", nan, meta)
-    with pytest.raises(ValueError, match="tensor fc1.weight holds NaN/Inf"):
+    with pytest.raises(ValueError, match=r"tensor fc1\.weight holds NaN/Inf"):
         load_model(tmp_path / "z.safetensors")
 
 
@@ -393,12 +404,12 @@ def test_mlp_activations_match_a_forward_pass_by_hand(trained, data):
     x = data.test_x[:50]
     acts = activations(model, x, batch_size=7)
     h = x.reshape(50, -1).double()
+    weights = {k: v.detach().double() for k, v in model.state_dict().items()}
     for name in ("fc1", "fc2", "fc3"):
-        lin = getattr(model, name)
-        h = torch.relu(h @ lin.weight.double().T + lin.bias.double())
-        assert acts[name].dtype == np.float32 and acts[name].shape == (50, lin.out_features)
+        h = torch.relu(h @ weights[f"{name}.weight"].T + weights[f"{name}.bias"])
+        assert acts[name].dtype == np.float32 and acts[name].shape == (50, h.shape[1])
         np.testing.assert_allclose(acts[name], h.numpy(), atol=1e-5)
-    logits = h @ model.logits.weight.double().T + model.logits.bias.double()
+    logits = h @ weights["logits.weight"].T + weights["logits.bias"]
     np.testing.assert_allclose(acts["logits"], logits.numpy(), atol=1e-5)
     np.testing.assert_allclose(predict(model, x).numpy(), logits.numpy(), atol=1e-5)
     assert list(activations(model, x, layers=["fc2"])) == ["fc2"]
@@ -441,7 +452,7 @@ def test_activation_errors(trained, data):
     x = data.test_x[:4]
     cnn.train()
     try:
-        with pytest.raises(ValueError, match="model is in train mode; call model.eval"):
+        with pytest.raises(ValueError, match=r"model is in train mode; call model\.eval"):
             activations(cnn, x)
         with pytest.raises(ValueError, match="model is in train mode"):
             predict(cnn, x)

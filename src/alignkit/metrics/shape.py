@@ -157,9 +157,9 @@ def _participation(x: torch.Tensor, center: bool, trace: float, e: int) -> float
             mean = m.mean if m is not None else a.mean(axis=0, dtype=np.float64)
             W -= np.outer(mean, Z.sum(axis=0))
         return trace**2 / float(np.square(W).sum() / _PROBES) if W.any() else 1.0
-    G = torch.from_numpy(np.random.default_rng(0).standard_normal((x.shape[1], _PROBES)))
-    G = (G * 2.0**-e).to(device=x.device, dtype=x.dtype)
-    Zt = (x @ G).double()
+    Gt = torch.from_numpy(np.random.default_rng(0).standard_normal((x.shape[1], _PROBES)))
+    Gt = (Gt * 2.0**-e).to(device=x.device, dtype=x.dtype)
+    Zt = (x @ Gt).double()
     if center:
         Zt -= Zt.mean(dim=0)
     Zt = Zt * 2.0**-e

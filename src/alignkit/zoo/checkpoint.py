@@ -87,7 +87,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     try:
         with safe_open(str(p), framework="pt") as f:
             raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open has keys(), no __iter__)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) for bad files
         raise ValueError(
             f"{p}: corrupt or not a safetensors file ({type(exc).__name__}: {exc}); delete it and train it again"

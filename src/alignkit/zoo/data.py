@@ -203,7 +203,8 @@ def check_data(data: Any, input_shape: Sequence[int] | None = None, num_classes:
             raise ValueError(f"data.{split}_x holds no images")
         if num_classes is not None and (int(y.min()) < 0 or int(y.max()) >= num_classes):
             raise ValueError(
-                f"data.{split}_y holds labels in [{int(y.min())}, {int(y.max())}]; the network has {num_classes} classes"
+                f"data.{split}_y holds labels in [{int(y.min())}, {int(y.max())}]; "
+                f"the network has {num_classes} classes"
             )
     return ImageData(d.train_x.float(), d.train_y.long(), d.test_x.float(), d.test_y.long())
 
@@ -214,5 +215,5 @@ def data_digest(data: ImageData) -> str:
     for t in data:
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().reshape(-1).view(np.uint8))
+        h.update(t.numpy().reshape(-1).view(np.uint8).data)
     return h.hexdigest()

@@ -50,7 +50,8 @@ class ZooEncoder(Encoder):
         self.std = float(norm.get("std", FASHION_MNIST_STD))
         self.input_shape = tuple(self.zoo.spec["input_shape"])
         self._dims = layer_dims(self.zoo.model, self.input_shape, pooling)
-        self.model = self._place(self.zoo.model)
+        self._place(self.zoo.model)
+        self.model = self.zoo.model
 
     @property
     def layer_names(self) -> list[str]:
