@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alignkit.cli import atlas, demo, diagnose, embed, evaluate, fit, measure, metrics, report, run
+from alignkit.cli import atlas, demo, diagnose, embed, evaluate, fit, measure, metrics, report, run, sanity
 from alignkit.cli._console import warnings_as_notes
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("fit")(fit.fit_cmd)
 app.command("evaluate")(evaluate.evaluate_cmd)
 app.command("run")(run.run_cmd)
 app.command("report")(report.report_cmd)
+app.command("sanity")(sanity.sanity_cmd)
 app.command("demo")(demo.demo)
 
 

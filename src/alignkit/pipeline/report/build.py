@@ -9,17 +9,19 @@ from alignkit.pipeline.report.html import page
 from alignkit.pipeline.report.load import load_run
 from alignkit.pipeline.report.sections import SECTIONS
 from alignkit.pipeline.report.sections.overview import footer, header
+from alignkit.pipeline.report.sections.sanity import SANITY_SECTIONS
 
 REPORT_NAME = "report.html"
 PLOTS_DIR = "plots"
 #: File-name prefixes of the PNGs the report draws (others under ``plots/`` are never touched).
-PLOT_PREFIXES = ("atlas-", "profiles-", "sizes-", "classes-")
+PLOT_PREFIXES = ("atlas-", "profiles-", "sizes-", "classes-", "sanity-")
 
 
 def build_report(run_dir: str | Path) -> tuple[str, dict[str, bytes]]:
     """The report's HTML and its plots (file name -> PNG bytes), without writing anything."""
     ctx = Context.of(load_run(run_dir))
-    sections = [build(ctx) for build in SECTIONS]
+    builders = SANITY_SECTIONS if ctx.data.run.get("kind") == "sanity" else SECTIONS  # `alignkit sanity` folders
+    sections = [build(ctx) for build in builders]
     body = header(ctx, sections) + "".join(s.html for s in sections) + footer(ctx)
     return page(f"alignkit report: {ctx.data.name}", body), dict(ctx.pngs)
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 TABLES = (
     *("atlas", "atlas_summary", "pool_curve", "layer_selection"),
     *("fits", "evaluations", "diagnostics", "aligned_diagnostics"),
+    *("sanity_layers", "sanity_layer_trials", "sanity_output", "sanity_output_pairs", "sanity_augmentation"),
+    *("sanity_augmentation_cases", "sanity_augmentation_scores", "sanity_capacity", "sanity_capacity_rows"),
 )
 
 
