@@ -16,6 +16,7 @@ import io
 import json
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,14 @@ def _write_table(path: Path, df: Any) -> None:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _count(caught: list[warnings.WarningMessage]) -> dict[str, int]:
+    """How many warnings of each category the tests raised (e.g. SmallSampleWarning: CCA with n < 10·d)."""
+    counts: dict[str, int] = {}
+    for w in caught:
+        counts[w.category.__name__] = counts.get(w.category.__name__, 0) + 1
+    return counts
 
 
 def _noisy(x: Any, level: float, seed: int) -> Any:
@@ -138,24 +147,30 @@ def run_sanity(
     timings["activations"] = time.perf_counter() - t0
 
     results: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    results["layers"] = sanity.layer_identification(list(acts.values()), measures, seed=seed, progress=progress)
-    timings["layer_identification"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results["output"] = sanity.output_correlation_test(
-        {m: acts[m][hidden[-1]] for m in names}, logits, measures, labels=labels, seed=seed, progress=progress
-    )
-    timings["output_correlation"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results["augmentation"] = sanity.augmentation_test(
-        {m: acts[m] for m in aug_models}, noisy, list(noise_levels), measures, seed=seed, progress=progress
-    )
-    timings["augmentation"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results["capacity"] = sanity.capacity_control(
-        acts[names[0]][hidden[-1]], control_acts[hidden[-1]], acts[names[1]][hidden[-1]], maps=capacity_maps, seed=seed
-    )
-    timings["capacity_control"] = time.perf_counter() - t0
+    with warnings.catch_warnings(record=True) as caught:  # hundreds of small-n / degenerate-space warnings: counted
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        results["layers"] = sanity.layer_identification(list(acts.values()), measures, seed=seed, progress=progress)
+        timings["layer_identification"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results["output"] = sanity.output_correlation_test(
+            {m: acts[m][hidden[-1]] for m in names}, logits, measures, labels=labels, seed=seed, progress=progress
+        )
+        timings["output_correlation"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results["augmentation"] = sanity.augmentation_test(
+            {m: acts[m] for m in aug_models}, noisy, list(noise_levels), measures, seed=seed, progress=progress
+        )
+        timings["augmentation"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results["capacity"] = sanity.capacity_control(
+            acts[names[0]][hidden[-1]],
+            control_acts[hidden[-1]],
+            acts[names[1]][hidden[-1]],
+            maps=capacity_maps,
+            seed=seed,
+        )
+        timings["capacity_control"] = time.perf_counter() - t0
 
     for table, (test, part) in TABLES.items():
         _write_table(out / f"{table}.parquet", results[test].tables()[part])
@@ -186,6 +201,7 @@ def run_sanity(
         ],
         "control": {"seed": 10_000 + seed, "test_accuracy": zoo.evaluate(control, x, labels)["accuracy"]},
         "timings": timings,
+        "warnings": _count(caught),
         "hardware": {"cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
                      "platform": platform.platform()},
     }  # fmt: skip

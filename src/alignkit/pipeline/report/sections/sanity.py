@@ -65,6 +65,17 @@ def build_overview(ctx: Context) -> Section:
         table(["network", "seed", "test accuracy"], rows, "num"),
         "<p>Where the time went:</p>",
         table(["step", "time"], t_rows, "num"),
+        _warnings(run.get("warnings") or {}),
+    )
+
+
+def _warnings(counts: dict[str, Any]) -> str:
+    if not counts:
+        return ""
+    bits = ", ".join(f"{e(v)} × {e(k)}" for k, v in counts.items())
+    return (
+        f"<p class='warn'>Warnings raised by the tests: {bits}. SmallSampleWarning: the CCA family (and others) scored "
+        "layers with n &lt; 10 × their effective dimension, where their scores are inflated towards 1.</p>"
     )
 
 
