@@ -30,7 +30,7 @@ def sanity_cmd(
     ] = None,
     items: Annotated[int, typer.Option(help="Test images the tests run on")] = 2000,
     quick: Annotated[
-        bool, typer.Option(help="3 MLPs, 10 measures, 1,000 images, 3 capacity maps (about 5 minutes on 2 cores)")
+        bool, typer.Option(help="3 MLPs, 8 measures, 1,000 images, 3 capacity maps")
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the tests' sampling and noise")] = 0,
 ) -> None:
