@@ -67,11 +67,12 @@ def resolve_measures(measures: Sequence[str | Spec] | str | Spec | None) -> tupl
     specs = [_registry.measure_spec(m) for m in measures]
     if not specs:
         raise ValueError("measures is empty; pass None for the default list or at least one measure id")
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for s in specs:
-        if s.id in seen:
-            raise ValueError(f"measures lists {s.id!r} twice")
-        seen.add(s.id)
+        key = repr((s.name, sorted(s.resolved.items())))  # "cka" and "cka?debiased=true" are one measure
+        if key in seen:
+            raise ValueError(f"measures lists one measure twice: {seen[key]!r} and {s.id!r}")
+        seen[key] = s.id
     return specs, False
 
 
@@ -210,4 +211,4 @@ def frame(rows: list[dict[str, Any]], columns: Mapping[str, Any]) -> Any:
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=list(columns))
-    return df.astype({k: (object if v is str else v) for k, v in columns.items()}).reset_index(drop=True)
+    return df.astype(dict(columns)).reset_index(drop=True)  # str: pandas' own string dtype (object before 3.0)

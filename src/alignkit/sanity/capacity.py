@@ -76,7 +76,9 @@ def _check_maps(maps: Any) -> list[str]:
         raise ValueError("maps is empty; e.g. ('procrustes', 'linear', 'mlp-64')")
     for m in out:
         if m not in ("procrustes", "linear") and not _MLP.match(m):
-            raise ValueError(f"unknown map {m!r}; expected 'procrustes', 'linear' or 'mlp-<hidden width>' (e.g. 'mlp-256')")
+            raise ValueError(
+                f"unknown map {m!r}; expected 'procrustes', 'linear' or 'mlp-<hidden width>' (e.g. 'mlp-256')"
+            )
     if len(set(out)) != len(out):
         raise ValueError(f"maps must not repeat a map; got {out}")
     return out

@@ -1,6 +1,6 @@
 """Layer identification: does a measure find the corresponding layer of another network?
 
-Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations Revisited", ICML 2019 (§6.1,
+Kornblith, Norouzi, Lee, Hinton, "Similarity of Neural Network Representations Revisited", ICML 2019 (Sec. 6.1,
 Table 2): networks of one architecture trained from different seeds should agree layer by layer, so for every
 ordered pair of distinct models (i, j) and every layer l of model i, the test passes when the layer of model j
 most similar to ``A_i[l]`` is l. Accuracy = passes / trials, chance = 1/L. Their result on 10 CIFAR-10 networks:
@@ -24,14 +24,15 @@ import torch
 
 from alignkit._progress import progress as progress_bar
 from alignkit._validation import ArrayLike
+from alignkit.atlas import atlas
 from alignkit.registry import Spec
 from alignkit.sanity._common import (
     MeasureMeta,
     as_matrices,
     check_name_sequence,
     check_seed,
-    frame,
     fits_rows,
+    frame,
     meta,
     resolve_measures,
     run_or_reason,
@@ -39,7 +40,6 @@ from alignkit.sanity._common import (
     take,
     warn_skipped,
 )
-from alignkit.atlas import atlas
 
 # Two oriented scores within this relative distance of the best are tied.
 TIE_RTOL = 1e-12
@@ -161,8 +161,8 @@ def _trials(info: MeasureMeta, blocks: np.ndarray, models: list[str], layers: li
                 continue
             for l in range(L):
                 raw = blocks[i, j, l]
-                rows.append({"measure": info.id, "model_a": models[i], "model_b": models[j], "layer": layers[l],
-                             "layer_index": l, **_identify(raw, info.sign, l, layers), "score": float(raw[l])})  # fmt: skip
+                head = {"measure": info.id, "model_a": models[i], "model_b": models[j], "layer": layers[l]}
+                rows.append({**head, "layer_index": l, **_identify(raw, info.sign, l, layers), "score": float(raw[l])})
     return rows
 
 

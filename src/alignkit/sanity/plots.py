@@ -138,7 +138,10 @@ def plot_capacity_control(result: Any, *, metric: str = "r2_test", title: str | 
     fig = _figure(5.6, 3.6)
     ax = fig.add_subplot()
     x = np.arange(len(result.maps))
-    for source, color, label in (("trained", _PALETTE[0], "trained source"), ("random", _PALETTE[1], "random-init control")):
+    for source, color, label in (
+        ("trained", _PALETTE[0], "trained source"),
+        ("random", _PALETTE[1], "random-init control"),
+    ):
         part = rows[rows["source"] == source].sort_values("capacity_rank")
         ax.plot(x, part[metric], marker="o", color=color, label=label)
     chance = {"r2_train": 0.0, "r2_test": 0.0, "top1_test": result.top1_chance}.get(metric)

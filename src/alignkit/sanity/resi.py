@@ -59,8 +59,8 @@ class OutputCorrelationResult:
     similar), agreement, jsd, accuracy_gap (|Δ accuracy|, NaN without labels).
 
     ``correlations``: measure, name, family, symmetrised, higher_is_better, output_measure (agreement, jsd;
-    accuracy with labels), rho (Spearman between similarity and the output similarity; +1 ideal), p_value (Mantel, one-sided),
-    n_perm (permutations drawn; N! − 1 when exact), n_pairs, status, reason, time_s.
+    accuracy with labels), rho (Spearman between similarity and the output similarity; +1 ideal), p_value
+    (Mantel, one-sided), n_perm (permutations drawn; N! − 1 when exact), n_pairs, status, reason, time_s.
     """
 
     pairs: Any
@@ -411,4 +411,3 @@ _BY_MEASURE_COLUMNS = {
     "measure": str, "mean_rho": "float64", "mean_adjacent_ordered": "float64", "n_cases": "int64", "status": str,
     "reason": str,
 }  # fmt: skip
-
