@@ -109,7 +109,7 @@ class SpaceCheck:
         return {**out, "duplicate_fraction": self.duplicate_fraction, "degenerate": self.degenerate}
 
 
-_BLOCK_ELEMENTS = 1 << 20  # rows per block ≈ 1M / d: a check holds O(block·d) beyond its input (≤ 8 MB)
+_BLOCK_ELEMENTS = 1 << 16  # rows per block ≈ 64K / d: a check holds O(block·d) beyond its input (≈ 1 MB)
 _PROBE_ROWS = 256  # rows that usually settle the rank-≤1 test without a pass (see _rank_le_1)
 
 
