@@ -30,7 +30,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
-PAGES = ("spaces", "measures", "statistics", "diagnostics", "aligners", "evaluations", "runs", "architecture", "networks")
+PAGES = (
+    *("spaces", "measures", "statistics", "diagnostics", "aligners", "evaluations", "runs", "architecture"),
+    "networks",
+)
 
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 DIRECTIVE = re.compile(r"^#\s*docs:\s*(no-run\b|file\s+(\S+)).*$")
