@@ -29,9 +29,7 @@ def sanity_cmd(
         list[str] | None, typer.Option("--measure", "-m", help="Measure id (repeatable); default: every registered one")
     ] = None,
     items: Annotated[int, typer.Option(help="Test images the tests run on")] = 2000,
-    quick: Annotated[
-        bool, typer.Option(help="3 MLPs, 8 measures, 1,000 images, 3 capacity maps")
-    ] = False,
+    quick: Annotated[bool, typer.Option(help="3 MLPs, 8 measures, 1,000 images, 3 capacity maps")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the tests' sampling and noise")] = 0,
 ) -> None:
     """Run the measure sanity benchmark and write its report.
