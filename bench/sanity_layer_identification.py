@@ -7,7 +7,8 @@ ours    ``alignkit.sanity.layer_identification(models)`` with the default measur
         per direction).
 plain   what a user writes without it, for a few measures: ``alignkit.measure(id, A_i[l], A_j[m])`` for every
         ordered pair of models and every layer pair (and the reverse for an asymmetric measure), then the argmax;
-        the accuracies must agree with ours.
+        timed on ``--cells`` calls and scaled to all of them (``--quick`` runs it to the end and checks that the
+        accuracies agree with ours).
 
 Data: N models × L layers of n items, d features: layer l of model m = ReLU(Z_l·P_ml) + noise with a latent
 Z_l (n × 64, one per layer, shared by the models) and a model-specific projection P_ml (64 × d), so layers are
@@ -47,6 +48,7 @@ def zoo(n: int, d: int, n_models: int, n_layers: int, seed: int) -> list[dict[st
 
 
 def plain_accuracy(measure: str, models: list[dict[str, np.ndarray]]) -> float:
+    """The per-cell loop to the end (accuracy only; ``--quick``, to check ours against it)."""
     import alignkit
     from alignkit.metrics import get
 
@@ -70,6 +72,21 @@ def plain_accuracy(measure: str, models: list[dict[str, np.ndarray]]) -> float:
     return hits / trials
 
 
+def plain_seconds(measure: str, models: list[dict[str, np.ndarray]], cells: int) -> float:
+    """The per-cell loop's cost: ``cells`` calls timed, scaled to the N(N−1)L² calls it makes (twice that for an
+    asymmetric measure), as bench/atlas.py extrapolates the PRH-style loop."""
+    import alignkit
+    from alignkit.metrics import get
+
+    layers = list(models[0])
+    calls = len(models) * (len(models) - 1) * len(layers) ** 2 * (1 if get(measure).symmetric else 2)
+    alignkit.measure(measure, models[0][layers[0]], models[1][layers[0]])  # warm-up
+    start = time.perf_counter()
+    for c in range(cells):
+        alignkit.measure(measure, models[0][layers[c % len(layers)]], models[1][layers[(c + 1) % len(layers)]])
+    return (time.perf_counter() - start) / cells * calls
+
+
 def main() -> int:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000)
@@ -77,6 +94,8 @@ def main() -> int:
     p.add_argument("--models", type=int, default=5)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--measures", help="comma-separated measure ids (default: the default list)")
+    p.add_argument("--plain", default=",".join(PLAIN), help="comma-separated measures timed with the plain loop")
+    p.add_argument("--cells", type=int, default=4, help="plain loop: calls timed (then scaled to all of them)")
     p.add_argument("--no-plain", action="store_true", help="skip the plain per-cell loop")
     args = p.parse_args()
     C.set_threads(args.threads)
@@ -84,14 +103,14 @@ def main() -> int:
     if args.quick:
         args.n, args.d, args.models, args.layers = 200, 32, 3, 3
         measures = measures or ["cka", "mutual_knn?k=10", "procrustes", "cknna?k=5", "rsa"]
-    from alignkit.sanity import layer_identification
+    import pandas as pd
+
+    from alignkit.sanity import default_measures, layer_identification
 
     models = zoo(args.n, args.d, args.models, args.layers, args.seed)
     notes = {"data": f"{args.models} models × {args.layers} layers, n = {args.n}, d = {args.d}; ReLU of per-layer "
              "latents (64-d) through model-specific projections, plus noise"}  # fmt: skip
     res = C.Results("sanity_layer_identification", args, notes)
-    from alignkit.sanity import default_measures
-
     frames = []
     start = time.perf_counter()
     for measure in measures or default_measures():  # one call per measure: each row is written as it finishes
@@ -104,8 +123,6 @@ def main() -> int:
         print(f"{measure:40s} {row['accuracy']:.3f} {row['route']:5s} {row['time_s']:8.1f} s {row['reason'][:60]}",
               flush=True)  # fmt: skip
     total = time.perf_counter() - start
-    import pandas as pd
-
     acc = pd.concat(frames, ignore_index=True)
     res.add({"impl": "ours", "measure": "(all)", "time_s": total, "status": "ok"})
     print(f"layer_identification: {len(acc)} measures in {total:.1f} s")
@@ -116,19 +133,17 @@ def main() -> int:
         return 0
     ours = acc.set_index("measure")
     rows = []
-    for measure in PLAIN if not args.quick else ("cka", "procrustes"):
+    for measure in args.plain.split(",") if not args.quick else ("cka", "procrustes"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start = time.perf_counter()
-            plain = plain_accuracy(measure, models)
-            seconds = time.perf_counter() - start
+            seconds = plain_seconds(measure, models, args.cells)
+            if args.quick:
+                assert abs(plain_accuracy(measure, models) - float(ours.loc[measure, "accuracy"])) < 1e-9, measure
         if measure in ours.index:
-            t_ours, a_ours = float(ours.loc[measure, "time_s"]), float(ours.loc[measure, "accuracy"])
+            t_ours = float(ours.loc[measure, "time_s"])
         else:
-            one = layer_identification(models, [measure]).accuracy.iloc[0]
-            t_ours, a_ours = float(one["time_s"]), float(one["accuracy"])
-        assert abs(plain - a_ours) < 1e-9, (measure, plain, a_ours)
-        row = {"impl": "plain", "measure": measure, "time_s": seconds, "ours_s": t_ours, "accuracy": plain,
+            t_ours = float(layer_identification(models, [measure]).accuracy.iloc[0]["time_s"])
+        row = {"impl": "plain", "measure": measure, "time_s": seconds, "ours_s": t_ours,
                "ratio": C.ratio(seconds, t_ours), "status": "ok"}  # fmt: skip
         rows.append(res.add(row))
     columns = [("measure", C.field("measure")), ("plain s", C.field("time_s", ".1f")),

@@ -183,9 +183,10 @@ def test_ties_count_their_expectation_and_failures_are_recorded():
 def test_default_measures_cover_the_registry_with_variants():
     ids = default_measures()
     assert {alignkit.metrics.measure_spec(i).name for i in ids} == set(alignkit.metrics.names())
-    for needed in ("cka", "cka?debiased=false", "cka?kernel=rbf_median&threshold=0.2", "svcca?keep=10", "svcca",
-                   "mutual_knn?k=5", "mutual_knn?k=50", "cycle_knn?k=10", "cca?summary=mean_sq"):  # fmt: skip
-        assert needed in ids
+    needed = ("cka", "cka?debiased=false", "cka?kernel=rbf_median&threshold=0.2", "svcca?keep=10", "svcca",
+              "mutual_knn?k=5", "mutual_knn?k=50", "cycle_knn?k=10", "cknna?k=50", "cca?summary=mean_sq")  # fmt: skip
+    for measure in needed:
+        assert measure in ids
     assert len(ids) == len(set(ids))
 
 

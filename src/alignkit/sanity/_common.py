@@ -47,7 +47,7 @@ def default_measures() -> list[str]:
         info = _registry.get(name)
         if name in VARIANTS:
             ids: tuple[str, ...] = VARIANTS[name]
-        elif info.knn_based and "k" in info.own:
+        elif info.family == "knn" and "k" in info.own:
             ids = tuple(f"{name}?k={k}" for k in KNN_KS)
         else:
             ids = (name,)
@@ -158,7 +158,7 @@ def fits_rows(spec: Spec, n: int, widths: Sequence[int], n_spaces: int) -> bool:
     own = {**info.defaults, **_registry.split(spec)[1]}
     if info.name in ("cka", "hsic") and (own.get("kernel") != "linear" or own.get("form") == "gram" or n < max(widths)):
         per = 2 * 8 * n * n
-    elif info.knn_based:
+    elif info.family == "knn":
         per = 16 * n * max(int(own.get("k", 10)), 1)
     else:
         per = 8 * n * max(widths)
