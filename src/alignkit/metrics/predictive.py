@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from alignkit._common import pow2_rescale
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
+from alignkit.metrics.prepared import PreparedMeasure
 
 if TYPE_CHECKING:
     import torch
@@ -85,16 +87,23 @@ def _gcv_curve(s2: torch.Tensor, UtY: torch.Tensor, yy: float, n: int, grid: tor
     return n * rss / dof**2
 
 
-class _Fold:
-    """One centred training set and its thin SVD."""
+class _FoldX:
+    """One fold's centred training X and its thin SVD: the part of a fit that does not depend on Y."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor) -> None:
         self.xm = x.mean(dim=0, keepdim=True)
-        self.ym = y.mean(dim=0, keepdim=True)
-        xc = x - self.xm
-        self.yc = y - self.ym
         self.n = x.shape[0]
-        self.U, self.s, self.Vh = torch.linalg.svd(xc, full_matrices=False)
+        self.U, self.s, self.Vh = torch.linalg.svd(x - self.xm, full_matrices=False)
+
+
+class _Fold:
+    """One centred training set and its thin SVD (``fx``: X's part, reused across targets when given)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, fx: _FoldX | None = None) -> None:
+        fx = _FoldX(x) if fx is None else fx
+        self.xm, self.n, self.U, self.s, self.Vh = fx.xm, fx.n, fx.U, fx.s, fx.Vh
+        self.ym = y.mean(dim=0, keepdim=True)
+        self.yc = y - self.ym
         self.UtY = self.U.T @ self.yc
 
     def gcv_alpha(self, alphas: Sequence[float] | None) -> float:
@@ -150,11 +159,12 @@ def _cv_r2(
     folds: list[np.ndarray],
     alphas: Sequence[float] | None,
     log2_x: int = 0,
+    fits: list[_FoldX] | None = None,
 ) -> dict[str, Any]:
     """Held-out R² of ridge x → y accumulated over folds (pooled and per-column).
 
     ``x`` is the input divided by ``2^log2_x``: ``alpha``/``alphas`` (input units) are converted by 4^−log2_x and
-    the chosen λ reported back in input units.
+    the chosen λ reported back in input units. ``fits``: x's per-fold SVDs, computed here when None.
     """
     n = x.shape[0]
     alpha = None if alpha is None else _ldexp(float(alpha), -2 * log2_x)
@@ -162,12 +172,9 @@ def _cv_r2(
     sse = torch.zeros(y.shape[1], dtype=torch.float64, device=x.device)
     sst = torch.zeros_like(sse)
     chosen: list[float] = []
-    for test_np in folds:
-        mask = torch.ones(n, dtype=torch.bool)
-        mask[torch.from_numpy(test_np)] = False
-        train = torch.nonzero(mask).flatten().to(x.device)
-        test = torch.from_numpy(test_np).to(x.device)
-        fold = _Fold(x[train], y[train])
+    for f, test_np in enumerate(folds):
+        train, test = _train_test(n, test_np, x.device)
+        fold = _Fold(x[train], y[train], None if fits is None else fits[f])
         lam = fold.gcv_alpha(alphas) if alpha is None else float(alpha)
         chosen.append(lam)
         pred = fold.predict(x[test], lam)
@@ -177,6 +184,17 @@ def _cv_r2(
     keep = sst > 0  # a constant output column has no variance to explain
     mean_column = float((1.0 - sse[keep] / sst[keep]).mean())
     return {"pooled": pooled, "mean_column": mean_column, "alpha": [_ldexp(lam, 2 * log2_x) for lam in chosen]}
+
+
+def _train_test(n: int, test_np: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = torch.ones(n, dtype=torch.bool)
+    mask[torch.from_numpy(test_np)] = False
+    return torch.nonzero(mask).flatten().to(device), torch.from_numpy(test_np).to(device)
+
+
+def _check_varies(t: torch.Tensor, name: str) -> None:
+    if bool((t == t[:1]).all()):
+        raise ValueError(f"{name} is constant across items (every row identical): R² is undefined")
 
 
 def _prepared(
@@ -189,8 +207,7 @@ def _prepared(
     check_min_rows(n, 3, "linear_predictivity")
     _check_folds(n_folds, n)
     for t, name in ((x, "X"), (y, "Y")):
-        if bool((t == t[:1]).all()):
-            raise ValueError(f"{name} is constant across items (every row identical): R² is undefined")
+        _check_varies(t, name)
     (x, ex), (y, ey) = pow2_rescale(x.double()), pow2_rescale(y.double())
     return x, y, ex, ey
 
@@ -229,6 +246,73 @@ def _check_alphas(alphas: Any) -> Any:
     return alphas
 
 
+@dataclass
+class _Predictor:
+    """A space divided by 2^e, and its per-fold SVDs once it has been used as the predictor."""
+
+    x: torch.Tensor
+    e: int
+    fits: list[_FoldX] | None = None
+
+
+@dataclass
+class PredictivityMeasure(PreparedMeasure):
+    """Linear predictivity with each space's per-fold SVDs taken once, however many targets it predicts.
+
+    The folds depend only on n and the seed, so a layer's SVDs serve every layer it is compared with in an
+    atlas: the per-pair cost drops to the projections ``UᵀY`` and the predictions. Same arithmetic as
+    :func:`linear_predictivity`, so the same values.
+    """
+
+    name: str = "linear_predictivity"
+    alpha: float | None = None
+    n_folds: int = 5
+    direction: str = "x_to_y"
+    seed: int = 0
+    summary: str = "pooled"
+    alphas: Sequence[float] | None = None
+
+    def min_rows(self) -> int:
+        return max(3, self.n_folds)
+
+    def prepare(self, x: torch.Tensor) -> _Predictor:
+        _check_alpha(self.alpha)
+        check_min_rows(x.shape[0], 3, "linear_predictivity")
+        _check_folds(self.n_folds, x.shape[0])
+        _check_varies(x, "X")
+        t, e = pow2_rescale(x.double())
+        return _Predictor(t, e)
+
+    def permute(self, p: _Predictor, perm: torch.Tensor) -> _Predictor:
+        return _Predictor(p.x[perm.to(p.x.device)], p.e)  # new rows per fold: SVDs redone if it predicts
+
+    def _folds(self, n: int) -> list[np.ndarray]:
+        return kfold_splits(n, self.n_folds, self.seed)
+
+    def _fits(self, p: _Predictor) -> list[_FoldX]:
+        if p.fits is None:
+            n = p.x.shape[0]
+            p.fits = [_FoldX(p.x[_train_test(n, test, p.x.device)[0]]) for test in self._folds(n)]
+        return p.fits
+
+    def _r2(self, src: _Predictor, dst: _Predictor) -> float:
+        folds = self._folds(src.x.shape[0])
+        return float(_cv_r2(src.x, dst.x, self.alpha, folds, self.alphas, src.e, self._fits(src))[self.summary])
+
+    def score(self, pa: _Predictor, pb: _Predictor) -> float:
+        scores = []
+        if self.direction in ("x_to_y", "both"):
+            scores.append(self._r2(pa, pb))
+        if self.direction in ("y_to_x", "both"):
+            scores.append(self._r2(pb, pa))
+        return float(sum(scores) / len(scores))
+
+
+def _prepare_predictivity(info: Any, params: dict[str, Any], **_: Any) -> PredictivityMeasure:
+    keys = ("alpha", "n_folds", "direction", "seed", "summary", "alphas")
+    return PredictivityMeasure(info.name, **{k: params[k] for k in keys if k in params})
+
+
 @register(
     "linear_predictivity",
     family="predictive",
@@ -247,6 +331,7 @@ def _check_alphas(alphas: Any) -> Any:
         "summary": {"choices": SUMMARIES},
         "alphas": {"validator": lambda v: _check_alphas(v)},
     },
+    prepare=_prepare_predictivity,
 )
 def linear_predictivity(
     X: ArrayLike,

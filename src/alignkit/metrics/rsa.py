@@ -13,7 +13,8 @@ Euclidean distances back to the input's units.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from alignkit._common import pow2_rescale, times_pow2, unit_rows
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, as_pair, check_choice, check_min_rows
 from alignkit.metrics._registry import register
+from alignkit.metrics.prepared import PreparedMeasure
 
 if TYPE_CHECKING:
     import torch
@@ -165,6 +167,82 @@ def _check_rdm_varies(v: torch.Tensor, name: str, compare: str) -> None:
         )
 
 
+# Above this many item pairs an atlas keeps the spaces, not their RDMs (a float64 RDM per layer would be large).
+_PREPARED_MAX_PAIRS = 1 << 24
+
+
+def _standardised(v: torch.Tensor, compare: str) -> torch.Tensor:
+    """The RDM vector whose dot products give the comparison: centred unit (Pearson; of average ranks for
+    Spearman) or unit (cosine)."""
+    if compare == "spearman":
+        v = average_ranks(v)
+    if compare in ("spearman", "pearson"):
+        v = v - v.mean()
+    return v / v.norm()
+
+
+def _condensed_permutation(perm: torch.Tensor, n: int) -> torch.Tensor:
+    """Index into a condensed RDM giving the condensed RDM of the items reordered by ``perm``."""
+    i, j = torch.triu_indices(n, n, 1, device=perm.device)
+    a, b = perm[i], perm[j]
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    return lo * n - lo * (lo + 1) // 2 + hi - lo - 1
+
+
+@dataclass
+class _Rdm:
+    n: int
+    v: torch.Tensor  # standardised RDM (kendall: the RDM itself), or the space when too many pairs
+
+
+@dataclass
+class RsaMeasure(PreparedMeasure):
+    """RSA with each space's RDM (and its ranks) computed once: an atlas pair costs one dot product.
+
+    Spaces with more than 2^24 item pairs are kept as they are and scored per pair (memory).
+    """
+
+    name: str = "rsa"
+    rdm_metric: str = "correlation"
+    compare: str = "spearman"
+    block_size: int | None = None
+
+    def min_rows(self) -> int:
+        return 3
+
+    def _held(self, n: int) -> bool:
+        return n * (n - 1) // 2 <= _PREPARED_MAX_PAIRS
+
+    def prepare(self, x: torch.Tensor) -> _Rdm:
+        n = x.shape[0]
+        check_min_rows(n, 3, "rsa")
+        if not self._held(n):
+            return _Rdm(n, x)
+        v, _ = _rdm(x, self.rdm_metric, "X", self.block_size)
+        _check_rdm_varies(v, "X", self.compare)
+        return _Rdm(n, v if self.compare == "kendall" else _standardised(v, self.compare))
+
+    def permute(self, p: _Rdm, perm: torch.Tensor) -> _Rdm:
+        perm = perm.to(p.v.device)
+        return _Rdm(p.n, p.v[_condensed_permutation(perm, p.n)] if self._held(p.n) else p.v[perm])
+
+    def score(self, pa: _Rdm, pb: _Rdm) -> float:
+        if not self._held(pa.n):
+            return rsa(pa.v, pb.v, rdm_metric=self.rdm_metric, compare=self.compare, block_size=self.block_size)
+        if self.compare == "kendall":
+            return compare_rdms(pa.v, pb.v, "kendall")
+        return float(pa.v @ pb.v)
+
+    def score_matrix(self, pa: list[_Rdm], pb: list[_Rdm]) -> np.ndarray:
+        if not pa or not pb or self.compare == "kendall" or not self._held(pa[0].n):
+            return super().score_matrix(pa, pb)
+        return (torch.stack([p.v for p in pa]) @ torch.stack([p.v for p in pb]).T).cpu().numpy()
+
+
+def _prepare_rsa(info: Any, params: dict[str, Any], **_: Any) -> RsaMeasure:
+    return RsaMeasure(info.name, params["rdm_metric"], params["compare"], params.get("block_size"))
+
+
 @register(
     "rsa",
     family="rsa",
@@ -179,6 +257,7 @@ def _check_rdm_varies(v: torch.Tensor, name: str, compare: str) -> None:
         "compare": {"choices": COMPARISONS},
         "block_size": {"low": 1},
     },
+    prepare=_prepare_rsa,
 )
 def rsa(
     X: ArrayLike,
