@@ -280,9 +280,34 @@ class ZeroShotEval(_Strict):
     prompts: str
 
 
+class BliEval(_Strict):
+    """Bilingual lexicon induction (word translation P@k, with coverage), as :func:`alignkit.evaluate.bli`.
+
+    The held-out set is made of whole source words: ``fit.test`` counts distinct items of space A, and every pair
+    of a held-out word is held out, so a word's other translations never reach training. Each held-out word
+    retrieves among every distinct item of space B (the target vocabulary: all the pairs' B items); it is
+    correct at k when any item B pairs it with is in the top k. CSLS's source radius is over the held-out words.
+    """
+
+    ks: list[Annotated[StrictInt, Field(ge=1)]] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
+    scoring: list[Literal["nn", "csls"]] = Field(default_factory=lambda: ["nn", "csls"], min_length=1)
+    csls_k: StrictInt = Field(10, ge=1)
+
+
+class TranslationEval(_Strict):
+    """vec2vec's translation metrics (:func:`alignkit.evaluate.translation`) of held-out A items translated into
+    B's own coordinates: mean cosine to the true B item, top-k among ``n_candidates`` and mean rank. Only for
+    aligners that translate (``translate``)."""
+
+    n_candidates: StrictInt = Field(1024, ge=2)
+    ks: list[Annotated[StrictInt, Field(ge=1)]] = Field(default_factory=lambda: [1, 16], min_length=1)
+
+
 class EvaluateConfig(_Strict):
     retrieval: RetrievalEval | None = None
     zero_shot: ZeroShotEval | None = None
+    bli: BliEval | None = None
+    translation: TranslationEval | None = None
     diagnose: list[str] | None = Field(
         None,
         min_length=1,
@@ -311,6 +336,15 @@ class ExperimentConfig(_Strict):
             raise ValueError("an experiment needs 'atlas' and/or 'fit'")
         if self.evaluate is not None and self.fit is None:
             raise ValueError("'evaluate' needs 'fit' (it evaluates the fitted aligners)")
+        if self.evaluate is not None and self.evaluate.translation is not None and self.fit is not None:
+            from alignkit.align import ALIGNERS
+
+            shared = [m for m, a in self.fit.aligners.items() if not ALIGNERS.get(a.type).translates]
+            if shared:
+                raise ValueError(
+                    f"evaluate.translation needs aligners that translate into B's coordinates; {shared} map both "
+                    "spaces into a shared space instead (drop them or evaluate them with retrieval)"
+                )
         return self
 
 

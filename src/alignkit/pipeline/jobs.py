@@ -155,14 +155,32 @@ def paired_split(inputs: _Inputs, spec: dict[str, Any]) -> Split:
     rows = ra if src is da else rb
     labels = None if src.labels is None else np.asarray(src.labels)[rows]
     names = None if src.class_names is None else list(src.class_names)
-    perm = np.random.default_rng([int(spec["seed"]), 7919]).permutation(len(ra))
-    test, pool = np.sort(perm[: spec["test"]]), perm[spec["test"] :]
+    if spec.get("split_by") == "a_item":
+        test, pool = _word_split(da, ra, spec)
+    else:
+        perm = np.random.default_rng([int(spec["seed"]), 7919]).permutation(len(ra))
+        test, pool = np.sort(perm[: spec["test"]]), perm[spec["test"] :]
     held = class_indices(spec.get("heldout_classes") or [], names, spec["experiment"])
     if held:
         if labels is None:
             raise ValueError(f"experiments.{spec['experiment']}.fit.heldout_classes: neither space's data has labels")
         pool = pool[~np.isin(labels[pool], held)]
     return Split(ra, rb, test, pool, labels, names)
+
+
+def pair_words(dataset: Any, rows: np.ndarray) -> np.ndarray:
+    """Codes of the items at ``rows`` (equal items, equal codes): the words of a dictionary's pairs."""
+    items = dataset.items()
+    _, codes = np.unique(np.asarray([items[int(r)] for r in rows], dtype=object).astype(str), return_inverse=True)
+    return np.asarray(codes).ravel()
+
+
+def _word_split(da: Any, ra: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``test`` whole source words (every pair of each), seeded; the other pairs are the pool."""
+    codes = pair_words(da, ra)
+    order = np.random.default_rng([int(spec["seed"]), 7919]).permutation(int(codes.max()) + 1)
+    held = np.isin(codes, order[: spec["test"]])
+    return np.nonzero(held)[0], np.nonzero(~held)[0]
 
 
 def training_rows(split: Split, n_train: int, fit_seed: int, run_seed: int, experiment: str) -> np.ndarray:
@@ -377,7 +395,7 @@ def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, 
 
 def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
     from alignkit.align.base import Aligner
-    from alignkit.evaluate import retrieval, zero_shot
+    from alignkit.evaluate import retrieval, translation, zero_shot
 
     s = job.spec
     fit = inputs.result(s["fit"])
@@ -417,6 +435,15 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
             if "class" in row and split.class_names is not None:
                 row["class"] = split.class_names[int(row["class"])]
             rows.append(row)
+    if s.get("bli"):
+        rows += _bli_rows(inputs, s, model, split, (la, lb), {**tags, "task": "bli", "direction": names["q_to_g"]})
+    if s.get("translation"):
+        t = s["translation"]
+        pred = np.asarray(model.translate(_side(inputs, s["embed_a"], la, split.rows_a[test])))
+        target = _side(inputs, s["embed_b"], lb, split.rows_b[test])
+        n_cand = min(int(t["n_candidates"]), len(test))
+        for row in translation(pred, target, n_candidates=n_cand, ks=t["ks"], seed=s["fit_seed"]):
+            rows.append({**tags, "task": "translation", "direction": names["q_to_g"], "scoring": "nn", **row})
     for row in rows:
         row["layer_a"], row["layer_b"] = la, lb
     write_rows(folder / "evaluations.parquet", rows)
@@ -430,6 +457,30 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
         drows = [{**tags, **r, "layer_a": la, "layer_b": lb, "n": len(test)} for r in drows]
         write_rows(folder / "diagnostics.parquet", drows)
     return _finish(folder, {"n_rows": len(rows), "seconds": time.perf_counter() - t0})
+
+
+def _bli_rows(
+    inputs: _Inputs, s: dict[str, Any], model: Any, split: Split, layers: tuple[str, str], tags: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """BLI of the held-out source words against every distinct B item of the pairs (see ``BliEval``)."""
+    from alignkit.evaluate import bli
+
+    b = s["bli"]
+    tgt_codes = pair_words(inputs.dataset(s["data_b"]), split.rows_b)
+    src_codes = pair_words(inputs.dataset(s["data_a"]), split.rows_a)
+    vocab_codes, first = np.unique(tgt_codes, return_index=True)
+    vocab_of = {int(c): i for i, c in enumerate(vocab_codes)}
+    words, word_rows = np.unique(src_codes[split.test], return_index=True)
+    word_of = {int(c): i for i, c in enumerate(words)}
+    gold: dict[int, set[int]] = {i: set() for i in range(len(words))}
+    for p in split.test:
+        gold[word_of[int(src_codes[p])]].add(vocab_of[int(tgt_codes[p])])
+    zs = np.asarray(model.transform_x(_side(inputs, s["embed_a"], layers[0], split.rows_a[split.test[word_rows]])))
+    zt = np.asarray(model.transform_y(_side(inputs, s["embed_b"], layers[1], split.rows_b[first])))
+    rows = []
+    for scoring in b["scoring"]:
+        rows += [{**tags, **r} for r in bli(zs, zt, gold, ks=b["ks"], scoring=scoring, csls_k=b["csls_k"])]
+    return rows
 
 
 _CORE = ("value", "ci_low", "ci_high", "level", "degenerate")

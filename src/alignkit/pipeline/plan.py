@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alignkit.pipeline.config import RunConfig
 
 RESULT_FILE = "result.json"
@@ -197,7 +199,9 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
             continue
         fit = exp.fit
         pool = n_paired - fit.test
-        split = {"test": fit.test, "heldout_classes": list(fit.heldout_classes)}
+        split: dict[str, Any] = {"test": fit.test, "heldout_classes": list(fit.heldout_classes)}
+        if exp.evaluate is not None and exp.evaluate.bli is not None:
+            split["split_by"] = "a_item"  # only then: the other experiments' job keys stay as they were
         layer_dep: tuple[str, ...] = ()
         layer_key: Any = fit.layers
         if fit.layers == "best":
@@ -246,6 +250,9 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                         "embed_prompts": alias[zs.prompts] if zs else None,
                         "diagnose": list(ev.diagnose or []),
                     }
+                    for task in ("bli", "translation"):  # only when asked: existing evaluate keys stay
+                        if getattr(ev, task) is not None:
+                            espec[task] = getattr(ev, task).model_dump()
                     deps = (fid, *deps_ab)
                     ekey_parts: list[Any] = ["evaluate", espec, key]
                     if zs:
@@ -329,7 +336,11 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
         if exp.fit is None:
             continue
         try:
-            _check_sizes(ename, n_paired, exp.fit.test, exp.fit.sizes)
+            if exp.evaluate is not None and exp.evaluate.bli is not None:
+                _check_words(ename, exp, da["dataset"], db["dataset"])
+            else:
+                _check_sizes(ename, n_paired, exp.fit.test, exp.fit.sizes)
+            _check_translation(ename, exp)
         except ValueError as exc:
             problems.append(str(exc))
         try:
@@ -395,6 +406,49 @@ def _check_measure_k(where: str, measure: str, select_k: int | str | None, n: in
         bound = "< n (self is excluded)" if info.family == "knn" else "<= n"
         raise ValueError(
             f"{where}: {source} gives k={k}{rule}, but the job scores only {n:,} {what}; {info.name} needs k {bound}"
+        )
+
+
+def _check_words(experiment: str, exp: Any, da: Any, db: Any) -> None:
+    """BLI holds out whole source words: the items must be words (strings), and ``test`` words must leave
+    training pairs for every size; ks and csls_k must fit the target vocabulary and the held-out words."""
+    from alignkit.data.base import align_keys
+    from alignkit.pipeline.jobs import pair_words
+
+    where = f"experiments.{experiment}"
+    for d, side in ((da, "a"), (db, "b")):
+        if len(d) and not isinstance(d.items(0, 1)[0], str):
+            raise ValueError(f"{where}.evaluate.bli: the items of space {side!r} must be words (text); got "
+                             f"{type(d.items(0, 1)[0]).__name__}")  # fmt: skip
+    ra, rb = align_keys(da, db, how="inner")
+    src, tgt = pair_words(da, ra), pair_words(db, rb)
+    n_words, n_vocab, test = int(src.max()) + 1, int(tgt.max()) + 1, exp.fit.test
+    if test >= n_words:
+        raise ValueError(f"{where}.fit.test: {test} held-out source words leave none of the {n_words} for training")
+    n_pool = int(np.sort(np.bincount(src))[: n_words - test].sum())  # at least this many pairs stay in the pool
+    too_big = [s for s in exp.fit.sizes if s > n_pool]
+    if too_big:
+        raise ValueError(
+            f"{where}.fit.sizes: {too_big} may exceed the training pairs left after holding out {test} of "
+            f"{n_words} source words (at least {n_pool} are left)"
+        )
+    b = exp.evaluate.bli
+    if max(b.ks) > n_vocab:
+        raise ValueError(f"{where}.evaluate.bli.ks: {max(b.ks)} exceeds the {n_vocab} words of the target vocabulary")
+    if "csls" in b.scoring and b.csls_k > min(test, n_vocab):
+        raise ValueError(
+            f"{where}.evaluate.bli.csls_k: {b.csls_k} exceeds the {min(test, n_vocab)} words a CSLS radius "
+            "averages over"
+        )
+
+
+def _check_translation(experiment: str, exp: Any) -> None:
+    t = exp.evaluate.translation if exp.evaluate else None
+    if t is not None and max(t.ks) > min(t.n_candidates, exp.fit.test):
+        raise ValueError(
+            f"experiments.{experiment}.evaluate.translation.ks: {max(t.ks)} exceeds the "
+            f"{min(t.n_candidates, exp.fit.test)} candidates (n_candidates, capped at the {exp.fit.test} held-out "
+            "items)"
         )
 
 

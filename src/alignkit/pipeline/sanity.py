@@ -34,7 +34,7 @@ QUICK_MEASURES = (
     "mutual_knn?k=10",
 )
 #: Input noise (in units of the normalised pixels' standard deviation) for the augmentation test.
-NOISE_LEVELS = (0.0625, 0.125, 0.25, 0.5, 1.0)
+NOISE_LEVELS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 TABLES = {
     "sanity_layers": ("layers", "accuracy"),
     "sanity_layer_trials": ("layers", "trials"),

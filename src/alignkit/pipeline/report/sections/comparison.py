@@ -15,15 +15,18 @@ HOWTO = (
     "lowest for ranks). R@k: share of queries whose partner is among the top k; MRR: mean reciprocal "
     "rank; median rank 1 is perfect. Zero-shot: top-k accuracy over all items, the mean of per-class "
     "accuracies, and accuracy on classes held out of training, ranked among all classes or among the "
-    "held-out ones only. A difference smaller than the intervals is not resolved."
+    "held-out ones only. BLI: P@k over the held-out source words that have an embedding (covered) and over all "
+    "of them (OOV counted wrong), and the coverage. Translation: mean cosine to the true partner, top-k among "
+    "the candidates and mean rank. A difference smaller than the intervals is not resolved."
 )
 
 
-def _setting_label(task: Any, direction: Any, scoring: Any) -> str:
+def _setting_label(task: Any, direction: Any, scoring: Any, subset: Any = None) -> str:
     bits = (
-        str(task or "task ?").replace("_", "-"),
+        {"bli": "BLI"}.get(str(task), str(task or "task ?").replace("_", "-")),
         arrow(direction) if direction else "",
         f"{labels.scoring_label(scoring)} scoring" if scoring else "",
+        {"covered": "covered words", "strict": "all words (OOV wrong)"}.get(str(subset), "") if subset else "",
     )
     return " · ".join(x for x in bits if x)
 
@@ -74,13 +77,14 @@ def build(ctx: Context) -> Section:
     recs = [r for r in eval_records(ctx.data) if r.get("class") is None and r.get("metric") != "class_top1"]
     if not recs:
         return section("tables", title, ctx.missing("evaluations"))
-    summ = summarize(recs, ("experiment", "task", "direction", "scoring", "n_train", "method"))
+    summ = summarize(recs, ("experiment", "task", "direction", "scoring", "subset", "n_train", "method"))
     out = []
     for exp in dict.fromkeys(s.get("experiment") for s in summ):
         out.append(f"<h3>{e(exp)}</h3>")
         exp_rows = [s for s in summ if s.get("experiment") == exp]
-        settings = list(dict.fromkeys((s.get("task"), s.get("direction"), s.get("scoring")) for s in exp_rows))
+        key = ("task", "direction", "scoring", "subset")
+        settings = list(dict.fromkeys(tuple(s.get(k) for k in key) for s in exp_rows))
         for setting in settings:
-            rows = [s for s in exp_rows if (s.get("task"), s.get("direction"), s.get("scoring")) == setting]
+            rows = [s for s in exp_rows if tuple(s.get(k) for k in key) == setting]
             out.append(f"<h4>{e(_setting_label(*setting))}</h4>{_setting_table(ctx, rows)}")
     return section("tables", title, howto(HOWTO), *out)

@@ -1,4 +1,4 @@
-"""Data-size curves: retrieval R@1 and zero-shot top-1 against the number of training pairs."""
+"""Data-size curves: retrieval R@1, zero-shot top-1, BLI P@1 and translation top-1 against the training pairs."""
 
 from __future__ import annotations
 
@@ -16,19 +16,23 @@ HOWTO = (
     "methods are nudged sideways a little so their bars do not overlap. <b>Retrieval R@1</b>: the share "
     "of queries whose true partner ranks first among all candidates, scored by plain nearest neighbour "
     "(solid) or CSLS (dashed, which discounts hub items). <b>Zero-shot top-1</b>: accuracy of labelling "
-    "each item with its nearest class-name embedding. Overlapping intervals mean these seeds do not "
+    "each item with its nearest class-name embedding. <b>BLI P@1</b>: the share of held-out source words whose "
+    "nearest target word is one of their translations (OOV words counted wrong). <b>Translation top-1</b>: "
+    "the share of items translated into the other space whose true partner is the nearest of the candidates. "
+    "Overlapping intervals mean these seeds do not "
     "separate the methods."
 )
 
 #: The curve drawn per task: (task, metric).
-CURVES = (("retrieval", "R@1"), ("zero_shot", "top1"))
+CURVES = (("retrieval", "R@1"), ("zero_shot", "top1"), ("bli", "P@1"), ("translation", "top1"))
 
 
 def _panel(s: dict[str, Any]) -> tuple[str, str]:
     """(axis title, y label) of a summary row."""
     label = labels.metric_label(s["metric"])
-    if s["task"] == "retrieval":
-        return "retrieval " + label + (f" · {arrow(s['direction'])}" if s.get("direction") else ""), label
+    if s["task"] in ("retrieval", "bli", "translation"):
+        task = {"bli": "BLI"}.get(s["task"], s["task"])
+        return f"{task} {label}" + (f" · {arrow(s['direction'])}" if s.get("direction") else ""), label
     return f"zero-shot {label}", f"{label} accuracy"
 
 
@@ -37,7 +41,8 @@ def build(ctx: Context) -> Section:
 
     title = "Data-size curves"
     recs = [r for r in eval_records(ctx.data) if r.get("n_train") is not None and r.get("class") is None]
-    curves = [r for r in recs if (r.get("task"), r["metric"]) in CURVES]
+    # BLI reports P@k on covered and on all (strict) words: the curve is the strict one
+    curves = [r for r in recs if (r.get("task"), r["metric"]) in CURVES and r.get("subset") in (None, "strict")]
     if not curves:
         return section("sizes", title, ctx.missing("evaluations"))
     summ = summarize(curves, ("experiment", "task", "direction", "scoring", "method", "n_train"))
