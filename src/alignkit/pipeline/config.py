@@ -232,6 +232,15 @@ class FitConfig(_Strict):
     )
     select_sample: StrictInt | None = Field(5000, ge=10)
     heldout_classes: list[str | int] = Field(default_factory=list)
+    pairs: Literal["paired", "none"] = Field(
+        "paired", description="'none': fit unsupervised aligners on unpaired sets (the correspondence thrown away)"
+    )
+    unpaired: Literal["shuffled", "disjoint"] = Field(
+        "shuffled",
+        description="with pairs: none, X and Y are the same n training items shuffled apart ('shuffled') or two "
+        "disjoint draws of n items ('disjoint')",
+    )
+    seed_pairs: StrictInt = Field(0, ge=0, description="with pairs: none, this many known pairs given to the fit")
 
     @field_validator("sizes")
     @classmethod
@@ -261,6 +270,24 @@ class FitConfig(_Strict):
     @classmethod
     def _select(cls, v: str) -> str:
         return _check_measure(v)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> FitConfig:
+        from alignkit.align import ALIGNERS
+
+        if self.pairs == "paired" and (self.seed_pairs or self.unpaired != "shuffled"):
+            raise ValueError("seed_pairs and unpaired apply to pairs: none (unsupervised fits)")
+        if self.pairs == "none" and self.layers == "best":
+            raise ValueError(
+                "layers: best selects layers on paired training items; with pairs: none use last or name them"
+            )
+        wrong = [m for m, a in self.aligners.items() if ALIGNERS.get(a.type).paired != (self.pairs == "paired")]
+        if wrong and self.pairs == "paired":
+            raise ValueError(f"aligners {wrong} learn from unpaired sets: set pairs: none for them")
+        if wrong:
+            paired = ", ".join(e.name for e in ALIGNERS if not e.paired)
+            raise ValueError(f"pairs: none, but aligners {wrong} need paired rows; unsupervised types: {paired}")
+        return self
 
 
 class RetrievalEval(_Strict):

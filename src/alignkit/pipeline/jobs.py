@@ -193,6 +193,28 @@ def training_rows(split: Split, n_train: int, fit_seed: int, run_seed: int, expe
     return np.sort(split.pool[order[:n_train]])
 
 
+def unpaired_sets(
+    inputs: _Inputs, s: dict[str, Any], split: Split, layers: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, Y, seed pairs) for an unsupervised fit of ``n_train`` items per side.
+
+    The training draw (nested across sizes, as for paired fits) is shuffled with the fit seed; the first
+    ``seed_pairs`` items are known pairs, appended after the unpaired rows of both sides. "shuffled": X and Y hold
+    the next n items, Y's rows in another order; "disjoint": X the next n, Y the n after those.
+    """
+    n, k = int(s["n_train"]), int(s["seed_pairs"])
+    disjoint = s["unpaired"] == "disjoint"
+    draw = training_rows(split, (2 if disjoint else 1) * n + k, s["fit_seed"], s["seed"], s["experiment"])
+    rng = np.random.default_rng([int(s["seed"]), int(s["fit_seed"]), 15485863])
+    draw = rng.permutation(draw)
+    known, rest = draw[:k], draw[k:]
+    xa, yb = rest[:n], (rest[n : 2 * n] if disjoint else rng.permutation(rest[:n]))
+    X = _side(inputs, s["embed_a"], layers[0], split.rows_a[np.concatenate([xa, known])])
+    Y = _side(inputs, s["embed_b"], layers[1], split.rows_b[np.concatenate([yb, known])])
+    seeds = np.stack([np.arange(n, n + k), np.arange(n, n + k)], axis=1)
+    return X, Y, seeds
+
+
 def _side(inputs: _Inputs, embed_id: str, layer: str, rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(inputs.layer(embed_id, layer)[rows], dtype=np.float32)
 
@@ -364,12 +386,17 @@ def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, 
     s = job.spec
     split = paired_split(inputs, s)
     la, lb = resolve_layers(inputs, s)
-    train = training_rows(split, s["n_train"], s["fit_seed"], s["seed"], s["experiment"])
-    X = _side(inputs, s["embed_a"], la, split.rows_a[train])
-    Y = _side(inputs, s["embed_b"], lb, split.rows_b[train])
     model = build_aligner(s)
-    t0 = time.perf_counter()
-    model.fit(X, Y)
+    if s.get("pairs") == "none":
+        X, Y, seeds = unpaired_sets(inputs, s, split, (la, lb))
+        t0 = time.perf_counter()
+        model.fit(X, Y, seed_pairs=seeds)
+    else:
+        train = training_rows(split, s["n_train"], s["fit_seed"], s["seed"], s["experiment"])
+        X = _side(inputs, s["embed_a"], la, split.rows_a[train])
+        Y = _side(inputs, s["embed_b"], lb, split.rows_b[train])
+        t0 = time.perf_counter()
+        model.fit(X, Y)
     seconds = time.perf_counter() - t0
     target = folder / "aligner"
     if target.exists():  # left by a killed attempt: no result.json was written, so nothing trusts it
@@ -389,6 +416,9 @@ def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, 
     for extra in ("n_epochs_", "best_epoch_"):
         if hasattr(model, extra):
             row[extra.rstrip("_")] = int(getattr(model, extra))
+    if s.get("pairs") == "none":
+        row.update(pairs="none", unpaired=s["unpaired"], seed_pairs=s["seed_pairs"])
+        row.update(criterion=float(model.criterion_), restarts=json.dumps(model.restarts_))
     write_rows(folder / "fits.parquet", [row])
     return _finish(folder, {"layer_a": la, "layer_b": lb, "seconds": seconds, "aligner": row["path"]})
 

@@ -202,6 +202,8 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
         split: dict[str, Any] = {"test": fit.test, "heldout_classes": list(fit.heldout_classes)}
         if exp.evaluate is not None and exp.evaluate.bli is not None:
             split["split_by"] = "a_item"  # only then: the other experiments' job keys stay as they were
+        if fit.pairs == "none":
+            split.update(pairs="none", unpaired=fit.unpaired, seed_pairs=fit.seed_pairs)
         layer_dep: tuple[str, ...] = ()
         layer_key: Any = fit.layers
         if fit.layers == "best":
@@ -339,7 +341,7 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
             if exp.evaluate is not None and exp.evaluate.bli is not None:
                 _check_words(ename, exp, da["dataset"], db["dataset"])
             else:
-                _check_sizes(ename, n_paired, exp.fit.test, exp.fit.sizes)
+                _check_sizes(ename, n_paired, exp.fit.test, [_items_drawn(exp.fit, n) for n in exp.fit.sizes])
             _check_translation(ename, exp)
         except ValueError as exc:
             problems.append(str(exc))
@@ -450,6 +452,13 @@ def _check_translation(experiment: str, exp: Any) -> None:
             f"{min(t.n_candidates, exp.fit.test)} candidates (n_candidates, capped at the {exp.fit.test} held-out "
             "items)"
         )
+
+
+def _items_drawn(fit: Any, n_train: int) -> int:
+    """Training items a fit draws: n (+ seed pairs) when paired or shuffled apart, 2n (+ seed pairs) when disjoint."""
+    if fit.pairs == "paired":
+        return n_train
+    return (2 if fit.unpaired == "disjoint" else 1) * n_train + fit.seed_pairs
 
 
 def _check_sizes(experiment: str, n_paired: int, test: int, sizes: list[int]) -> int:
