@@ -46,7 +46,7 @@ def test_config_errors_name_the_key_and_the_allowed_values(tmp_path: Path) -> No
     bad["experiments"]["e"]["fit"]["sizes"] = [1]
     msg = _errors(bad)
     assert "experiments.e.fit.layers: Input should be 'best' or 'last'" in msg
-    assert "experiments.e.fitt: unknown key 'fitt'; allowed: a, b, atlas, fit, evaluate" in msg
+    assert "experiments.e.fitt: unknown key 'fitt'; allowed: a, b, views, atlas, fit, evaluate" in msg
     assert "spaces.x.encoder: unknown encoder id 'offline:minilm'" in msg and "offline:minilm-l6" in msg
     assert "Did you mean 'mutual_knn'" in msg
     assert "aligner 'ridge': unknown parameter(s) 'alpah' (did you mean 'alpha'?); accepted:" in msg and "alpha" in msg

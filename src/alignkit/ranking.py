@@ -176,6 +176,20 @@ def _count_above(S: torch.Tensor, gold: torch.Tensor) -> tuple[torch.Tensor, tor
     return above, tied
 
 
+def score_ranks(S: torch.Tensor, gold: torch.Tensor | None = None) -> Ranks:
+    """Rank counts from a precomputed score matrix ``S`` (queries × gallery; higher is better), for scores that
+    are not one matrix product (GRAM volumes, several views). ``gold`` as in :func:`rank_counts`."""
+    m, n = S.shape
+    if gold is None:
+        if m > n:
+            raise ValueError(f"gold=None pairs query i with gallery item i, but there are {m} queries and {n} items")
+        gold = torch.arange(m, device=S.device)[:, None]
+    else:
+        gold = _distinct_gold(gold.to(device=S.device, dtype=torch.long).reshape(m, -1))
+    above, tied = _count_above(S, gold)
+    return Ranks(above, tied)
+
+
 def rank_counts(
     queries: torch.Tensor,
     gallery: torch.Tensor,

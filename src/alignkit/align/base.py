@@ -51,6 +51,7 @@ class AlignerInfo(Entry[type]):
     paired: bool = True  # fit needs row-paired X, Y
     translates: bool = False  # defines translate(): X into Y's own coordinates
     degenerate: str = "raise"  # a constant training space is an error (alignkit.degenerate)
+    views: int | None = 2  # spaces fit takes: 2 (fit(X, Y)), or None for n >= 2 (fit([X1, X2, ...]))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class AlignerInfo(Entry[type]):
             "paired": self.paired,
             "translates": self.translates,
             "degenerate": self.degenerate,
+            "views": self.views,
             "params": self.schema.describe(),
         }
 
@@ -69,20 +71,28 @@ ALIGNERS: Registry[AlignerInfo] = Registry("aligner")
 
 
 def register_aligner(
-    name: str, *, constraints: dict[str, dict[str, Any]] | None = None, paired: bool = True, replace: bool = False
+    name: str,
+    *,
+    constraints: dict[str, dict[str, Any]] | None = None,
+    paired: bool = True,
+    views: int | None = 2,
+    replace: bool = False,
 ) -> Callable[[type[A]], type[A]]:
-    """Class decorator: register an :class:`Aligner` subclass under ``name``.
+    """Class decorator: register an aligner class under ``name``.
 
     Its hyper-parameters (the ``__init__`` signature, typed from annotations and defaults, tightened by
     ``constraints`` such as ``{"reg": {"low": 0}}``) become the schema that ``fit`` checks (scikit-learn's
     parameter-constraints habit) and that a run config is validated against before anything runs.
+    ``paired=False``: ``fit(X, Y)`` takes unpaired sets (:mod:`alignkit.align.unsupervised`). ``views=None``: an
+    n-way aligner, ``fit([X1, X2, ...])`` and ``transform(i, X)`` (not an :class:`Aligner` subclass).
     """
 
     def deco(cls: type[A]) -> type[A]:
         schema = ParamSchema.from_callable(cls.__init__, **(constraints or {}))
         doc = (cls.__doc__ or "").strip().splitlines()
-        translates = cls._translate is not Aligner._translate
-        ALIGNERS.add(AlignerInfo(name, cls, doc[0] if doc else "", schema, {}, paired, translates), replace=replace)
+        translates = getattr(cls, "_translate", Aligner._translate) is not Aligner._translate
+        info = AlignerInfo(name, cls, doc[0] if doc else "", schema, {}, paired, translates, views=views)
+        ALIGNERS.add(info, replace=replace)
         cls._schema = schema
         return cls
 

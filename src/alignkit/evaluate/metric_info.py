@@ -191,6 +191,7 @@ _BUILTIN_METRICS: tuple[tuple[str, str, bool | None, int, tuple[float, float], s
 _BUILTIN_SCORINGS = (
     ("nn", "NN", "nearest neighbour by cosine similarity"),
     ("csls", "CSLS", "cross-domain similarity local scaling: cosine corrected for hub items"),
+    ("gram", "GRAM volume", "one view against an item's other views: minus the volume they span (GRAM)"),
 )
 
 for _m in _BUILTIN_METRICS:

@@ -205,7 +205,9 @@ class AlignerConfig(_Strict):
 
         ALIGNERS.get(self.type)  # did-you-mean on unknown types
         # unknown parameters, types, ranges, choices, then the estimator's own cross-parameter checks
-        make_aligner(self.type, **self.params)._validate_params()
+        model = make_aligner(self.type, **self.params)
+        if hasattr(model, "_validate_params"):  # n-way aligners need not derive from Aligner
+            model._validate_params()
         return self
 
     @property
@@ -225,7 +227,7 @@ class FitConfig(_Strict):
     sizes: list[StrictInt] = Field(min_length=1)
     seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     test: StrictInt = Field(ge=1)
-    layers: Literal["best", "last"] | tuple[str, str] = "best"
+    layers: Literal["best", "last"] | tuple[str, str] | list[str] = "best"
     select_measure: str = "mutual_knn"
     select_k: Annotated[StrictInt, Field(ge=1)] | Literal["rice", "sqrt", "sturges"] | None = Field(
         None, description="k for select_measure: the id's own k if it has one, else the rice rule"
@@ -291,11 +293,17 @@ class FitConfig(_Strict):
 
 
 class RetrievalEval(_Strict):
-    """Retrieval of held-out pairs both ways (Recall@k, MRR, median rank), NN and/or CSLS scoring."""
+    """Retrieval of held-out pairs both ways (Recall@k, MRR, median rank), NN and/or CSLS scoring.
+
+    With ``views`` (n ≥ 3 spaces) every ordered pair is scored so, and each view also queries the items'
+    other views together (GRAM's protocol) with each of ``any_scoring``: ``gram`` (minus the volume the query
+    and the item's other views span) and ``nn`` (their mean cosine).
+    """
 
     ks: list[Annotated[StrictInt, Field(ge=1)]] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
     scoring: list[Literal["nn", "csls"]] = Field(default_factory=lambda: ["nn", "csls"], min_length=1)
     csls_k: StrictInt = Field(10, ge=1)
+    any_scoring: list[Literal["gram", "nn"]] = Field(default_factory=lambda: ["gram", "nn"], min_length=1)
 
 
 class ZeroShotEval(_Strict):
@@ -349,20 +357,41 @@ class EvaluateConfig(_Strict):
 
 
 class ExperimentConfig(_Strict):
-    """A pair of spaces (``a``, ``b``: names under ``spaces``) and what to do with them."""
+    """A pair of spaces (``a``, ``b``: names under ``spaces``), or ``views``: n ≥ 3 spaces aligned jointly, and
+    what to do with them. An n-view experiment fits n-way aligners and evaluates retrieval; atlases compare two
+    spaces (write one experiment per pair)."""
 
-    a: str
-    b: str
+    a: str | None = None
+    b: str | None = None
+    views: list[str] | None = Field(None, min_length=3, description="n >= 3 spaces aligned jointly (fit, evaluate)")
     atlas: AtlasConfig | None = None
     fit: FitConfig | None = None
     evaluate: EvaluateConfig | None = None
 
+    @property
+    def spaces(self) -> list[str]:
+        """The experiment's spaces in order: [a, b] or the views."""
+        return list(self.views) if self.views is not None else [str(self.a), str(self.b)]
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
+        pair, nway = self.a is not None and self.b is not None, self.views is not None
+        if pair == nway or (nway and (self.a is not None or self.b is not None)):
+            raise ValueError("an experiment names two spaces (a, b) or three or more (views), not both")
         if self.atlas is None and self.fit is None:
             raise ValueError("an experiment needs 'atlas' and/or 'fit'")
         if self.evaluate is not None and self.fit is None:
             raise ValueError("'evaluate' needs 'fit' (it evaluates the fitted aligners)")
+        if self.views is not None:
+            self._check_views()
+        elif self.fit is not None:
+            from alignkit.align import ALIGNERS
+
+            nway = [m for m, a in self.fit.aligners.items() if ALIGNERS.get(a.type).views != 2]
+            if nway:
+                raise ValueError(f"aligners {nway} align n spaces jointly: use them in an experiment with views")
+            if isinstance(self.fit.layers, list) and len(self.fit.layers) != 2:
+                raise ValueError(f"fit.layers names {len(self.fit.layers)} layers; a pair takes [layer_a, layer_b]")
         if self.evaluate is not None and self.evaluate.translation is not None and self.fit is not None:
             from alignkit.align import ALIGNERS
 
@@ -373,6 +402,30 @@ class ExperimentConfig(_Strict):
                     "spaces into a shared space instead (drop them or evaluate them with retrieval)"
                 )
         return self
+
+    def _check_views(self) -> None:
+        from alignkit.align import ALIGNERS
+
+        assert self.views is not None
+        if len(set(self.views)) != len(self.views):
+            raise ValueError(f"views repeat: {self.views}")
+        if self.atlas is not None:
+            raise ValueError("an atlas compares two spaces; with views, write one experiment (a, b) per pair")
+        fit, ev = self.fit, self.evaluate
+        if fit is not None:
+            pairwise = [m for m, a in fit.aligners.items() if ALIGNERS.get(a.type).views == 2]
+            if pairwise:
+                nway = ", ".join(e.name for e in ALIGNERS if e.views != 2)
+                raise ValueError(f"aligners {pairwise} align two spaces; with views use n-way types ({nway})")
+            if fit.layers == "best" or (not isinstance(fit.layers, str) and len(fit.layers) != len(self.views)):
+                raise ValueError(
+                    f"fit.layers: with views, 'last' or one layer per view ({len(self.views)} names); "
+                    f"got {fit.layers!r}"
+                )
+            if fit.pairs != "paired" or fit.heldout_classes:
+                raise ValueError("with views, fit takes paired items (pairs: paired) and no heldout_classes")
+        if ev is not None and (ev.zero_shot or ev.bli or ev.translation or ev.diagnose):
+            raise ValueError("with views, evaluate runs retrieval only (every pair and each view against the rest)")
 
 
 class RunConfig(_Strict):
@@ -409,13 +462,12 @@ class RunConfig(_Strict):
                 raise ValueError(f"space and experiment names must be letters, digits, '_', '.', '-'; got {key!r}")
         known = sorted(self.spaces)
         for name, exp in self.experiments.items():
-            for side in ("a", "b"):
-                ref = getattr(exp, side)
+            sides = ["a", "b"] if exp.views is None else [f"views.{i}" for i in range(len(exp.views))]
+            for side, ref in zip(sides, exp.spaces, strict=True):
                 if ref not in self.spaces:
                     raise ValueError(f"experiments.{name}.{side}: unknown space {ref!r}; spaces: {known}")
-            if exp.fit is not None and isinstance(exp.fit.layers, tuple):
-                for side, layer in zip(("a", "b"), exp.fit.layers, strict=True):
-                    space = getattr(exp, side)
+            if exp.fit is not None and not isinstance(exp.fit.layers, str):
+                for space, layer in zip(exp.spaces, exp.fit.layers, strict=True):
                     known = self.spaces[space].layer_names()
                     if known is not None and layer not in known:
                         raise ValueError(
@@ -426,10 +478,11 @@ class RunConfig(_Strict):
             if zs is not None:
                 if zs.prompts not in self.spaces:
                     raise ValueError(f"experiments.{name}.evaluate.zero_shot.prompts: unknown space {zs.prompts!r}")
-                if self.spaces[zs.prompts].encoder != self.spaces[exp.b].encoder:
+                b = exp.spaces[1]
+                if self.spaces[zs.prompts].encoder != self.spaces[b].encoder:
                     raise ValueError(
                         f"experiments.{name}.evaluate.zero_shot.prompts: space {zs.prompts!r} must use space "
-                        f"{exp.b!r}'s encoder ({self.spaces[exp.b].encoder}) so prompts land in B's space"
+                        f"{b!r}'s encoder ({self.spaces[b].encoder}) so prompts land in B's space"
                     )
         return self
 

@@ -382,7 +382,93 @@ def build_aligner(spec: dict[str, Any]) -> Any:
     return make_aligner(spec["aligner"], **params)
 
 
+def align_views(datasets: list[Any]) -> list[np.ndarray]:
+    """Rows of each dataset for the pairing keys all of them share, in the first dataset's order."""
+    from alignkit.data.base import align_keys
+
+    maps = []
+    for d in datasets[1:]:
+        ra, rb = align_keys(datasets[0], d, how="inner")
+        maps.append(dict(zip(ra.tolist(), rb.tolist(), strict=True)))
+    common = sorted(set.intersection(*(set(m) for m in maps))) if maps else list(range(len(datasets[0])))
+    return [np.asarray(common, dtype=np.int64)] + [np.asarray([m[r] for r in common], dtype=np.int64) for m in maps]
+
+
+@dataclass
+class ViewSplit:
+    rows: list[np.ndarray]  # item i is rows[v][i] in view v
+    test: np.ndarray  # indices into the items
+    pool: np.ndarray  # training candidates
+
+
+def view_split(inputs: _Inputs, spec: dict[str, Any]) -> ViewSplit:
+    """Items paired across every view; ``test`` held out with the same seeded draw as a pair's split."""
+    rows = align_views([inputs.dataset(d) for d in spec["data"]])
+    perm = np.random.default_rng([int(spec["seed"]), 7919]).permutation(len(rows[0]))
+    return ViewSplit(rows, np.sort(perm[: spec["test"]]), perm[spec["test"] :])
+
+
+def _view_layers(inputs: _Inputs, spec: dict[str, Any]) -> list[str]:
+    if spec["layers"] == "last":
+        return [inputs.layers(e)[-1] for e in spec["embeds"]]
+    for layer, eid, view in zip(spec["layers"], spec["embeds"], spec["views"], strict=True):
+        if layer not in inputs.layers(eid):
+            raise ValueError(
+                f"experiments.{spec['experiment']}.fit.layers: space {view!r} has no layer {layer!r}; "
+                f"its layers: {inputs.layers(eid)}"
+            )
+    return list(spec["layers"])
+
+
+def _run_fit_views(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    s = job.spec
+    split = view_split(inputs, s)
+    layers = _view_layers(inputs, s)
+    train = training_rows(split, s["n_train"], s["fit_seed"], s["seed"], s["experiment"])  # type: ignore[arg-type]
+    views = [_side(inputs, e, la, r[train]) for e, la, r in zip(s["embeds"], layers, split.rows, strict=True)]
+    model = build_aligner(s)
+    t0 = time.perf_counter()
+    model.fit(views)
+    seconds = time.perf_counter() - t0
+    target = folder / "aligner"
+    if target.exists():
+        shutil.rmtree(target)
+    model.save(target)
+    row = {
+        "experiment": s["experiment"], "method": s["method"], "aligner": type(model).__name__,
+        "n_train": s["n_train"], "seed": s["fit_seed"], "views": ",".join(s["views"]), "layers": ",".join(layers),
+        "fit_seconds": seconds, "path": str(target.relative_to(Path(ctx.run_dir))),
+    }  # fmt: skip
+    write_rows(folder / "fits.parquet", [row])
+    return _finish(folder, {"layers": layers, "seconds": seconds, "aligner": row["path"]})
+
+
+def _run_evaluate_views(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    from alignkit.align import ALIGNERS
+    from alignkit.evaluate.multiview import multiview_retrieval
+
+    s = job.spec
+    fit = inputs.result(s["fit"])
+    model = ALIGNERS.get(s["aligner"]).obj.load(Path(ctx.run_dir) / fit["aligner"])
+    split = view_split(inputs, s)
+    t0 = time.perf_counter()
+    z = [
+        np.asarray(model.transform(v, _side(inputs, e, la, r[split.test])))
+        for v, (e, la, r) in enumerate(zip(s["embeds"], fit["layers"], split.rows, strict=True))
+    ]
+    r = s["retrieval"]
+    tags = {"experiment": s["experiment"], "method": s["method"], "n_train": s["n_train"], "seed": s["fit_seed"]}
+    rows = multiview_retrieval(
+        z, ks=r["ks"], pair_scoring=r["scoring"], any_scoring=r["any_scoring"], csls_k=r["csls_k"],
+        names=s["views"], task="retrieval", **tags,
+    )  # fmt: skip
+    write_rows(folder / "evaluations.parquet", rows)
+    return _finish(folder, {"n_rows": len(rows), "seconds": time.perf_counter() - t0})
+
+
 def run_fit(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[str, Any]:
+    if "views" in job.spec:
+        return _run_fit_views(job, folder, inputs, ctx)
     s = job.spec
     split = paired_split(inputs, s)
     la, lb = resolve_layers(inputs, s)
@@ -427,6 +513,8 @@ def run_evaluate(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -> dict[
     from alignkit.align.base import Aligner
     from alignkit.evaluate import retrieval, translation, zero_shot
 
+    if "views" in job.spec:
+        return _run_evaluate_views(job, folder, inputs, ctx)
     s = job.spec
     fit = inputs.result(s["fit"])
     model = Aligner.load(Path(ctx.run_dir) / fit["aligner"])

@@ -32,7 +32,8 @@ def _content_view(part: Any) -> Any:
     out = {k: v for k, v in part.items() if k != "fingerprints"}
     for field_name in DATA_FIELDS:
         if field_name in out:
-            out[field_name] = fps.get(out[field_name], out[field_name])
+            value = out[field_name]
+            out[field_name] = [fps.get(v, v) for v in value] if isinstance(value, list) else fps.get(value, value)
     return out
 
 
@@ -160,6 +161,9 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                 )
             )
     for ename, exp in config.experiments.items():
+        if exp.views is not None:
+            _plan_views(plan, ename, exp, datasets, alias, embed_key, gpu)
+            continue
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
         ra, _ = align_keys(da["dataset"], db["dataset"], how="inner")
         n_paired = len(ra)
@@ -276,9 +280,59 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
     return plan
 
 
+def _plan_views(
+    plan: Plan,
+    ename: str,
+    exp: Any,
+    datasets: dict[str, dict[str, Any]],
+    alias: dict[str, str],
+    embed_key: dict[str, str],
+    gpu: float,
+) -> None:
+    """Fit and evaluate jobs of an n-view experiment (n-way aligners on items paired across every view)."""
+    config = plan.config
+    data = [config.spaces[v].data for v in exp.views]
+    base = {
+        "experiment": ename,
+        "views": list(exp.views),
+        "embeds": [alias[v] for v in exp.views],
+        "data": data,
+        "fingerprints": {d: datasets[d]["fingerprint"] for d in data},
+        "seed": config.seed,
+    }
+    deps = tuple(dict.fromkeys(alias[v] for v in exp.views))
+    up = tuple(embed_key[v] for v in exp.views)
+    fit, ev = exp.fit, exp.evaluate
+    n_views = len(exp.views)
+    for method, acfg in fit.aligners.items():
+        for size in fit.sizes:
+            for seed in fit.seeds:
+                spec = {
+                    **base,
+                    "test": fit.test,
+                    "method": method,
+                    "aligner": acfg.type,
+                    "params": acfg.params,
+                    "layers": fit.layers,
+                    "n_train": size,
+                    "fit_seed": seed,
+                }
+                key = stable_key("fit_views", spec, up)
+                fid = f"fit:{ename}:{method}:n{size}:s{seed}"
+                work = f"{acfg.type} on {size:,} items x {n_views} views"
+                plan.jobs.append(Job(fid, "fit", key, deps, spec, 1.0, gpu, work))
+                if ev is None or ev.retrieval is None:
+                    continue
+                espec = {**spec, "fit": fid, "retrieval": ev.retrieval.model_dump()}
+                ekey = stable_key("evaluate_views", espec, key)
+                work = f"{fit.test:,} held-out items, {n_views} views"
+                eid = f"evaluate:{ename}:{method}:n{size}:s{seed}"
+                plan.jobs.append(Job(eid, "evaluate", ekey, (fid, *deps), espec, 1.0, 0.0, work))
+
+
 def _used(exp: Any) -> list[str]:
     """Names of the spaces an experiment reads (A, B and the zero-shot prompts)."""
-    out = [exp.a, exp.b]
+    out = list(exp.spaces)
     if exp.evaluate is not None and exp.evaluate.zero_shot is not None:
         out.append(exp.evaluate.zero_shot.prompts)
     return out
@@ -314,6 +368,9 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
             if needing:
                 problems.append(f"spaces.{sname}.diagnose: {needing} need labels, and {sp.data!r} has none")
     for ename, exp in config.experiments.items():
+        if exp.views is not None:
+            problems += _check_views(ename, exp, [datasets[config.spaces[v].data]["dataset"] for v in exp.views])
+            continue
         da, db = datasets[config.spaces[exp.a].data], datasets[config.spaces[exp.b].data]
         ev = exp.evaluate
         if ev is not None and ev.diagnose and da["dataset"].labels is None and db["dataset"].labels is None:
@@ -353,6 +410,26 @@ def _check_data(config: RunConfig, datasets: dict[str, dict[str, Any]]) -> None:
         raise ValueError(problems[0])
     if problems:
         raise ValueError(f"{len(problems)} problem(s) with the data:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _check_views(ename: str, exp: Any, datasets: list[Any]) -> list[str]:
+    """Items paired across every view leave training items for each size; ks and csls_k fit the test set."""
+    from alignkit.pipeline.jobs import align_views
+
+    n = len(align_views(datasets)[0])
+    problems = []
+    if exp.fit is not None:
+        try:
+            _check_sizes(ename, n, exp.fit.test, exp.fit.sizes)
+        except ValueError as exc:
+            problems.append(str(exc).replace("paired items", f"items paired across the {len(datasets)} views"))
+    ret = exp.evaluate.retrieval if exp.evaluate else None
+    if ret is not None and max(max(ret.ks), ret.csls_k if "csls" in ret.scoring else 0) > exp.fit.test:
+        problems.append(
+            f"experiments.{ename}.evaluate.retrieval: ks {ret.ks} and csls_k {ret.csls_k} must not exceed the "
+            f"{exp.fit.test} held-out items"
+        )
+    return problems
 
 
 def _label_diagnostics(names: list[str]) -> list[str]:
