@@ -341,7 +341,100 @@ def test_head_aligner_shared_siglip_star_and_errors():
         HeadAligner().head_x_  # noqa: B018
     with pytest.raises(ValueError, match="shared=True"):
         HeadAligner(shared=True, epochs=1).fit(X, Y[:, :4])
-    with pytest.raises(ValueError, match=r"unknown loss .triplet.. Known losses"):
+    with pytest.raises(ValueError, match=r"unknown loss .triplet.\. Did you mean 'triple'\? Known losses"):
         HeadAligner(loss="triplet", epochs=1).fit(X, Y)
     with pytest.raises(ValueError, match="transform_x: X has 3 features"):
         est.transform_x(X[:, :3])
+
+
+# ------------------------------------------------------------------------- one loop for n views: same 2-view runs
+
+
+def _digest(*mods: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for m in mods:
+        for k, v in m.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_two_view_fit_is_bit_identical_to_the_run_recorded_before_the_n_view_loop():
+    """Values recorded with the two-space loop (commit 09f4abf) before it became the n-view one: the same seed
+    must give the same weights (sha256 of every state tensor) and the same history, float for float."""
+    X, Y = planted(n=200)
+    torch.manual_seed(0)
+    hx, hy = ResLowRankHead(16, 8, rank=4, dropout=0.2), ResLowRankHead(12, 8, rank=4, dropout=0.2)
+    r = fit_heads(X, Y, hx, hy, SigLIP(), batch_size=64, epochs=3, lr=1e-2, warmup_steps=2, seed=0, progress=False)
+    assert _digest(r.head_x, r.head_y, r.loss) == "ce22f31dfc81955a2d96bdf503c94457ec83cdfb2f19e7d162bfb3847e841b48"
+    assert [h["loss"] for h in r.history] == [0.14415854712327322, 0.1245015412569046, 0.11262448877096176]
+
+    from alignkit.align.losses import InfoNCE, StructureRegularizer
+
+    X, Y = planted(n=256)
+    torch.manual_seed(0)
+    hx, hy = LinearHead(16, 8), LinearHead(12, 8)
+    r = fit_heads(X[:192], Y[:192], hx, hy, InfoNCE(), val=(X[192:], Y[192:]), batch_size=64, epochs=5, lr=1e-2,
+                  seed=3, progress=False, patience=2,
+                  structure=StructureRegularizer(10.0, levels=2, warmup_fraction=0.5))  # fmt: skip
+    assert _digest(r.head_x, r.head_y, r.loss) == "c1981157197ee62d979edfbaf87e45129b490d8203af73bb10acdf2965aaf085"
+    assert [h["loss"] for h in r.history] == [
+        11.239960034688314, 9.592412312825521, 8.393122037251791, 7.747864405314128, 7.4990925788879395,
+    ]  # fmt: skip
+    assert [h["val_r1"] for h in r.history] == [0.03125, 0.03125, 0.046875, 0.046875, 0.046875]
+    assert r.best_epoch == 3
+
+
+def test_loss_names_and_combinations_reach_fit_heads_and_head_aligner(tmp_path):
+    X, Y = planted(n=256)
+    kw = dict(head="linear", d_out=8, epochs=3, batch_size=64, lr=1e-2, weight_decay=0.0)
+    plain = HeadAligner(loss="infonce", **kw).fit(X, Y)
+    assert np.array_equal(HeadAligner(loss={"infonce": 1.0}, **kw).fit(X, Y).weights_, plain.weights_)
+    assert np.array_equal(HeadAligner(loss={"infonce": {"weight": 1}}, **kw).fit(X, Y).weights_, plain.weights_)
+    # the loss given by name to fit_heads is the same module
+    torch.manual_seed(0)
+    from alignkit.align.losses import InfoNCE
+
+    a = fit_heads(X, Y, LinearHead(16, 8), LinearHead(12, 8), InfoNCE(), batch_size=64, epochs=2, progress=False)
+    torch.manual_seed(0)
+    b = fit_heads(X, Y, LinearHead(16, 8), LinearHead(12, 8), "infonce", batch_size=64, epochs=2, progress=False)
+    assert all(torch.equal(u, v) for u, v in zip(weights(a.head_x, a.loss), weights(b.head_x, b.loss), strict=True))
+    # a weighted combination: history logs each term unweighted; SigLIP in a combination is clamped and sum_rows
+    combo = HeadAligner(loss={"infonce": 0.5, "siglip": {"weight": 2.0, "init_logit_scale": 4.7}}, **kw).fit(X, Y)
+    h = combo.history_[0]
+    assert {"loss/infonce", "loss/siglip", "param/infonce.logit_scale", "param/siglip.logit_scale"} <= set(h)
+    assert h["loss"] == pytest.approx(0.5 * h["loss/infonce"] + 2.0 * h["loss/siglip"], rel=1e-6)
+    assert combo.loss_.modules_["siglip"].reduction == "sum_rows"
+    assert max(r["param/siglip.logit_scale"] for r in combo.history_) <= math.log(100.0) + 1e-6
+    back = HeadAligner.load(combo.save(tmp_path / "combo"))
+    assert back.get_params()["loss"] == combo.get_params()["loss"]
+    assert np.array_equal(back.transform_x(X), combo.transform_x(X))
+    # a views-form and an anchor-form loss, combined
+    mixed = HeadAligner(loss={"gram": {"weight": 1.0, "label_smoothing": 0.0}, "mv_dhel": 0.5}, **kw).fit(X, Y)
+    assert np.isfinite(mixed.weights_).all() and "loss/gram" in mixed.history_[0]
+
+
+def test_loss_specification_errors_in_head_aligner_and_make_aligner():
+    from alignkit.align import make_aligner
+
+    X, Y = planted(n=64)
+    with pytest.raises(ValueError, match=r"HeadAligner: loss: unknown loss 'infonc'\. Did you mean 'infonce'"):
+        HeadAligner(loss={"infonc": 1.0}).fit(X, Y)
+    with pytest.raises(ValueError, match=r"HeadAligner: loss\['siglip'\]: weight must be a number >= 0"):
+        HeadAligner(loss={"infonce": 1.0, "siglip": -2}).fit(X, Y)
+    with pytest.raises(ValueError, match=r"cannot be used with 2 views \(a single-form loss.*infonce"):
+        HeadAligner(loss={"infonce": 1.0, "uniformity": 1.0}).fit(X, Y)
+    with pytest.raises(ValueError, match="STRUCTURE term is given twice"):
+        HeadAligner(loss={"infonce": 1.0, "structure": 10.0}, structure=1.0).fit(X, Y)
+    with pytest.raises(ValueError, match="loss_kwargs applies to a single loss name"):
+        HeadAligner(loss={"infonce": 1.0}, loss_kwargs={"init_temperature": 0.1}).fit(X, Y)
+    with pytest.raises(TypeError, match="HeadAligner: loss: must be a loss name or a mapping"):
+        HeadAligner(loss=["infonce"]).fit(X, Y)
+    with pytest.raises(ValueError, match="loss 'structure': warmup_fraction must be a number >= 0"):
+        HeadAligner(loss={"infonce": 1.0, "structure": {"weight": 10, "warmup_fraction": -1}}).fit(X, Y)
+    est = make_aligner("head", loss={"infonce": "1", "structure": {"weight": "10", "levels": "2"}})
+    assert est._validate_params()["loss"] == {"infonce": "1", "structure": {"weight": "10", "levels": "2"}}
+    with pytest.raises(ValueError, match="aligner 'head': loss: unknown loss 'nope'"):
+        make_aligner("head", loss={"nope": 1.0})

@@ -25,6 +25,7 @@ from alignkit.align.losses import (
     siglip,
     structure_lambda,
     structure_reg,
+    triple_contrastive,
     uniformity_loss,
 )
 
@@ -266,6 +267,14 @@ def test_gram_volume_loss_matches_loops():
     assert got.item() == pytest.approx(0.5 * (ce(logits) + ce(logits.T)), rel=1e-10)
 
 
+def test_gram_volume_loss_cannot_see_signs():
+    """|det G| is unchanged when a vector flips: the pitfall documented in gram_volume_loss."""
+    a, b, c = _randn(5, 4, seed=1), _randn(5, 4, seed=2), _randn(5, 4, seed=3)
+    base = gram_volume_loss(a, [b, c], 0.1).item()
+    assert gram_volume_loss(a, [-b, c], 0.1).item() == pytest.approx(base, rel=1e-12)
+    assert gram_volume_loss(-a, [b, -c], 0.1).item() == pytest.approx(base, rel=1e-12)
+
+
 def test_gram_loss_module_and_gradcheck():
     anchor = _randn(3, 4, seed=1).requires_grad_()
     o1 = _randn(3, 4, seed=2).requires_grad_()
@@ -318,7 +327,37 @@ def test_mv_dhel_matches_loops_and_two_view_dhel():
     assert mv_dhel(views, tau).item() == pytest.approx(dhel / m, rel=1e-12)
 
 
-@pytest.mark.parametrize("loss", [mv_info_nce, mv_dhel])
+def test_triple_contrastive_matches_loops():
+    """Cross-view InfoNCE with intra-view negatives (CrossCLR's logit-scaled w·s), summed over view pairs."""
+    m, n, tau, w = 4, 3, 0.3, 0.8
+    v = _randn(m, n, 5, seed=7)
+    u = [[_unit(v[i, l]) for l in range(n)] for i in range(m)]
+    ref = 0.0
+    for a in range(n):
+        for b in range(a + 1, n):
+            halves = []
+            for p, q in ((a, b), (b, a)):
+                tot = 0.0
+                for i in range(m):
+                    den = sum(math.exp(float(u[i][p] @ u[j][q]) / tau) for j in range(m))
+                    den += sum(math.exp(w * float(u[i][p] @ u[j][p]) / tau) for j in range(m) if j != i)
+                    tot += -float(u[i][p] @ u[i][q]) / tau + math.log(den)
+                halves.append(tot / m)
+            ref += 0.5 * (halves[0] + halves[1])
+    assert triple_contrastive(v, tau, w).item() == pytest.approx(ref, rel=1e-12)
+    # no intra term at all (w → −∞ is not a weight): with w = 0 each intra logit is 0, i.e. M − 1 terms of e⁰
+    x, y = v[:, 0], v[:, 1]
+    tau2 = 0.5
+    two = triple_contrastive(torch.stack([x, y], 1), tau2, 0.0)
+    s = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(y, dim=1).T / tau2
+    fwd = (-s.diag() + torch.log(s.exp().sum(1) + (m - 1))).mean()
+    bwd = (-s.diag() + torch.log(s.exp().sum(0) + (m - 1))).mean()
+    assert two.item() == pytest.approx(0.5 * (fwd + bwd).item(), rel=1e-12)
+    with pytest.raises(ValueError, match="intra_weight"):
+        triple_contrastive(v, tau, -1.0)
+
+
+@pytest.mark.parametrize("loss", [mv_info_nce, mv_dhel, triple_contrastive])
 def test_multiview_view_permutation_invariance_and_grad(loss):
     v = _randn(4, 4, 3, seed=2)
     perm = torch.tensor([2, 0, 3, 1])
@@ -433,6 +472,12 @@ def test_combined_loss_sums_and_reports_parts():
     assert any(p is nce.logit_scale for p in comb.parameters())
     comb.set_weight("unif", 0.0)
     assert comb(a, b)[0].item() == pytest.approx(nce(a, b).item(), rel=1e-12)
+    assert not comb.accepts_mask  # a plain function term does not take a mask of present views
+    sig = SigLIP()
+    with torch.no_grad():
+        sig.logit_scale.fill_(9.0)
+    CombinedLoss({"sig": (sig, 1.0)}).clamp_()  # forwards to every term that has clamp_
+    assert sig.logit_scale.item() == pytest.approx(math.log(100.0))
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -125,3 +125,29 @@ def test_view_experiments_are_checked(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match="align n spaces jointly: use them in an experiment with views"):
         load_config(pair)
+
+
+def test_a_multi_head_run_and_its_loss_checked_against_the_view_count(tmp_path: Path) -> None:
+    from alignkit.align import MultiHeadAligner
+
+    cfg = _config(tmp_path)
+    mh = {"type": "multi_head", "head": "linear", "d_out": 16, "epochs": 4, "batch_size": 50, "loss": "mv_infonce"}
+    cfg["experiments"]["three"]["fit"]["aligners"] = {"mh": mh}
+    cfg["experiments"]["three"]["fit"]["sizes"] = [100]
+    result = run(cfg)
+    ev = pd.read_parquet(result.tables["evaluations"])
+    fits = pd.read_parquet(result.tables["fits"])
+    model = MultiHeadAligner.load(result.run_dir / fits["path"].iloc[0])
+    lines = (tmp_path / "items.txt").read_text().splitlines()
+    test = np.sort(np.random.default_rng([5, 7919]).permutation(150)[:40])
+    z = [
+        model.transform(i, HashEncoder(v).encode([lines[j] for j in test], ["output"])["output"].numpy())
+        for i, v in enumerate("pqr")
+    ]
+    for row in multiview_retrieval(z, ks=(1, 5), pair_scoring=("nn",), names=["p", "q", "r"]):
+        m = ev[(ev.direction == row["direction"]) & (ev.scoring == row["scoring"]) & (ev.metric == row["metric"])]
+        assert m["value"].iloc[0] == pytest.approx(row["value"], abs=1e-9)
+    bad = _config(tmp_path)
+    bad["experiments"]["three"]["fit"]["aligners"] = {"mh": {**mh, "loss": "uniformity"}}
+    with pytest.raises(ConfigError, match=r"aligners\.mh: .*'uniformity' cannot be used with"):
+        load_config(bad)

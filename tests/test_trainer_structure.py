@@ -137,3 +137,17 @@ def test_structure_bad_arguments():
         _est(structure=1.0, structure_kwargs={"divergence": "kl"}).fit(X, Y)
     with pytest.raises(TypeError, match="StructureRegularizer"):
         fit_heads(X, Y[:, :12], LinearHead(16, 4), LinearHead(12, 4), InfoNCE(), structure=10.0, progress=False)
+
+
+def test_structure_in_a_combination_is_the_structure_shorthand():
+    """``loss={"infonce": 1, "structure": {"weight": λ, ...}}`` and ``structure=λ, structure_kwargs=...`` are one term:
+    the same run, bit for bit, and the same STRUCTURE history."""
+    X, Y = planted()
+    kw = {"levels": 2, "warmup_fraction": 0.5, "divergence": "js"}
+    short = _est(structure=10.0, structure_kwargs=kw).fit(X, Y)
+    combo = _est(loss={"infonce": 1.0, "structure": {"weight": 10.0, **kw}}).fit(X, Y)
+    assert np.array_equal(short.weights_, combo.weights_)
+    assert short.history_[-1]["loss/structure"] == combo.history_[-1]["loss/structure"]
+    assert combo.history_[-1]["loss/structure_lambda"] == pytest.approx(10.0 * min(1.0, 14 / 12))  # 6 epochs x 4
+    simple = _est(loss={"infonce": 1.0, "structure": 0.0}).fit(X, Y)
+    assert np.array_equal(simple.weights_, _est().fit(X, Y).weights_)  # λ = 0 trains like no term

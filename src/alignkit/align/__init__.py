@@ -20,7 +20,11 @@ from alignkit.align.heads import StarMLP as StarMLP
 from alignkit.align.heads import build_head as build_head
 from alignkit.align.heads import register_head as register_head
 from alignkit.align.loss_registry import LOSSES as LOSSES
+from alignkit.align.loss_registry import LossPlan as LossPlan
 from alignkit.align.loss_registry import build_loss as build_loss
+from alignkit.align.loss_registry import build_loss_plan as build_loss_plan
+from alignkit.align.loss_registry import losses_for as losses_for
+from alignkit.align.loss_registry import parse_loss as parse_loss
 from alignkit.align.loss_registry import register_loss as register_loss
 from alignkit.align.losses import CombinedLoss as CombinedLoss
 from alignkit.align.losses import GramVolumeLoss as GramVolumeLoss
@@ -40,6 +44,8 @@ from alignkit.align.losses import mv_info_nce as mv_info_nce
 from alignkit.align.losses import siglip as siglip
 from alignkit.align.losses import structure_lambda as structure_lambda
 from alignkit.align.losses import structure_reg as structure_reg
+from alignkit.align.losses import triple_contrastive as triple_contrastive
 from alignkit.align.losses import uniformity_loss as uniformity_loss
+from alignkit.align.multiview import MultiHeadAligner as MultiHeadAligner
 from alignkit.align.trainer import HeadAligner as HeadAligner
 from alignkit.align.trainer import fit_heads as fit_heads

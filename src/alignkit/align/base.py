@@ -254,6 +254,10 @@ class Aligner(BaseEstimator, ABC):
         """X rows in Y's coordinates; only methods that define a translation override this."""
         raise NotImplementedError
 
+    def can_translate(self) -> bool:
+        """Whether ``translate`` is defined with these hyper-parameters (a run config checks it before fitting)."""
+        return type(self)._translate is not Aligner._translate
+
     def score(self, X: ArrayLike, Y: ArrayLike) -> float:
         """Mean top-1 retrieval accuracy X → Y: the fraction of rows i whose partner ``Y[i]`` is the
         cosine-nearest of all rows of Y to ``X[i]`` in the shared space. Ties are not hits: a partner tied

@@ -36,6 +36,7 @@ __all__ = [
     "siglip",
     "structure_lambda",
     "structure_reg",
+    "triple_contrastive",
     "uniformity_loss",
 ]
 
@@ -448,11 +449,32 @@ class StructureRegularizer:
 
     def __call__(self, x: Tensor, zx: Tensor, y: Tensor, zy: Tensor) -> Tensor:
         """Unweighted ``(R_S(x, zx) + R_S(y, zy))/2``."""
+        return self.views([x, y], [zx, zy])
+
+    def views(self, xs: Sequence[Tensor], zs: Sequence[Tensor], mask: Tensor | None = None) -> Tensor:
+        """Unweighted mean over views of ``R_S(x_v, z_v)``: ``(1/n)Σ_v R_S(x_v, z_v)``.
+
+        ``mask`` (items × views, bool) marks the present rows: view v's R_S then uses only its present rows, and
+        views with fewer than 2 of them are left out of the mean (0 when none is left).
+        """
         kw = {
             "levels": self.levels, "tau": self.tau, "margin": self.margin,
             "weighting": self.weighting, "divergence": self.divergence,
         }  # fmt: skip
-        return 0.5 * (structure_reg(x, zx, **kw) + structure_reg(y, zy, **kw))
+        vals = []
+        for v, (x, z) in enumerate(zip(xs, zs, strict=True)):
+            if mask is not None:
+                rows = mask[:, v]
+                if int(rows.sum()) < 2:
+                    continue
+                x, z = x[rows], z[rows]
+            vals.append(structure_reg(x, z, **kw))
+        if not vals:
+            return zs[0].new_zeros(())
+        total = vals[0]
+        for val in vals[1:]:
+            total = total + val
+        return (1.0 / len(vals)) * total
 
 
 # ---------------------------------------------------------------------------------------------------- GRAM
@@ -488,6 +510,13 @@ def gram_volume_loss(
 
     The volume is ``sqrt(|det G| + eps)`` (eps inside the sqrt keeps its gradient finite when the positive
     collapses). Cicchetti et al., "Gramian Multimodal Representation Learning and Alignment" (ICLR 2025).
+
+    Pitfall (ours): the volume cannot see the sign of a vector (flipping a row of the Gram matrix's vectors leaves
+    |det G| unchanged), so heads trained from scratch by this loss alone may send a view to the antipode of its
+    partners. On planted 3-view data (linear heads, 400 items) every positive ended at cosine ≈ −0.6: cosine
+    retrieval fell below chance, 31 % top-1 once each view's sign was flipped back. GRAM itself starts from
+    aligned pretrained encoders. Score GRAM-trained heads with the volume, or add a small pairwise term:
+    ``{"gram": 1.0, "infonce": 0.1}`` fixed the sign (44 % cosine top-1 on the same data).
     """
     if isinstance(others, Tensor) or not isinstance(others, Sequence) or len(others) < 1:
         raise ValueError("others must be a non-empty list of tensors: GRAM needs at least 2 modalities (anchor + 1)")
@@ -575,6 +604,47 @@ def mv_dhel(views: Tensor, temperature: float = 0.2) -> Tensor:
     eye = torch.eye(m, dtype=torch.bool, device=u.device)
     unif = torch.logsumexp(per_view.masked_fill(eye, float("-inf")), dim=2).sum(dim=0)  # (M,)
     return (unif - align).mean()
+
+
+def triple_contrastive(views: Tensor, temperature: float = 0.03, intra_weight: float = 0.8) -> Tensor:
+    """Triple contrastive loss for frozen embeddings: cross-view InfoNCE whose denominators also hold intra-view
+    negatives, summed over view pairs. ``views``: (M items, N views, d), rows normalised inside.
+
+    With ``s(il, jm) = u_il·u_jm/τ``, for each ordered pair of views l ≠ m and item i (anchor u_il, positive u_im)
+    ``ℓ_{l→m}(i) = −s(il, im) + log[Σ_j e^{s(il, jm)} + Σ_{j≠i} e^{w·s(il, jl)}]`` and
+    ``L = Σ_{l<m} ½[mean_i ℓ_{l→m}(i) + mean_i ℓ_{m→l}(i)]``.
+
+    Why this form. Triple contrastive learning (TCL: Yang et al., "Vision-Language Pre-Training with Triple
+    Contrastive Learning", CVPR 2022) adds to cross-modal alignment (CMA) an intra-modal contrast (IMC) between
+    two augmentations of one input, and local mutual information (LMI) on patch/token features. On frozen,
+    pooled embeddings LMI has no local features, and IMC has no augmentation: with the identity as the only
+    one, its positive is the item itself and what is left is within-view instance discrimination, i.e. the
+    other items of the same view as negatives. CrossCLR (Zolfaghari, Zhu, Gehler, Brox, "CrossCLR: Cross-modal
+    Contrastive Learning For Multi-modal Video Representations", ICCV 2021), designed for frozen pre-extracted
+    features, adds exactly those intra-modality negatives to the cross-modal denominator, with their logits
+    scaled by ``w`` (its code: τ = 0.03, w = 0.8, our defaults; ``CrossCLR_onlyIntraModality``). Differences
+    from that code: self-similarity is excluded (its zeroed diagonal adds a constant e⁰ to each denominator),
+    and its pruning of "influential" samples by input similarity is left out (the loss sees only head
+    outputs). For N views the two-view loss is summed over view pairs, like the pairwise InfoNCE baseline.
+    Invariant to permuting the views; ``w`` = 0 still counts M − 1 intra terms of e⁰ = 1 each.
+    """
+    u = _views(views)
+    tau = _positive(temperature, "temperature")
+    w = float(intra_weight)
+    if not (math.isfinite(w) and w >= 0):
+        raise ValueError(f"intra_weight must be a finite number >= 0; got {intra_weight}")
+    m, n, _ = u.shape
+    eye = torch.eye(m, dtype=torch.bool, device=u.device)
+    target = torch.arange(m, device=u.device)
+    intra = [(u[:, v] @ u[:, v].T / tau * w).masked_fill(eye, float("-inf")) for v in range(n)]
+    total = u.new_zeros(())
+    for a in range(n):
+        for b in range(a + 1, n):
+            cross = u[:, a] @ u[:, b].T / tau  # anchors of view a (rows) against view b (columns)
+            fwd = F.cross_entropy(torch.cat([cross, intra[a]], dim=1), target)
+            bwd = F.cross_entropy(torch.cat([cross.T, intra[b]], dim=1), target)
+            total = total + 0.5 * (fwd + bwd)
+    return total
 
 
 def intra_modal_loss(x: Tensor, x_pos: Tensor, temperature: float = 0.07) -> Tensor:
@@ -755,12 +825,28 @@ class CombinedLoss(nn.Module):
             raise ValueError(f"weight for {name!r} must be finite; got {weight}")
         self.weights[name] = weight
 
+    @property
+    def accepts_mask(self) -> bool:
+        """Every term takes a ``mask=`` of present views (the trainer's missing-views protocol)."""
+        return all(getattr(self._term(name), "accepts_mask", False) for name in self._order)
+
+    @torch.no_grad()
+    def clamp_(self) -> CombinedLoss:
+        """Call ``clamp_()`` on every term that has one (SigLIP's scale clamp after an optimiser step)."""
+        for name in self._order:
+            term = self._term(name)
+            if hasattr(term, "clamp_"):
+                term.clamp_()  # type: ignore[operator]
+        return self
+
+    def _term(self, name: str) -> LossTerm:
+        return self.modules_[name] if name in self.modules_ else self._fns[name]
+
     def forward(self, *args, **kwargs) -> tuple[Tensor, dict[str, float]]:
         total: Tensor | None = None
         parts: dict[str, float] = {}
         for name in self._order:
-            term = self.modules_[name] if name in self.modules_ else self._fns[name]
-            value = term(*args, **kwargs)
+            value = self._term(name)(*args, **kwargs)
             parts[name] = float(value.detach())
             weighted = self.weights[name] * value
             total = weighted if total is None else total + weighted

@@ -393,9 +393,10 @@ class ExperimentConfig(_Strict):
             if isinstance(self.fit.layers, list) and len(self.fit.layers) != 2:
                 raise ValueError(f"fit.layers names {len(self.fit.layers)} layers; a pair takes [layer_a, layer_b]")
         if self.evaluate is not None and self.evaluate.translation is not None and self.fit is not None:
-            from alignkit.align import ALIGNERS
+            from alignkit.align import make_aligner
 
-            shared = [m for m, a in self.fit.aligners.items() if not ALIGNERS.get(a.type).translates]
+            aligners = self.fit.aligners.items()
+            shared = [m for m, a in aligners if not getattr(make_aligner(a.type, **a.params), "can_translate", bool)()]
             if shared:
                 raise ValueError(
                     f"evaluate.translation needs aligners that translate into B's coordinates; {shared} map both "
@@ -424,6 +425,18 @@ class ExperimentConfig(_Strict):
                 )
             if fit.pairs != "paired" or fit.heldout_classes:
                 raise ValueError("with views, fit takes paired items (pairs: paired) and no heldout_classes")
+            from alignkit.align import make_aligner
+
+            for method, a in fit.aligners.items():
+                model = make_aligner(a.type, **a.params)
+                check = getattr(model, "_validate_params", None)
+                try:  # n-way aligners that check their settings against the number of views (a loss's views)
+                    if check is not None:
+                        check(len(self.views))
+                except TypeError:
+                    pass
+                except ValueError as exc:
+                    raise ValueError(f"fit.aligners.{method}: {exc}") from None
         if ev is not None and (ev.zero_shot or ev.bli or ev.translation or ev.diagnose):
             raise ValueError("with views, evaluate runs retrieval only (every pair and each view against the rest)")
 
