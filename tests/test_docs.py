@@ -33,6 +33,7 @@ README = ROOT / "README.md"
 PAGES = (
     *("spaces", "measures", "statistics", "diagnostics", "aligners", "evaluations", "runs", "architecture"),
     "networks",
+    "multiview",
 )
 
 FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
