@@ -38,6 +38,7 @@ from alignkit.io import atomic_write_bytes, atomic_write_text
 from alignkit.registry import Entry, ParamSchema, Registry
 
 A = TypeVar("A", bound="Aligner")
+T = TypeVar("T")
 
 STATE_FILE = "state.safetensors"
 CONFIG_FILE = "config.json"
@@ -77,7 +78,7 @@ def register_aligner(
     paired: bool = True,
     views: int | None = 2,
     replace: bool = False,
-) -> Callable[[type[A]], type[A]]:
+) -> Callable[[type[T]], type[T]]:
     """Class decorator: register an aligner class under ``name``.
 
     Its hyper-parameters (the ``__init__`` signature, typed from annotations and defaults, tightened by
@@ -87,13 +88,13 @@ def register_aligner(
     n-way aligner, ``fit([X1, X2, ...])`` and ``transform(i, X)`` (not an :class:`Aligner` subclass).
     """
 
-    def deco(cls: type[A]) -> type[A]:
+    def deco(cls: type[T]) -> type[T]:
         schema = ParamSchema.from_callable(cls.__init__, **(constraints or {}))
         doc = (cls.__doc__ or "").strip().splitlines()
         translates = getattr(cls, "_translate", Aligner._translate) is not Aligner._translate
         info = AlignerInfo(name, cls, doc[0] if doc else "", schema, {}, paired, translates, views=views)
         ALIGNERS.add(info, replace=replace)
-        cls._schema = schema
+        setattr(cls, "_schema", schema)  # noqa: B010 (any class, not only Aligner subclasses)
         return cls
 
     return deco

@@ -82,6 +82,7 @@ def _views_arg(views: Any, method: str) -> list[Any]:
     return list(views)
 
 
+@register_aligner("multi_head", views=None, constraints=HEAD_CONSTRAINTS)
 class MultiHeadAligner(BaseEstimator):
     """n ≥ 2 trainable heads (or one ``shared`` head) mapping n row-paired spaces into one d_out-dimensional
     shared space, trained jointly with ``fit_heads`` under any loss that takes n views (default: the pairwise
@@ -439,7 +440,5 @@ def _check_fitted_values(fitted: dict[str, Any], cfg_path: Path) -> None:
     if not isinstance(fitted["history_"], list) or not all(isinstance(r, dict) for r in fitted["history_"]):
         raise ValueError(f"{cfg_path}: fitted history_ must be a list of records")
 
-
-MultiHeadAligner = register_aligner("multi_head", views=None, constraints=HEAD_CONSTRAINTS)(MultiHeadAligner)  # type: ignore[type-var]
 
 __all__ = ["MultiHeadAligner"]

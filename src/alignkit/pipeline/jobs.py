@@ -449,7 +449,8 @@ def _run_evaluate_views(job: Job, folder: Path, inputs: _Inputs, ctx: Context) -
 
     s = job.spec
     fit = inputs.result(s["fit"])
-    model = ALIGNERS.get(s["aligner"]).obj.load(Path(ctx.run_dir) / fit["aligner"])
+    cls: Any = ALIGNERS.get(s["aligner"]).obj  # an n-way class: its own load()
+    model = cls.load(Path(ctx.run_dir) / fit["aligner"])
     split = view_split(inputs, s)
     t0 = time.perf_counter()
     z = [
