@@ -37,7 +37,6 @@ from alignkit._validation import ArrayLike, as_matrix, as_pair, check_min_rows
 from alignkit.io import atomic_write_bytes, atomic_write_text
 from alignkit.registry import Entry, ParamSchema, Registry
 
-A = TypeVar("A", bound="Aligner")
 T = TypeVar("T")
 
 STATE_FILE = "state.safetensors"
