@@ -393,6 +393,24 @@ def test_capacity_control_procrustes_r2_matches_a_dense_reference():
     assert res.rows.loc[0, "r2_test"] == pytest.approx(r2, abs=1e-10)
 
 
+def test_capacity_control_a_unit_dead_on_the_training_rows_does_not_blow_up_the_mlp():
+    """A ReLU unit that is zero on every training row but fires on a test row (seen on real MLP layers): the
+    MLP's standardisation must not divide it by ~0 (held-out R² was -3e7 before)."""
+    g = np.random.default_rng(16)
+    n = 200
+    x = np.maximum(g.standard_normal((n, 10)), 0.0)
+    w = g.standard_normal((10, 6))
+    w[3] = 0.0  # the target does not depend on the unit that dies
+    y = x @ w
+    slow = {"max_epochs": 400, "patience": 20}  # 2 steps per epoch on 140 rows
+    res0 = capacity_control(x, x, y, maps=("mlp-16",), seed=2, **slow)
+    test = np.sort(np.random.default_rng(2).permutation(n)[: int(round(0.3 * n))])
+    x[:, 3] = 0.0
+    x[test[0], 3] = 2.0  # dead in training, alive once at test time
+    res = capacity_control(x, x, y, maps=("mlp-16",), seed=2, **slow)
+    assert res.rows.loc[0, "r2_test"] > 0.5 and res0.rows.loc[0, "r2_test"] > 0.5
+
+
 def test_capacity_control_bad_inputs():
     g = np.random.default_rng(15)
     x = g.standard_normal((60, 4))

@@ -95,6 +95,14 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def _scale(std: torch.Tensor) -> torch.Tensor:
+    """Per-column factors that standardise: 1/std, and 0 for a column (nearly) constant on the training rows. The
+    map learns nothing from such a column, and a ReLU unit dead on every training image but alive on a test image
+    would otherwise enter the MLP multiplied by ~1e8 (held-out R² of −3e7 on real MLP layers)."""
+    tol = 1e-6 * float(std.max()) if std.numel() else 0.0
+    return torch.where(std > tol, 1.0 / std, torch.zeros_like(std))
+
+
 def _r2(y: torch.Tensor, pred: torch.Tensor, mean: torch.Tensor) -> float:
     total = float(((y - mean) ** 2).sum())
     return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else float("nan")
@@ -137,9 +145,9 @@ def _fit_mlp(
     validation MSE and keeps the best weights."""
     from alignkit.align import MLPHead
 
-    mx, sx = x.mean(0), x.std(0).clamp_min(1e-8)
+    mx, fx = x.mean(0), _scale(x.std(0))
     my, sy = y.mean(0), y.std(0).clamp_min(1e-8)
-    xs, ys = ((x - mx) / sx).float(), ((y - my) / sy).float()
+    xs, ys = ((x - mx) * fx).float(), ((y - my) / sy).float()
     g = np.random.default_rng(seed)
     perm = g.permutation(x.shape[0])
     n_val = max(1, round(x.shape[0] * val_fraction))
@@ -174,7 +182,7 @@ def _fit_mlp(
 
     def predict(t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return net(((t.double() - mx) / sx).float()).double() * sy + my
+            return net(((t.double() - mx) * fx).float()).double() * sy + my
 
     return _Fitted(predict, sum(p.numel() for p in net.parameters()), epochs)
 
