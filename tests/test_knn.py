@@ -291,3 +291,22 @@ def test_faiss_backend_scale_safe():
             for s in (1e-30, 1e30):
                 got = knn_graph((X * s).astype(dtype), 10, metric=metric, backend="faiss", recall_sample=300)
                 assert got.recall > ref.recall - 0.05, (dtype, metric, s)
+
+
+def test_cknna_gram_blocks_and_gathered_pairs_give_the_same_kernel_values(monkeypatch):
+    """CKNNA reads kernel values from Gram row blocks up to _GRAM_MAX_ITEMS items, by gathering pairs beyond."""
+    import importlib
+
+    knn_mod = importlib.import_module("alignkit.metrics.knn")
+    g = np.random.default_rng(5)
+    x = g.standard_normal((300, 20))
+    y = x @ g.standard_normal((20, 16)) + g.standard_normal((300, 16))
+    dense = cknna(x, y, k=12)
+    monkeypatch.setattr(knn_mod, "_GRAM_MAX_ITEMS", 0)
+    gathered = cknna(x, y, k=12)
+    monkeypatch.setattr(knn_mod, "_GRAM_MAX_ITEMS", 8192)
+    assert dense == pytest.approx(gathered, abs=1e-12)
+    F = torch.as_tensor(x)
+    i, j = knn_mod._mutual_pairs(knn_graph(F, 12).indices, knn_graph(torch.as_tensor(y), 12).indices)
+    want = (x[i.numpy()] * x[j.numpy()]).sum(1)
+    np.testing.assert_allclose(knn_mod._kernel_values(F, i, j).numpy(), want, atol=1e-12)

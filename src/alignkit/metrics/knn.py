@@ -324,8 +324,29 @@ def _mutual_pairs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch
     return rows[hit], a[hit]
 
 
+# Up to this many items, kernel values come from row blocks of the Gram matrix (one matrix product per block,
+# O(n²d) flops at BLAS speed); beyond it, from gathered row pairs (O(#pairs·d) flops, memory-bound). At n = 2000,
+# k = 50 the products are ~10× faster than gathering 100k pairs of 512-d rows.
+_GRAM_MAX_ITEMS = 8192
+
+
 def _kernel_values(F: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """``⟨F_i, F_j⟩`` in float64 for each pair; ``i`` must be non-decreasing (pairs grouped by row, as
+    :func:`_mutual_pairs` returns them)."""
     out = torch.empty(i.numel(), dtype=torch.float64)
+    n = F.shape[0]
+    if n <= _GRAM_MAX_ITEMS and i.numel():
+        Fd = F.double()
+        rows = max(1, (1 << 22) // n)
+        bounds = torch.searchsorted(i, torch.arange(0, n + rows, rows, dtype=i.dtype).clamp_max(n))
+        for b in range(len(bounds) - 1):
+            s, e = int(bounds[b]), int(bounds[b + 1])
+            if s == e:
+                continue
+            lo = b * rows
+            G = Fd[lo : min(n, lo + rows)] @ Fd.T
+            out[s:e] = G[i[s:e] - lo, j[s:e]]
+        return out
     step = 1 << 18
     for s in range(0, i.numel(), step):
         e = s + step
