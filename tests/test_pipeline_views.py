@@ -132,12 +132,14 @@ def test_a_multi_head_run_and_its_loss_checked_against_the_view_count(tmp_path: 
 
     cfg = _config(tmp_path)
     mh = {"type": "multi_head", "head": "linear", "d_out": 16, "epochs": 4, "batch_size": 50, "loss": "mv_infonce"}
-    cfg["experiments"]["three"]["fit"]["aligners"] = {"mh": mh}
+    cfg["experiments"]["three"]["fit"]["aligners"] = {"mh": mh, "gpa": {"type": "gpa"}, "maxvar": {"type": "maxvar"}}
     cfg["experiments"]["three"]["fit"]["sizes"] = [100]
     result = run(cfg)
-    ev = pd.read_parquet(result.tables["evaluations"])
+    every = pd.read_parquet(result.tables["evaluations"])
+    assert set(every.method) == {"mh", "gpa", "maxvar"}
+    ev = every[every.method == "mh"]
     fits = pd.read_parquet(result.tables["fits"])
-    model = MultiHeadAligner.load(result.run_dir / fits["path"].iloc[0])
+    model = MultiHeadAligner.load(result.run_dir / fits.loc[fits.method == "mh", "path"].iloc[0])
     lines = (tmp_path / "items.txt").read_text().splitlines()
     test = np.sort(np.random.default_rng([5, 7919]).permutation(150)[:40])
     z = [

@@ -47,5 +47,7 @@ from alignkit.align.losses import structure_reg as structure_reg
 from alignkit.align.losses import triple_contrastive as triple_contrastive
 from alignkit.align.losses import uniformity_loss as uniformity_loss
 from alignkit.align.multiview import MultiHeadAligner as MultiHeadAligner
+from alignkit.align.nway import GeneralizedProcrustes as GeneralizedProcrustes
+from alignkit.align.nway import MultiSetCCA as MultiSetCCA
 from alignkit.align.trainer import HeadAligner as HeadAligner
 from alignkit.align.trainer import fit_heads as fit_heads
