@@ -97,7 +97,8 @@ def test_unknown_name_suggests_close_ones():
 def test_scorings():
     assert scoring_info("nn").label == "NN"
     assert scoring_info("csls").label == "CSLS"
-    assert SCORINGS.names() == ["csls", "nn"]
+    assert SCORINGS.names() == ["csls", "gram", "nn"]  # gram: one view against the rest (multiview retrieval)
+    assert scoring_info("gram").label == "GRAM volume"
     with pytest.raises(ValueError, match="Did you mean 'csls'"):
         scoring_info("cls")
 
@@ -141,6 +142,7 @@ def test_every_metric_and_scoring_of_the_protocols_rows_is_registered():
     # run every protocol (all scorings) and look up what its rows carry
     np = pytest.importorskip("numpy")
     from alignkit.evaluate import bli, retrieval, translation, zero_shot
+    from alignkit.evaluate.multiview import multiview_retrieval
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 8))
@@ -150,6 +152,7 @@ def test_every_metric_and_scoring_of_the_protocols_rows_is_registered():
         rows += retrieval(x, y, ks=(1, 5, 10), scoring=scoring, csls_k=5)
     rows += bli(x, y, {i: [i] for i in range(30)}, ks=(1, 5), scoring=("nn", "csls"), csls_k=5, n_oov=2)
     rows += translation(x, y, n_candidates=16, ks=(1, 4))
+    rows += multiview_retrieval([x, y, x + y], ks=(1, 5), any_scoring=("gram",))
     labels = np.arange(40) % 5
     protos = np.stack([x[labels == c].mean(0) for c in range(5)])
     rows += zero_shot(x, protos, labels, heldout_classes=[3, 4])
