@@ -46,8 +46,14 @@ from alignkit.align.losses import structure_lambda as structure_lambda
 from alignkit.align.losses import structure_reg as structure_reg
 from alignkit.align.losses import triple_contrastive as triple_contrastive
 from alignkit.align.losses import uniformity_loss as uniformity_loss
+from alignkit.align.mini_vec2vec import MiniVec2Vec as MiniVec2Vec
 from alignkit.align.multiview import MultiHeadAligner as MultiHeadAligner
+from alignkit.align.muse import MUSE as MUSE
 from alignkit.align.nway import GeneralizedProcrustes as GeneralizedProcrustes
 from alignkit.align.nway import MultiSetCCA as MultiSetCCA
 from alignkit.align.trainer import HeadAligner as HeadAligner
 from alignkit.align.trainer import fit_heads as fit_heads
+from alignkit.align.unsupervised import UnsupervisedAligner as UnsupervisedAligner
+from alignkit.align.unsupervised import UnsupervisedFitWarning as UnsupervisedFitWarning
+from alignkit.align.vec2vec import Vec2Vec as Vec2Vec
+from alignkit.align.vecmap_unsupervised import VecMapUnsupervised as VecMapUnsupervised
