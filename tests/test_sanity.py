@@ -404,7 +404,7 @@ def test_capacity_control_a_unit_dead_on_the_training_rows_does_not_blow_up_the_
     y = x @ w
     slow = {"max_epochs": 400, "patience": 20}  # 2 steps per epoch on 140 rows
     res0 = capacity_control(x, x, y, maps=("mlp-16",), seed=2, **slow)
-    test = np.sort(np.random.default_rng(2).permutation(n)[: int(round(0.3 * n))])
+    test = np.sort(np.random.default_rng(2).permutation(n)[: round(0.3 * n)])
     x[:, 3] = 0.0
     x[test[0], 3] = 2.0  # dead in training, alive once at test time
     res = capacity_control(x, x, y, maps=("mlp-16",), seed=2, **slow)
