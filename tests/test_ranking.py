@@ -210,8 +210,8 @@ def test_aligner_score_of_a_degenerate_fit_is_chance():
     with pytest.warns(DegenerateSpaceWarning):
         score = model.score(np.ones((n, 16)), g.normal(size=(n, 16)))  # every query maps to one point
     assert score == pytest.approx(1 / n)  # was 1.0 when ties counted as hits; chance is 1/n
-    val = _val_r1(nn.Identity(), nn.Identity(), torch.zeros(n, 16), torch.from_numpy(g.normal(size=(n, 16))),
-                  torch.device("cpu"), torch.float64)  # fmt: skip
+    val = _val_r1([nn.Identity(), nn.Identity()], [torch.zeros(n, 16), torch.from_numpy(g.normal(size=(n, 16)))],
+                  None, torch.device("cpu"), torch.float64)  # fmt: skip
     assert val == 1 / n
 
 
@@ -352,8 +352,8 @@ def test_all_callers_give_identical_numbers(rng):
     r1 = scores["x_to_y"]["R@1"]
     assert 0.0 < r1 < 1.0
     assert model.score(X, Y) == r1
-    val = _val_r1(nn.Identity(), nn.Identity(), torch.from_numpy(zx), torch.from_numpy(zy), torch.device("cpu"),
-                  torch.float64)  # fmt: skip
+    val = _val_r1([nn.Identity(), nn.Identity()], [torch.from_numpy(zx), torch.from_numpy(zy)], None,
+                  torch.device("cpu"), torch.float64)  # fmt: skip
     assert val == r1
     assert retrieval_alignment(zx, zy, k=5) == scores["x_to_y"]["R@5"]
     assert retrieval_mrr(zx, zy, direction="y_to_x") == scores["y_to_x"]["mrr"]

@@ -269,7 +269,6 @@ def test_kmeans_finds_separated_clusters():
 # --------------------------------------------------------------------------------------- base class
 
 
-@register_aligner("_scripted_unsupervised", paired=False, replace=True)
 class _Scripted(UnsupervisedAligner):
     """A toy: restart r returns the r-th scripted (criterion, converged)."""
 
@@ -290,6 +289,16 @@ class _Scripted(UnsupervisedAligner):
 
     def _transform_y(self, y: torch.Tensor) -> torch.Tensor:
         return y
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _scripted_registered():
+    """Registered only while this module's tests run (collection-time registration leaked into other tests)."""
+    from alignkit.align import ALIGNERS
+
+    register_aligner("_scripted_unsupervised", paired=False, replace=True)(_Scripted)
+    yield
+    ALIGNERS.remove("_scripted_unsupervised")
 
 
 def test_base_keeps_best_converged_restart_and_records_all(rng, tmp_path):
@@ -427,6 +436,11 @@ def test_seed_pairs_rescue_an_unidentifiable_problem(name):
         warnings.simplefilter("error", UnsupervisedFitWarning)
         seeded = _make(name, n_restarts=1, **kw).fit(X, Y, seed_pairs=pairs[:50])
     assert _r_at_1(seeded, X, Y, pairs) >= 0.95 and seeded.n_seed_pairs_ == 50
+    if name == "vecmap":  # both initial dictionaries were run, the better converged one kept
+        rec = seeded.restarts_[0]
+        assert set(rec["inits"]) == {"pairs", "unsupervised"} and rec["inits"]["pairs"]["converged"]
+        assert rec["criterion"] == max(v["criterion"] for v in rec["inits"].values() if v["converged"])
+        assert rec["inits"][rec["init"]]["criterion"] == rec["criterion"]
 
 
 @pytest.mark.parametrize("name", list(CLASSES))
