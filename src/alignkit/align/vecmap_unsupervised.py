@@ -28,6 +28,7 @@ from alignkit.align.unsupervised import (
 )
 
 INIT_ROWS: tuple[str, ...] = ("random", "first")
+SEED_INITS: tuple[str, ...] = ("best", "pairs", "unsupervised")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -79,6 +80,7 @@ def similarity_init(
         "normalize": {"validator": check_normalize_steps},
         "n_init": {"low": 2},
         "init_rows": {"choices": INIT_ROWS},
+        "seed_init": {"choices": SEED_INITS},
         "max_rows": {"low": 2},
         "csls_k": {"low": 1},
         "keep_prob": {"low": 0.0, "low_open": True, "high": 1.0},
@@ -114,8 +116,14 @@ class VecMapUnsupervised(UnsupervisedAligner):
        ``svd(X_wᵀZ_w) = U S Vᵀ``, re-weight both by ``S^reweight`` (0.5), de-whiten each side with its own
        ``(X_dᵀX_d)^{1/2}`` (``whiten``, ``dewhiten``; as :class:`alignkit.align.VecMap`).
 
-    Seed pairs (semi-supervised): as vecmap's ``--semi_supervised``, the seed pairs are the initial dictionary
-    (instead of step 1); unlike vecmap they are also added to every induced dictionary.
+    Seed pairs (semi-supervised) join every dictionary (vecmap replaces its dictionary each iteration; the seed
+    pairs are known to be right) and may replace the initial dictionary of step 1: ``seed_init="pairs"`` is
+    vecmap's ``--semi_supervised`` (the seed pairs alone start the self-learning), ``"unsupervised"`` keeps
+    step 1 (plus the seed pairs), and ``"best"`` (the default) runs both and keeps the one with the better
+    held-out criterion (converged first), recorded as ``init`` with both in ``inits``. Both are needed: on Bible
+    verses 10 seed pairs alone start self-learning nowhere (R@1 0.02) where step 1 reaches 0.95, while on
+    structureless data step 1 fails and 50 seed pairs succeed. With seed pairs a restart therefore costs two
+    self-learning runs.
 
     Criterion and verdict: a seeded ``holdout`` share (10 %) of the rows of X is left out of the fit; the
     criterion is :func:`~alignkit.align.unsupervised.mean_csls_criterion` of (up to ``n_queries`` of) these
@@ -147,6 +155,7 @@ class VecMapUnsupervised(UnsupervisedAligner):
         normalize: tuple[str, ...] = ("unit", "center", "unit"),
         n_init: int = 4000,
         init_rows: str = "random",
+        seed_init: str = "best",
         max_rows: int = 20000,
         csls_k: int = 10,
         keep_prob: float = 0.1,
@@ -166,6 +175,7 @@ class VecMapUnsupervised(UnsupervisedAligner):
         self.normalize = normalize
         self.n_init = n_init
         self.init_rows = init_rows
+        self.seed_init = seed_init
         self.max_rows = max_rows
         self.csls_k = csls_k
         self.keep_prob = keep_prob
@@ -192,22 +202,71 @@ class VecMapUnsupervised(UnsupervisedAligner):
         hp = self._hp
         steps = hp["normalize"]
         t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(int(seed))
         xn, cx = normalize_rows(x, steps)
         zn, cz = normalize_rows(y, steps)
         split = split_holdout(x.shape[0], hp["holdout"], seed, pairs, x.device)
         xt = xn[split.train]
+        n_t = min(zn.shape[0], hp["max_rows"])
+        nq, k = hp["n_queries"], hp["csls_k"]
+        chance = chance_scores(xn, zn[:n_t], seed=seed, n_queries=nq, k=k, queries=split.held)
+        inits = (
+            ["unsupervised"]
+            if not pairs.shape[0]
+            else {"best": ["pairs", "unsupervised"]}.get(hp["seed_init"], [hp["seed_init"]])
+        )
+        runs = []
+        for init in inits:
+            run = self._self_learn(xt, zn, split.seeds_x, split.seeds_y, init, seed)
+            scores = csls_scores(xn @ run["W"], zn[:n_t], n_queries=nq, k=k, queries=split.held)
+            converged, verdict = verdict_info(scores, chance, hp["min_gain"], [])
+            runs.append({**run, "scores": scores, "converged": converged, "verdict": verdict, "init": init})
+        best = max(runs, key=lambda r: (r["converged"], r["scores"][0]))
+        map_x, map_y, s = self._full_mapping(xt[best["src"]], zn[best["trg"]])
+        state = {
+            "map_x_": _np(map_x), "map_y_": _np(map_y), "centers_x_": _np(cx), "centers_y_": _np(cz),
+            "singular_values_": _np(s),
+        }  # fmt: skip
+        history, iter_s = best["history"], best["iter_seconds"]
+        info = {
+            "init": best["init"],
+            "iterations": len(history),
+            "keep_prob": best["keep"],
+            "objective": history[-1] if history else None,
+            "objective_history": history,
+            "dictionary_size": int(best["src"].numel()),
+            "n_held_out": int(split.held.numel()),
+            "seconds_init": round(best["seconds_init"], 4),
+            "seconds_per_iteration": round(float(np.mean(iter_s)), 4) if iter_s else None,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "notes": best["notes"],
+            **best["verdict"],
+        }
+        if len(runs) > 1:
+            info["inits"] = {
+                r["init"]: {"criterion": r["scores"][0], "converged": r["converged"], "iterations": len(r["history"])}
+                for r in runs
+            }
+        return Restart(state, float(best["scores"][0]), bool(best["converged"]), info)
+
+    def _self_learn(
+        self, xt: torch.Tensor, zn: torch.Tensor, seeds_x: torch.Tensor, seeds_y: torch.Tensor, init: str, seed: int
+    ) -> dict[str, Any]:
+        """Steps 1-2 from one initial dictionary ("unsupervised" or the seed "pairs"): the final orthogonal W,
+        dictionary, objective history and timings."""
+        hp = self._hp
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(int(seed) + (104_729 if init == "pairs" else 0))
         n_s, n_t = min(xt.shape[0], hp["max_rows"]), min(zn.shape[0], hp["max_rows"])
-        seeds_x, seeds_y = split.seeds_x, split.seeds_y
-        if pairs.shape[0]:
+        if init == "pairs":
             src, trg = seeds_x, seeds_y
         else:
             src, trg = self._initial_dictionary(xt[:n_s], zn[:n_t], g)
+            src, trg = torch.cat([src, seeds_x]), torch.cat([trg, seeds_y])
         t_init = time.perf_counter() - t0
         keep, best, it, last_gain, end = float(hp["keep_prob"]), -np.inf, 1, 0, False
         history: list[float] = []
         iter_seconds: list[float] = []
-        capped = False
+        notes: list[str] = []
         while True:
             t_it = time.perf_counter()
             if it - last_gain > hp["patience"]:
@@ -227,34 +286,14 @@ class VecMapUnsupervised(UnsupervisedAligner):
                 last_gain, best = it, objective
             iter_seconds.append(time.perf_counter() - t_it)
             if it >= hp["max_iter"]:
-                capped = True
+                notes.append(f"stopped at max_iter={hp['max_iter']} with keep_prob={keep:g}")
                 W = procrustes_map(xt[src], zn[trg])
                 break
             it += 1
-        map_x, map_y, s = self._full_mapping(xt[src], zn[trg])
-        nq, k = hp["n_queries"], hp["csls_k"]
-        scores = csls_scores(xn @ W, zn[:n_t], n_queries=nq, k=k, queries=split.held)
-        chance = chance_scores(xn, zn[:n_t], seed=seed, n_queries=nq, k=k, queries=split.held)
-        notes = [f"stopped at max_iter={hp['max_iter']} with keep_prob={keep:g}"] if capped else []
-        converged, verdict = verdict_info(scores, chance, hp["min_gain"], [])
-        state = {
-            "map_x_": _np(map_x), "map_y_": _np(map_y), "centers_x_": _np(cx), "centers_y_": _np(cz),
-            "singular_values_": _np(s),
+        return {
+            "W": W, "src": src, "trg": trg, "history": history, "iter_seconds": iter_seconds, "keep": keep,
+            "seconds_init": t_init, "notes": notes,
         }  # fmt: skip
-        info = {
-            "iterations": len(history),
-            "keep_prob": keep,
-            "objective": history[-1] if history else None,
-            "objective_history": history,
-            "dictionary_size": int(src.numel()),
-            "n_held_out": int(split.held.numel()),
-            "seconds_init": round(t_init, 4),
-            "seconds_per_iteration": round(float(np.mean(iter_seconds)), 4) if iter_seconds else None,
-            "seconds": round(time.perf_counter() - t0, 3),
-            "notes": notes,
-            **verdict,
-        }
-        return Restart(state, float(scores[0]), converged, info)
 
     def _initial_dictionary(
         self, xn: torch.Tensor, zn: torch.Tensor, g: torch.Generator
