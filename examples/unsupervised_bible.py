@@ -19,7 +19,8 @@ R@1 ≥ 80 % of it.
 Method settings (CPU budget; each is a documented hyper-parameter of the aligner): vecmap's patience (iterations
 without gain before the keep probability doubles) is 10 instead of 50; MUSE runs 5 epochs of 1,000 iterations with
 a 512-wide discriminator (its defaults); mini-vec2vec its defaults (30 anchor runs of 20 clusters, 100 refinement
-draws of 1,000 rows, 500 clusters). Everything runs on one thread.
+draws of 1,000 rows, 500 clusters); vec2vec its defaults (width 256, 100 epochs of batches of 256). Everything
+runs on one thread.
 
     python examples/unsupervised_bible.py                  # full grid (hours on one busy core)
     python examples/unsupervised_bible.py --methods vecmap --settings shuffled --seed-pairs 0
@@ -46,13 +47,14 @@ from alignkit.align import Procrustes
 from alignkit.align.mini_vec2vec import MiniVec2Vec
 from alignkit.align.muse import MUSE
 from alignkit.align.unsupervised import UnsupervisedAligner, UnsupervisedFitWarning
+from alignkit.align.vec2vec import Vec2Vec
 from alignkit.align.vecmap_unsupervised import VecMapUnsupervised
 from alignkit.evaluate import retrieval
 from alignkit.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 VERSES = "bible/verses.tsv.gz"
-METHODS = ("vecmap", "muse", "mini")
+METHODS = ("vecmap", "muse", "mini", "vec2vec")
 SETTINGS = ("shuffled", "disjoint")
 
 
@@ -61,7 +63,9 @@ def make(method: str, seed: int, args: argparse.Namespace) -> UnsupervisedAligne
         return VecMapUnsupervised(n_restarts=1, seed=seed, patience=args.vecmap_patience)
     if method == "muse":
         return MUSE(n_restarts=1, seed=seed, n_epochs=args.muse_epochs, epoch_size=args.muse_epoch_size)
-    return MiniVec2Vec(n_restarts=1, seed=seed)
+    if method == "mini":
+        return MiniVec2Vec(n_restarts=1, seed=seed)
+    return Vec2Vec(n_restarts=1, seed=seed, epochs=args.vec2vec_epochs)
 
 
 def training_sets(
@@ -232,6 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vecmap-patience", type=int, default=10)
     p.add_argument("--muse-epochs", type=int, default=5)
     p.add_argument("--muse-epoch-size", type=int, default=1000)
+    p.add_argument("--vec2vec-epochs", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fresh", action="store_true", help="ignore the fits already in results.jsonl")
     p.add_argument("--progress", action="store_true")

@@ -77,6 +77,8 @@ def test_unsupervised_fit_gets_n_unpaired_rows_plus_the_seed_pairs(tmp_path: Pat
     assert "criterion" in fits and "restarts" in fits
     ev = pd.read_parquet(result.tables["evaluations"])
     assert ev.loc[ev.metric == "R@1", "value"].between(0, 1).all()
+    (fit_job,) = [j for j in plan_run(_config(tmp_path, unpaired=unpaired)).jobs if j.kind == "fit"]
+    assert fit_job.work.endswith(f"on 40 unpaired items ({unpaired})")
 
 
 def test_unpaired_rows_are_shuffled_apart_or_disjoint(tmp_path: Path) -> None:

@@ -463,3 +463,18 @@ def test_report_renders_in_headless_chromium(full_run, tmp_path):
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     assert len(np.unique(packed)) > 100  # not blank: text, heatmaps, lines
     assert (rgb < 100).all(axis=2).mean() > 0.001  # some dark pixels (text)
+
+
+def test_size_curves_draw_each_scoring_in_its_own_style():
+    """NN, CSLS and GRAM-volume curves of one method differ in line style, and the legend names all three."""
+    rows = [
+        {"panel": "R@1 · a→rest", "ylabel": "R@1", "method": "m", "style": style, "style_label": label,
+         "n_train": n, "mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
+        for style, label in (("solid", "NN"), ("dashed", "CSLS"), ("dotted", "GRAM volume"))
+        for n in (100, 400)
+    ]  # fmt: skip
+    fig = plots.size_curves(pd.DataFrame(rows), colors={"m": "#0072B2"})
+    styles = {line.get_linestyle() for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 2}
+    assert styles - {"None"} == {"-", "--", ":"}  # "None": the error bars' caps
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert {"NN", "CSLS", "GRAM volume"} <= legend

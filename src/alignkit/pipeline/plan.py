@@ -242,9 +242,9 @@ def build_plan(config: RunConfig, run_dir: str | Path) -> Plan:
                     }
                     key = stable_key("fit", spec, up, layer_key)
                     fid = f"fit:{ename}:{method}:n{size}:s{seed}"
-                    plan.jobs.append(
-                        Job(fid, "fit", key, deps_ab + layer_dep, spec, 1.0, gpu, f"{acfg.type} on {size:,} pairs")
-                    )
+                    what = f"{size:,} pairs" if fit.pairs == "paired" else f"{size:,} unpaired items ({fit.unpaired})"
+                    job = Job(fid, "fit", key, deps_ab + layer_dep, spec, 1.0, gpu, f"{acfg.type} on {what}")
+                    plan.jobs.append(job)
                     if exp.evaluate is None:
                         continue
                     ev = exp.evaluate

@@ -321,6 +321,10 @@ def pool_curve(rows: Any, *, title: str = "") -> Any:
     return fig
 
 
+#: (line style, marker) of each ``style`` value of :func:`size_curves`.
+_LINE_STYLES = {"solid": ("-", "o"), "dashed": ("--", "s"), "dotted": (":", "^")}
+
+
 def size_curves(
     summary: Any,
     *,
@@ -329,9 +333,10 @@ def size_curves(
 ) -> Any:
     """Score vs training size (log x), one axis per ``panel``.
 
-    ``summary`` has columns ``panel`` (axis title), ``ylabel``, ``method``, ``style`` (``"solid"`` or
-    ``"dashed"``, e.g. NN vs CSLS scoring), ``style_label``, ``n_train``, ``mean``, ``ci_low``,
-    ``ci_high``. Each (method, style) is a line with error bars and a shaded band for the interval.
+    ``summary`` has columns ``panel`` (axis title), ``ylabel``, ``method``, ``style`` (``"solid"``,
+    ``"dashed"`` or ``"dotted"``, e.g. NN, CSLS and GRAM-volume scoring), ``style_label``, ``n_train``,
+    ``mean``, ``ci_low``, ``ci_high``. Each (method, style) is a line with error bars; solid lines also get a
+    shaded band for the interval.
     """
     panels = list(dict.fromkeys(summary["panel"]))
     ncols = min(3, max(1, len(panels)))
@@ -352,7 +357,7 @@ def size_curves(
             lo = grp["ci_low"].to_numpy(float)
             hi = grp["ci_high"].to_numpy(float)
             col = colors.get(str(method), "0.3")
-            ls = "--" if style == "dashed" else "-"
+            ls, marker = _LINE_STYLES.get(str(style), _LINE_STYLES["solid"])
             has_ci = np.isfinite(lo) & np.isfinite(hi)
             yerr = np.vstack([np.where(has_ci, m - lo, 0.0), np.where(has_ci, hi - m, 0.0)])
             ax.errorbar(
@@ -361,13 +366,13 @@ def size_curves(
                 yerr=yerr,
                 color=col,
                 linestyle=ls,
-                marker="o" if style != "dashed" else "s",
+                marker=marker,
                 markersize=4,
                 capsize=3,
                 linewidth=1.6,
-                alpha=0.95 if style != "dashed" else 0.8,
+                alpha=0.95 if style == "solid" else 0.8,
             )
-            if has_ci.sum() >= 2 and style != "dashed":
+            if has_ci.sum() >= 2 and style == "solid":
                 ax.fill_between(x, np.where(has_ci, lo, m), np.where(has_ci, hi, m), color=col, alpha=0.12, linewidth=0)
             if str(method) not in handles:
                 from matplotlib.lines import Line2D
@@ -384,7 +389,9 @@ def size_curves(
                         [],
                         [],
                         color="0.3",
-                        linestyle="--" if s.style == "dashed" else "-",
+                        linestyle=_LINE_STYLES.get(str(s.style), _LINE_STYLES["solid"])[0],
+                        marker=_LINE_STYLES.get(str(s.style), _LINE_STYLES["solid"])[1],
+                        markersize=4,
                         label=mpl_text(s.style_label),
                     )
         ax.set_xscale("log")

@@ -15,13 +15,17 @@ HOWTO = (
     "the 95 % Student-t interval over seeds (none with a single seed). The x axis is logarithmic; "
     "methods are nudged sideways a little so their bars do not overlap. <b>Retrieval R@1</b>: the share "
     "of queries whose true partner ranks first among all candidates, scored by plain nearest neighbour "
-    "(solid) or CSLS (dashed, which discounts hub items). <b>Zero-shot top-1</b>: accuracy of labelling "
+    "(solid), CSLS (dashed, which discounts hub items) or, for a query against all the other views of an item, the "
+    "GRAM volume of the views together (dotted). <b>Zero-shot top-1</b>: accuracy of labelling "
     "each item with its nearest class-name embedding. <b>BLI P@1</b>: the share of held-out source words whose "
     "nearest target word is one of their translations (OOV words counted wrong). <b>Translation top-1</b>: "
     "the share of items translated into the other space whose true partner is the nearest of the candidates. "
     "Overlapping intervals mean these seeds do not "
     "separate the methods."
 )
+
+#: Line style of each retrieval scoring (plain nearest neighbour is solid).
+SCORING_STYLES = {"csls": "dashed", "gram": "dotted"}
 
 #: The curve drawn per task: (task, metric).
 CURVES = (("retrieval", "R@1"), ("zero_shot", "top1"), ("bli", "P@1"), ("translation", "top1"))
@@ -59,7 +63,7 @@ def build(ctx: Context) -> Section:
                     "panel": panel,
                     "ylabel": ylabel,
                     "method": str(s.get("method")),
-                    "style": "dashed" if scoring == "csls" else "solid",
+                    "style": SCORING_STYLES.get(str(scoring), "solid"),
                     "style_label": labels.scoring_label(scoring) if scoring else "",
                     "n_train": s["n_train"],
                     "mean": s["mean"],
