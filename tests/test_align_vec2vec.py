@@ -71,7 +71,10 @@ def test_vsp_loss_definition():
     assert float(vsp_loss(b, b @ q, reflected=False)) == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::alignkit.align.unsupervised.UnsupervisedFitWarning")
 def test_seed_pairs_make_it_beat_chance_quickly():
+    """The map's ranks are good (the assertion); whether its held-out mean CSLS also clears the verdict's bar on
+    these 6-d points, where top-1 among 400 close neighbours is hard, varies (lift 0.17 here)."""
     X, Y, partner = _planted(1, n=400, d=6)
     pairs = np.stack([np.arange(40), partner[:40]], axis=1)
     kw = {**TINY, "width": 64, "disc_width": 32, "epochs": 25, "n_restarts": 1}
@@ -94,6 +97,7 @@ def test_restarts_are_recorded_and_the_best_converged_one_is_kept():
     assert est.restarts_[est.best_restart_]["criterion"] == est.criterion_
     for r in est.restarts_:
         assert {"gain", "chance", "reasons", "cycle_cos", "last_epoch", "epochs_run"} <= set(r)
+        assert r["n_held_out"] == [20, 20]  # 10 % of each side, judged only on those rows
         assert r["epochs_run"] == 2 and r["converged"] == (not r["reasons"])
 
 
