@@ -17,8 +17,9 @@ reference is supervised centred Procrustes (``Procrustes(normalize=True, center=
 R@1 ≥ 80 % of it.
 
 Method settings (CPU budget; each is a documented hyper-parameter of the aligner): vecmap's patience (iterations
-without gain before the keep probability doubles) is 10 instead of 50; MUSE runs 5 epochs of 1,000 iterations with
-a 512-wide discriminator (its defaults); mini-vec2vec its defaults (30 anchor runs of 20 clusters, 100 refinement
+without gain before the keep probability doubles) is 10 instead of 50; MUSE runs 5 epochs of 5,000 iterations with
+a 512-wide discriminator (its defaults; ``muse-5x1000`` rows used 1,000, too few at d = 384: see
+examples/README.md); mini-vec2vec its defaults (30 anchor runs of 20 clusters, 100 refinement
 draws of 1,000 rows, 500 clusters); vec2vec its defaults (width 256, 100 epochs of batches of 256). Everything
 runs on one thread.
 
@@ -56,6 +57,11 @@ HERE = Path(__file__).resolve().parent
 VERSES = "bible/verses.tsv.gz"
 METHODS = ("vecmap", "muse", "mini", "vec2vec")
 SETTINGS = ("shuffled", "disjoint")
+
+
+def label(method: str, args: argparse.Namespace) -> str:
+    """The method's name in the results: MUSE's carries its adversarial budget (epochs x iterations)."""
+    return f"muse-{args.muse_epochs}x{args.muse_epoch_size}" if method == "muse" else method
 
 
 def make(method: str, seed: int, args: argparse.Namespace) -> UnsupervisedAligner:
@@ -130,15 +136,15 @@ def run(args: argparse.Namespace, emb: dict[str, np.ndarray]) -> list[dict[str, 
             X, Y, pairs = training_sets(setting, args.n, m, xp, yp, args.data_seed)
             for method in args.methods:
                 for seed in args.seeds:
-                    if (setting, method, seed, m) in done:
+                    if (setting, label(method, args), seed, m) in done:
                         continue
                     t0 = time.perf_counter()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", UnsupervisedFitWarning)
                         est = make(method, seed, args).fit(X, Y, seed_pairs=pairs)
-                    rec = est.restarts_[0]
+                    rec, name = est.restarts_[0], label(method, args)
                     tags = {
-                        "setting": setting, "method": method, "seed": seed, "n_seed_pairs": m, "n_x": len(X),
+                        "setting": setting, "method": name, "seed": seed, "n_seed_pairs": m, "n_x": len(X),
                         "n_y": len(Y), "fit_s": round(time.perf_counter() - t0, 1), "criterion": rec["criterion"],
                         "converged": rec["converged"], "gain": rec["gain"], "csls_lift": rec["csls_lift"],
                         "chance": rec["chance"], "reasons": rec["reasons"],
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace, emb: dict[str, np.ndarray]) -> list[dict[str, 
                     save(path, rows)
                     top1 = " ".join(f"{r['direction']}={r['value']:.3f}" for r in new if r["scoring"] == "nn")
                     print(
-                        f"{setting:<8} m={m:<2} {method:<6} seed={seed} {top1} crit={rec['criterion']:.3f} "
+                        f"{setting:<8} m={m:<2} {name:<6} seed={seed} {top1} crit={rec['criterion']:.3f} "
                         f"gain={rec['gain']:.2f} lift={rec['csls_lift']:.2f} converged={rec['converged']} "
                         f"({tags['fit_s']:.0f}s)",
                         flush=True,
@@ -235,7 +241,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--vecmap-patience", type=int, default=10)
     p.add_argument("--muse-epochs", type=int, default=5)
-    p.add_argument("--muse-epoch-size", type=int, default=1000)
+    p.add_argument("--muse-epoch-size", type=int, default=5000)
     p.add_argument("--vec2vec-epochs", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fresh", action="store_true", help="ignore the fits already in results.jsonl")
