@@ -3,7 +3,7 @@
 Runs ``examples/configs/words_en_fr.yaml``: FreeDict pairs (bli_freedict.py's filter: single lowercase words of
 letters), English words through ``offline:minilm-l6`` and French words through ``offline:e5-small`` (final layers).
 Supervised centred Procrustes on 5,000 pairs against unsupervised vecmap, MUSE, mini-vec2vec and vec2vec fitted on the
-words with the correspondence thrown away (``pairs: none``: shuffled apart, or two disjoint draws), all scored
+words with the correspondence thrown away (``pairs: none``, shuffled apart), all scored
 by ``evaluate.bli`` (P@1/5/10, NN and CSLS, coverage) on the same 1,500 held-out English headwords.
 
 Data: ``DIR/freedict/eng-fra.tsv.gz`` with ``--data-dir DIR`` or ``ALIGNKIT_DATA=DIR`` (GPL, read in place; the

