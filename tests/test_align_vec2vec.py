@@ -10,7 +10,7 @@ import torch
 
 from alignkit.align.base import ALIGNERS, Aligner
 from alignkit.align.unsupervised import UnsupervisedFitWarning
-from alignkit.align.vec2vec import Vec2Vec, vsp_loss
+from alignkit.align.vec2vec import Vec2Vec, distinct_targets, vsp_loss
 
 #: a tiny, fast configuration for the functional checks
 TINY = {
@@ -57,6 +57,17 @@ def test_registered_unpaired_and_translating():
     assert {"n_restarts", "seed", "epochs", "width"} <= set(info.schema.names())
 
 
+def test_distinct_targets_definition():
+    """The share of distinct nearest rows: every row its own target gives 1, one hub for all queries gives 1/n."""
+    rng = np.random.default_rng(0)
+    c = torch.tensor(rng.standard_normal((50, 8)))
+    assert distinct_targets(c, c, block=7) == 1.0
+    hub = c[3:4].repeat(20, 1) + 1e-6 * torch.tensor(rng.standard_normal((20, 8)))
+    assert distinct_targets(hub, c) == pytest.approx(1 / 20)
+    two = torch.cat([c[:5], c[:5]])  # 10 queries, 5 distinct targets
+    assert distinct_targets(two, c, block=3) == pytest.approx(0.5)
+
+
 def test_vsp_loss_definition():
     rng = np.random.default_rng(0)
     b = torch.tensor(rng.standard_normal((6, 4)))
@@ -96,7 +107,7 @@ def test_restarts_are_recorded_and_the_best_converged_one_is_kept():
     assert est.criterion_ == max(r["criterion"] for r in pool)
     assert est.restarts_[est.best_restart_]["criterion"] == est.criterion_
     for r in est.restarts_:
-        assert {"gain", "chance", "reasons", "cycle_cos", "last_epoch", "epochs_run"} <= set(r)
+        assert {"gain", "chance", "reasons", "cycle_cos", "last_epoch", "epochs_run", "distinct_targets"} <= set(r)
         assert r["n_held_out"] == [20, 20]  # 10 % of each side, judged only on those rows
         assert r["epochs_run"] == 2 and r["converged"] == (not r["reasons"])
 

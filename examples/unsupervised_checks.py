@@ -1,0 +1,134 @@
+"""Why the unsupervised aligners fail on Bible verses: the three checks behind examples/README.md's explanations.
+
+Same data as ``unsupervised_bible.py`` (English MiniLM ↔ Spanish e5, the pool after the 1,000 test verses):
+
+- ``anchors``: does mini-vec2vec's anchor step have something to match? k-means (20 clusters) on 4,000 English
+  and, separately, on their 4,000 Spanish partners; with the true pairs known, the share of an English
+  cluster's verses in its majority Spanish cluster (purity), and the share of the 20 centroids the QAP
+  matches to that majority cluster (chance 1/20). Ten runs.
+- ``rotation``: mini-vec2vec and MUSE on the English embeddings against a random rotation of themselves (an
+  exact isometry, rows shuffled), R@1 on the 1,000 test verses: is the method sound where the spaces match?
+  ``--muse-epochs`` / ``--muse-epoch-size`` set MUSE's adversarial budget.
+- ``vec2vec``: a vec2vec fit (seed 0, one restart) on the shuffled set, saved to ``--model`` (reused when it
+  exists), against supervised centred Procrustes on 1,000 pool pairs and a random rotation, on the test verses:
+  R@1; Spearman between the queries' pairwise similarities and those of the verses their translations land on
+  (does the map keep the geometry?); the share of distinct nearest targets (do translations crowd?).
+
+    python examples/unsupervised_checks.py anchors
+    python examples/unsupervised_checks.py rotation --muse-epochs 6 --muse-epoch-size 4000
+    python examples/unsupervised_checks.py vec2vec --model /tmp/v2v_bible_s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import unsupervised_bible as ub
+from _data import data_path
+from alignkit.align import Procrustes
+from alignkit.align.mini_vec2vec import MiniVec2Vec, kmeans, match_centroids
+from alignkit.align.muse import MUSE
+from alignkit.align.vec2vec import Vec2Vec, distinct_targets
+
+
+def unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def r_at_1(zx: np.ndarray, zy: np.ndarray) -> float:
+    return float(np.mean((unit(zx) @ unit(zy).T).argmax(axis=1) == np.arange(len(zx))))
+
+
+def anchors(xp: np.ndarray, yp: np.ndarray, runs: int = 10) -> None:
+    x = torch.as_tensor(unit(xp[:4000] - xp[:4000].mean(0)))
+    y = torch.as_tensor(unit(yp[:4000] - yp[:4000].mean(0)))
+    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    purity, agree = [], []
+    for _ in range(runs):
+        ca, cb = kmeans(x, 20, g), kmeans(y, 20, g)
+        la, lb = torch.cdist(x, ca).argmin(1).numpy(), torch.cdist(y, cb).argmin(1).numpy()
+        table = np.zeros((20, 20))
+        np.add.at(table, (la, lb), 1)  # English cluster × Spanish cluster of the same verses
+        purity.append(table.max(axis=1).sum() / table.sum())
+        agree.append(float(np.mean(match_centroids(ca, cb, 30, rng) == table.argmax(axis=1))))
+    print(f"purity {np.min(purity):.2f}-{np.max(purity):.2f}; QAP matches the majority cluster "
+          f"{np.min(agree):.2f}-{np.max(agree):.2f} (chance 0.05)")  # fmt: skip
+
+
+def rotation(xp: np.ndarray, xt: np.ndarray, args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((xp.shape[1], xp.shape[1])))
+    X, perm = xp[:4000], rng.permutation(4000)
+    for name, est in (
+        ("mini-vec2vec", MiniVec2Vec(n_restarts=1, seed=0)),
+        (f"muse {args.muse_epochs}x{args.muse_epoch_size}",
+         MUSE(n_restarts=1, seed=0, n_epochs=args.muse_epochs, epoch_size=args.muse_epoch_size)),
+    ):  # fmt: skip
+        est.fit(X, (X @ q)[perm])
+        r = est.restarts_[0]
+        print(f"{name}: R@1 {r_at_1(est.transform_x(xt), est.transform_y(xt @ q)):.3f}, converged {r['converged']}")
+
+
+def geometry(name: str, zx: np.ndarray, zy: np.ndarray, xt: np.ndarray, yt: np.ndarray) -> None:
+    from scipy.stats import spearmanr
+
+    S = unit(zx) @ unit(zy).T
+    target = S.argmax(axis=1)
+    xs, ys = unit(xt - xt.mean(0)), unit(yt - yt.mean(0))
+    iu = np.triu_indices(len(xt), 1)
+    rho = spearmanr((xs @ xs.T)[iu], (ys[target] @ ys[target].T)[iu])[0]
+    spread = distinct_targets(torch.as_tensor(zx), torch.as_tensor(zy))
+    print(f"{name}: R@1 {r_at_1(zx, zy):.3f}, Spearman(query similarities, target similarities) {rho:.2f}, "
+          f"distinct nearest targets {spread:.2f}")  # fmt: skip
+
+
+def vec2vec(xp: np.ndarray, yp: np.ndarray, xt: np.ndarray, yt: np.ndarray, model: Path) -> None:
+    if model.exists():
+        est = Vec2Vec.load(model)
+    else:
+        X, Y, _ = ub.training_sets("shuffled", 4000, 0, xp, yp, 0)
+        est = Vec2Vec(n_restarts=1, seed=0).fit(X, Y)
+        est.save(model)
+    r = est.restarts_[0]
+    print(f"vec2vec restart: converged {r['converged']}, lift {r['csls_lift']:.2f}, reasons {r['reasons']}")
+    geometry("vec2vec", np.asarray(est.transform_x(xt)), np.asarray(est.transform_y(yt)), xt, yt)
+    P = Procrustes(normalize=True, center=True).fit(xp[:1000], yp[:1000])
+    geometry("procrustes, 1,000 pairs", np.asarray(P.transform_x(xt)), np.asarray(P.transform_y(yt)), xt, yt)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((xt.shape[1], yt.shape[1])))
+    geometry("random rotation", unit(xt - xt.mean(0)) @ q, unit(yt - yt.mean(0)), xt, yt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("check", choices=("anchors", "rotation", "vec2vec"))
+    p.add_argument("--muse-epochs", type=int, default=5)
+    p.add_argument("--muse-epoch-size", type=int, default=5000)
+    p.add_argument("--model", type=Path, default=Path("/tmp/v2v_bible_s0"), help="vec2vec model folder")
+    args, rest = p.parse_known_args(argv)
+    bargs = ub.parse_args(rest)
+    bargs.data = data_path(bargs, ub.VERSES, override=bargs.data, what="the parallel Bible verses")
+    torch.set_num_threads(bargs.threads)
+    warnings.simplefilter("ignore")  # the verdicts are printed
+    import crosslingual
+
+    emb = crosslingual.embed(bargs)
+    n = bargs.n_test
+    xt, yt = emb["en_minilm"][:n].astype(np.float64), emb["es_e5"][:n].astype(np.float64)
+    xp, yp = emb["en_minilm"][n:].astype(np.float64), emb["es_e5"][n:].astype(np.float64)
+    if args.check == "anchors":
+        anchors(xp, yp)
+    elif args.check == "rotation":
+        rotation(xp, xt, args)
+    else:
+        vec2vec(xp, yp, xt, yt, args.model)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
