@@ -321,8 +321,8 @@ def pool_curve(rows: Any, *, title: str = "") -> Any:
     return fig
 
 
-#: (line style, marker) of each ``style`` value of :func:`size_curves`.
-_LINE_STYLES = {"solid": ("-", "o"), "dashed": ("--", "s"), "dotted": (":", "^")}
+#: (line style, marker) of each ``style`` value of :func:`size_curves` (Any: matplotlib types it as a Literal).
+_LINE_STYLES: dict[str, tuple[Any, str]] = {"solid": ("-", "o"), "dashed": ("--", "s"), "dotted": (":", "^")}
 
 
 def size_curves(
