@@ -17,12 +17,19 @@ Same data as ``unsupervised_bible.py`` (English MiniLM ↔ Spanish e5, the pool 
     python examples/unsupervised_checks.py anchors
     python examples/unsupervised_checks.py rotation --muse-epochs 6 --muse-epoch-size 4000
     python examples/unsupervised_checks.py vec2vec --model /tmp/v2v_bible_s0
+    python examples/unsupervised_checks.py words                # after words_en_fr.py has fitted vecmap
+
+- ``words``: the spread check on FreeDict words, from the finished ``words_en_fr.py`` run (``--run``, its run
+  folder): the share of distinct nearest French words of every distinct English word under the run's unsupervised
+  vecmap, a random rotation, and supervised centred Procrustes on the dictionary's first 5,000 pairs, with the
+  P@1 of each over all the words.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -105,13 +112,59 @@ def vec2vec(xp: np.ndarray, yp: np.ndarray, xt: np.ndarray, yt: np.ndarray, mode
     geometry("random rotation", unit(xt - xt.mean(0)) @ q, unit(yt - yt.mean(0)), xt, yt)
 
 
+def words(run: Path) -> None:
+    import csv
+    import gzip
+    import json
+
+    import pandas as pd
+
+    from alignkit.align.unsupervised import random_map
+    from alignkit.align.vecmap_unsupervised import VecMapUnsupervised
+
+    spaces = {}
+    for result in (run / "jobs" / "embed").glob("*/result.json"):
+        r = json.loads(result.read_text())
+        spaces[r["space"]] = np.load(r["layers"]["final"]["file"]).astype(np.float64)
+        source = r["data"].split("#")[0]
+    with gzip.open(source, "rt", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    en, fr = [r["en"] for r in rows], [r["fr"] for r in rows]
+    first_en = np.array(sorted({w: i for i, w in reversed(list(enumerate(en)))}.values()))
+    first_fr = np.array(sorted({w: i for i, w in reversed(list(enumerate(fr)))}.values()))
+    X, Y = spaces["en"][first_en], spaces["fr"][first_fr]
+    gold: dict[str, set[str]] = {}
+    for a, b in zip(en, fr, strict=True):
+        gold.setdefault(a, set()).add(b)
+
+    def report(name: str, zx: np.ndarray, zy: np.ndarray) -> None:
+        target = (unit(zx) @ unit(zy).T).argmax(axis=1)
+        p1 = np.mean([fr[first_fr[j]] in gold[en[i]] for i, j in zip(first_en, target, strict=True)])
+        spread = distinct_targets(torch.as_tensor(zx), torch.as_tensor(zy))
+        print(f"{name}: P@1 {p1:.3f} over {len(first_en):,} English words, distinct nearest targets {spread:.2f}")
+
+    for fp in (run / "jobs" / "fit").glob("*/fits.parquet"):
+        f = pd.read_parquet(fp)
+        if f["method"].iloc[0] == "vecmap":
+            est = VecMapUnsupervised.load(run / str(f["path"].iloc[0]))
+            report("unsupervised vecmap", np.asarray(est.transform_x(X)), np.asarray(est.transform_y(Y)))
+    q = random_map(X.shape[1], Y.shape[1], torch.Generator().manual_seed(0)).numpy()
+    report("random rotation", unit(X - X.mean(0)) @ q, unit(Y - Y.mean(0)))
+    P = Procrustes(normalize=True, center=True).fit(spaces["en"][:5000], spaces["fr"][:5000])
+    report("procrustes, first 5,000 pairs", np.asarray(P.transform_x(X)), np.asarray(P.transform_y(Y)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("check", choices=("anchors", "rotation", "vec2vec"))
+    p.add_argument("check", choices=("anchors", "rotation", "vec2vec", "words"))
     p.add_argument("--muse-epochs", type=int, default=5)
     p.add_argument("--muse-epoch-size", type=int, default=5000)
     p.add_argument("--model", type=Path, default=Path("/tmp/v2v_bible_s0"), help="vec2vec model folder")
+    p.add_argument("--run", type=Path, default=Path(tempfile.gettempdir()) / "alignkit-exp-runs" / "words-en-fr")
     args, rest = p.parse_known_args(argv)
+    if args.check == "words":
+        words(args.run)
+        return
     bargs = ub.parse_args(rest)
     bargs.data = data_path(bargs, ub.VERSES, override=bargs.data, what="the parallel Bible verses")
     torch.set_num_threads(bargs.threads)
