@@ -118,8 +118,8 @@ class MUSE(UnsupervisedAligner):
     second time the criterion falls. MUSE's defaults (5 epochs of 31,250 iterations, hidden width 2048) are
     scaled down here (5 × 5,000, width 512) so that a CPU fit takes minutes, not hours. Not further: on Bible
     verses through MiniLM (d = 384) against a random rotation of themselves, 5 × 1,000 iterations left the
-    criterion at chance and the refinement never started from a good map, while 6 × 4,000 recovered the rotation
-    (R@1 0.998; examples/README.md).
+    criterion at chance and the refinement never started from a good map, while 6 × 4,000 and 5 × 5,000 each
+    recovered the rotation (R@1 0.998; examples/unsupervised_checks.py rotation).
 
     Refinement: ``n_refinement`` (5) times, a dictionary of mutual CSLS nearest neighbours (k = ``csls_k``)
     between the first ``max_rows`` (15,000, MUSE's ``dico_max_rank``) rows of mapped X and Y, then
