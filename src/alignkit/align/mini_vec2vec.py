@@ -19,6 +19,7 @@ from alignkit._common import unit_rows
 from alignkit.align.base import register_aligner
 from alignkit.align.unsupervised import (
     BLOCK_ELEMENTS,
+    SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
     chance_scores,
@@ -133,7 +134,7 @@ def _topk_mean_targets(qa: torch.Tensor, gb: torch.Tensor, y: torch.Tensor, k: i
     "mini_vec2vec",
     paired=False,
     constraints={
-        "n_restarts": {"low": 1},
+        **SHARED_CONSTRAINTS,
         "n_runs": {"low": 1},
         "n_clusters": {"low": 2},
         "subsample": {"low": 2},
@@ -145,9 +146,6 @@ def _topk_mean_targets(qa: torch.Tensor, gb: torch.Tensor, y: torch.Tensor, k: i
         "smoothing": {"low": 0.0, "high": 1.0, "high_open": True},
         "refine_clusters": {"low": 0},
         "csls_k": {"low": 1},
-        "n_queries": {"low": 1},
-        "min_gain": {"low": 0.0, "high": 1.0},
-        "holdout": {"low": 0.0, "high": 0.5},
     },
 )
 class MiniVec2Vec(UnsupervisedAligner):

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from alignkit._common import unit_rows
 from alignkit.align.base import register_aligner
 from alignkit.align.unsupervised import (
+    SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
     chance_scores,
@@ -69,7 +70,7 @@ class Discriminator(nn.Module):
     "muse",
     paired=False,
     constraints={
-        "n_restarts": {"low": 1},
+        **SHARED_CONSTRAINTS,
         "map_init": {"choices": MAP_INITS},
         "n_epochs": {"low": 0},
         "epoch_size": {"low": 1},
@@ -88,9 +89,6 @@ class Discriminator(nn.Module):
         "n_refinement": {"low": 0},
         "max_rows": {"low": 2},
         "csls_k": {"low": 1},
-        "n_queries": {"low": 1},
-        "min_gain": {"low": 0.0, "high": 1.0},
-        "holdout": {"low": 0.0, "high": 0.5},
     },
 )
 class MUSE(UnsupervisedAligner):

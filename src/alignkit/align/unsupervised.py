@@ -422,6 +422,16 @@ def split_holdout(n_x: int, frac: float, seed: int, pairs: np.ndarray, device: t
 # --------------------------------------------------------------------------------------- estimator
 
 
+#: Parameter bounds every unsupervised aligner shares (restarts and the verdict's criterion); each method's
+#: ``register_aligner(constraints=...)`` adds its own to these.
+SHARED_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "n_restarts": {"low": 1},
+    "n_queries": {"low": 1},
+    "min_gain": {"low": 0.0, "high": 1.0},
+    "holdout": {"low": 0.0, "high": 0.5},
+}
+
+
 class UnsupervisedAligner(Aligner):
     """Base class of aligners fitted on unpaired sets (see the module docstring).
 
@@ -483,7 +493,7 @@ class UnsupervisedAligner(Aligner):
 
     def _fit_once(self, x: torch.Tensor, y: torch.Tensor, *, seed: int, pairs: np.ndarray) -> Restart:
         """One restart on float64 X and Y with the given seed and seed pairs."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_once")
 
     def _learned_scalars(self) -> list[str]:
         return [

@@ -96,6 +96,7 @@ from torch.nn import functional as F
 
 from alignkit.align.base import register_aligner, unit_rows
 from alignkit.align.unsupervised import (
+    SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
     chance_scores,
@@ -261,6 +262,7 @@ def _load_flat(module: nn.Module, flat: np.ndarray) -> None:
     "vec2vec",
     paired=False,
     constraints={
+        **SHARED_CONSTRAINTS,
         "width": {"low": 1},
         "depth": {"low": 1},
         "transform_depth": {"low": 1},
@@ -276,10 +278,7 @@ def _load_flat(module: nn.Module, flat: np.ndarray) -> None:
         "grad_clip": {"low": 0.0, "low_open": True},
         **{f"w_{k}": {"low": 0.0} for k in _LOSS_KEYS},
         "collapse_tol": {"low": 0.0},
-        "min_gain": {"low": 0.0, "high": 1.0},
         "n_queries": {"low": 2},
-        "holdout": {"low": 0.0, "high": 0.5},
-        "n_restarts": {"low": 1},
     },
 )
 class Vec2Vec(UnsupervisedAligner):

@@ -15,6 +15,7 @@ import torch
 
 from alignkit.align.base import register_aligner
 from alignkit.align.unsupervised import (
+    SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
     chance_scores,
@@ -76,7 +77,7 @@ def similarity_init(
     "vecmap_unsupervised",
     paired=False,
     constraints={
-        "n_restarts": {"low": 1},
+        **SHARED_CONSTRAINTS,
         "normalize": {"validator": check_normalize_steps},
         "n_init": {"low": 2},
         "init_rows": {"choices": INIT_ROWS},
@@ -89,9 +90,6 @@ def similarity_init(
         "threshold": {"low": 0.0},
         "max_iter": {"low": 1},
         "reweight": {"low": 0.0},
-        "n_queries": {"low": 1},
-        "min_gain": {"low": 0.0, "high": 1.0},
-        "holdout": {"low": 0.0, "high": 0.5},
     },
 )
 class VecMapUnsupervised(UnsupervisedAligner):
