@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 import torch
 
 from alignkit.align.base import ALIGNERS, Aligner, register_aligner
@@ -29,8 +30,10 @@ from alignkit.align.unsupervised import (
     csls_lift,
     csls_nearest,
     csls_scores,
+    distinct_sets,
     mean_csls_criterion,
     random_map,
+    restart_agreement,
     split_holdout,
 )
 from alignkit.align.vecmap_unsupervised import VecMapUnsupervised, similarity_init
@@ -270,22 +273,25 @@ def test_kmeans_finds_separated_clusters():
 
 
 class _Scripted(UnsupervisedAligner):
-    """A toy: restart r returns the r-th scripted (criterion, converged)."""
+    """A toy: restart r returns the r-th scripted (criterion, converged, map): map m rotates X by a fixed random
+    rotation R_m, so restarts with the same map agree on every row and restarts with different maps do not."""
 
     _arrays: ClassVar[tuple[str, ...]] = ("value_",)
-    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {"value_": (1,), "criterion_": ()}
-    script: ClassVar[list[tuple[float, bool]]] = []
+    _shapes: ClassVar[dict[str, tuple[str | int, ...]]] = {"value_": (2,), "criterion_": ()}
+    script: ClassVar[list[tuple[float, bool, int]]] = []
+    maps: ClassVar[list[np.ndarray]] = [scipy.stats.special_ortho_group.rvs(3, random_state=m) for m in range(3)]
 
     def __init__(self, n_restarts: int = 3, seed: int = 0) -> None:
         self.n_restarts = n_restarts
         self.seed = seed
 
     def _fit_once(self, x: torch.Tensor, y: torch.Tensor, *, seed: int, pairs: np.ndarray) -> Restart:
-        crit, ok = self.script[seed - self._hp["seed"]]
-        return Restart({"value_": np.array([float(seed)])}, crit, ok, {"n_pairs": int(pairs.shape[0])})
+        crit, ok, m = self.script[seed - self._hp["seed"]]
+        info = {"n_pairs": int(pairs.shape[0]), "rows": [int(x.shape[0]), int(y.shape[0])], "reasons": []}
+        return Restart({"value_": np.array([float(seed), float(m)])}, crit, ok, info)
 
     def _transform_x(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+        return x @ torch.as_tensor(self.maps[int(self.value_[1])], dtype=x.dtype)
 
     def _transform_y(self, y: torch.Tensor) -> torch.Tensor:
         return y
@@ -301,23 +307,81 @@ def _scripted_registered():
     ALIGNERS.remove("_scripted_unsupervised")
 
 
+def _rotated(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y = X R_m (rows shuffled): the map m is right, the others are not."""
+    X = rng.standard_normal((60, 3))
+    return X, (X @ _Scripted.maps[m])[rng.permutation(60)]
+
+
 def test_base_keeps_best_converged_restart_and_records_all(rng, tmp_path):
-    X, Y = rng.standard_normal((20, 3)), rng.standard_normal((25, 3))
-    _Scripted.script = [(0.5, True), (0.9, False), (0.7, True)]
+    X, Y = _rotated(rng, 0)
+    _Scripted.script = [(0.5, True, 0), (0.9, False, 1), (0.7, True, 0)]
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnsupervisedFitWarning)
         est = _Scripted(seed=10).fit(X, Y, seed_pairs=[[0, 1], [2, 3]])
     assert est.best_restart_ == 2 and est.value_[0] == 12.0 and est.criterion_ == 0.7  # not the unconverged 0.9
     assert [r["seed"] for r in est.restarts_] == [10, 11, 12]
     assert [r["converged"] for r in est.restarts_] == [True, False, True]
-    assert est.restarts_[1] == {"restart": 1, "seed": 11, "criterion": 0.9, "converged": False, "n_pairs": 2}
-    assert (est.n_items_x_, est.n_items_y_, est.n_seed_pairs_) == (20, 25, 2)
+    rec = est.restarts_[1]
+    assert {k: rec[k] for k in ("restart", "seed", "criterion", "converged", "n_pairs")} == {
+        "restart": 1, "seed": 11, "criterion": 0.9, "converged": False, "n_pairs": 2
+    }  # fmt: skip
+    # restarts 0 and 2 use the same map: they agree on every query row; map 1 lands elsewhere
+    agree = np.array([r["agreement"] for r in est.restarts_])
+    np.testing.assert_array_equal(np.diag(agree), 1.0)
+    np.testing.assert_array_equal(agree, agree.T)
+    assert agree[0, 2] == 1.0 and agree[0, 1] < 0.2
+    assert (est.n_items_x_, est.n_items_y_, est.n_seed_pairs_) == (60, 60, 2)
     loaded = Aligner.load(est.save(tmp_path / "toy"))
     assert loaded.restarts_ == est.restarts_ and loaded.best_restart_ == 2
-    _Scripted.script = [(0.1, False), (0.3, False), (0.2, False)]
+    _Scripted.script = [(0.1, False, 0), (0.3, False, 0), (0.2, False, 0)]
     with pytest.warns(UnsupervisedFitWarning, match=r"none of 3 restarts converged.*0\.1000, 0\.3000, 0\.2000"):
         est = _Scripted().fit(X, Y)
     assert est.best_restart_ == 1
+
+
+def test_a_restart_no_other_restart_confirms_is_not_converged(rng):
+    """Restart-agreement: passing its own checks is not enough when no other passing restart lands on the same rows."""
+    X, Y = _rotated(rng, 0)
+    _Scripted.script = [(0.5, True, 0), (0.9, True, 1), (0.7, True, 0)]  # the best criterion is the odd one out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnsupervisedFitWarning)
+        est = _Scripted().fit(X, Y)
+    assert [r["converged"] for r in est.restarts_] == [True, False, True] and est.best_restart_ == 2
+    assert "no other restart that passed its checks agrees with it" in est.restarts_[1]["reasons"][-1]
+    # the only agreeing restart failed its own checks: no confirmation, so nothing converged
+    _Scripted.script = [(0.5, True, 0), (0.4, False, 0), (0.7, True, 1)]
+    with pytest.warns(UnsupervisedFitWarning, match="none of 3 restarts converged"):
+        est = _Scripted().fit(X, Y)
+    assert not any(r["converged"] for r in est.restarts_)
+    # the threshold is a parameter; one restart cannot be confirmed and keeps its own verdict (no agreement record)
+    _Scripted.script = [(0.5, True, 0)]
+    est = _Scripted(n_restarts=1).fit(X, Y)
+    assert est.restarts_[0]["converged"] and "agreement" not in est.restarts_[0]
+
+
+def test_duplicate_rows_are_dropped_and_seed_pairs_follow(rng, monkeypatch):
+    """Unpaired inputs are sets: exact duplicate rows are dropped before the restarts see them (a repeated row
+    would leak held-out rows into training), and the seed pairs are re-indexed to the distinct rows."""
+    X, Y = _rotated(rng, 0)
+    Xd = np.concatenate([X, X[:10]])  # rows 60..69 repeat rows 0..9
+    Yd = np.concatenate([Y[5:6], Y])  # row 0 repeats row 6 (= Y row 5)
+    _Scripted.script = [(0.5, True, 0)] * 2
+    est = _Scripted(n_restarts=2).fit(Xd, Yd, seed_pairs=[[60, 6], [0, 0], [3, 4]])  # the first two are one pair
+    assert (est.n_items_x_, est.n_items_y_, est.n_distinct_x_, est.n_distinct_y_) == (70, 61, 60, 60)
+    assert est.restarts_[0]["rows"] == [60, 60] and est.n_seed_pairs_ == est.restarts_[0]["n_pairs"] == 2
+    xd, yd, pairs = distinct_sets(torch.as_tensor(Xd), torch.as_tensor(Yd), np.array([[60, 6], [0, 0], [3, 4]]))
+    np.testing.assert_array_equal(xd.numpy(), X)  # first occurrences, in order
+    np.testing.assert_array_equal(yd.numpy(), Yd[[0, *range(1, 6), *range(7, 61)]])
+    np.testing.assert_array_equal(pairs, [[0, 0], [3, 4]])
+    monkeypatch.setattr(_Scripted, "_min_items", 5)
+    with pytest.raises(ValueError, match="at least 5 distinct rows of Y; got 3"):
+        _Scripted().fit(X, np.tile(Y[:3], (4, 1)))
+
+
+def test_restart_agreement_matrix():
+    t = [torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 0]), torch.tensor([3, 2, 1, 0])]
+    assert restart_agreement(t) == [[1.0, 0.75, 0.0], [0.75, 1.0, 0.25], [0.0, 0.25, 1.0]]
 
 
 @pytest.mark.parametrize(
@@ -331,7 +395,7 @@ def test_base_keeps_best_converged_restart_and_records_all(rng, tmp_path):
     ],
 )
 def test_bad_seed_pairs(rng, seed_pairs, match):
-    _Scripted.script = [(0.5, True)] * 3
+    _Scripted.script = [(0.5, True, 0)] * 3
     with pytest.raises(ValueError, match=match):
         _Scripted().fit(rng.standard_normal((20, 3)), rng.standard_normal((25, 3)), seed_pairs=seed_pairs)
 

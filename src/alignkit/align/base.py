@@ -206,8 +206,7 @@ class Aligner(BaseEstimator, ABC):
     def _check_fitted(self, method: str) -> None:
         if not hasattr(self, "n_features_x_"):
             raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet: call fit(X, Y) on paired rows "
-                f"before {method}()."
+                f"This {type(self).__name__} instance is not fitted yet: call fit(X, Y) before {method}()."
             )
 
     def _input(self, X: ArrayLike, side: str, method: str) -> torch.Tensor:

@@ -180,6 +180,7 @@ class MUSE(UnsupervisedAligner):
         n_queries: int = 10_000,
         min_gain: float = 0.2,
         holdout: float = 0.1,
+        min_agreement: float = 0.5,
     ) -> None:
         self.n_restarts = n_restarts
         self.seed = seed
@@ -204,6 +205,7 @@ class MUSE(UnsupervisedAligner):
         self.n_queries = n_queries
         self.min_gain = min_gain
         self.holdout = holdout
+        self.min_agreement = min_agreement
 
     # ----------------------------------------------------------------------------------- preprocessing
 

@@ -327,6 +327,7 @@ class Vec2Vec(UnsupervisedAligner):
         min_gain: float = 0.2,
         n_queries: int = 2000,
         holdout: float = 0.1,
+        min_agreement: float = 0.5,
         device: str | None = None,
         n_restarts: int = 3,
         seed: int = 0,
@@ -357,6 +358,7 @@ class Vec2Vec(UnsupervisedAligner):
         self.min_gain = min_gain
         self.n_queries = n_queries
         self.holdout = holdout
+        self.min_agreement = min_agreement
         self.device = device
         self.n_restarts = n_restarts
         self.seed = seed

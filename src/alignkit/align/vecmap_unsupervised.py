@@ -167,6 +167,7 @@ class VecMapUnsupervised(UnsupervisedAligner):
         n_queries: int = 10_000,
         min_gain: float = 0.2,
         holdout: float = 0.1,
+        min_agreement: float = 0.5,
     ) -> None:
         self.n_restarts = n_restarts
         self.seed = seed
@@ -187,6 +188,7 @@ class VecMapUnsupervised(UnsupervisedAligner):
         self.n_queries = n_queries
         self.min_gain = min_gain
         self.holdout = holdout
+        self.min_agreement = min_agreement
 
     def _validate_params(self) -> dict[str, Any]:
         hp = super()._validate_params()
