@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,8 @@ def summary(run_dir: Path) -> tuple[list[dict[str, Any]], str]:
     fits = pd.read_parquet(run_dir / "fits.parquet")
     rows = ev.to_dict("records")
     lines = [
-        "| experiment | method | scoring | P@1 | P@5 | P@10 | fit s |",
-        "|---|---|---|---|---|---|---|",
+        "| experiment | method | scoring | P@1 | P@5 | P@10 | fit s | restarts converged |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     p = ev[ev.metric.str.startswith("P@")]
     for (exp, method, scoring), g in p.groupby(["experiment", "method", "scoring"], sort=True):
@@ -66,9 +67,22 @@ def summary(run_dir: Path) -> tuple[list[dict[str, Any]], str]:
         for k in (1, 5, 10):
             v = g[g.metric == f"P@{k}"]["value"]
             cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
-        f = fits[(fits.experiment == exp) & (fits.method == method)]["fit_seconds"]
-        lines.append(f"| {exp} | {method} | {scoring} | " + " | ".join(cells) + f" | {f.min():.0f}–{f.max():.0f} |")
+        fit = fits[(fits.experiment == exp) & (fits.method == method)]
+        f = fit["fit_seconds"]
+        lines.append(
+            f"| {exp} | {method} | {scoring} | "
+            + " | ".join(cells)
+            + f" | {f.min():.0f}–{f.max():.0f} | {converged_restarts(fit.get('restarts'))} |"
+        )
     return rows, "\n".join(lines)
+
+
+def converged_restarts(records: Any) -> str:
+    """ "k/n" restarts converged over the fits' JSON restart records ("—" for paired fits, which have none)."""
+    if records is None:
+        return "—"
+    flags = [r["converged"] for cell in records.dropna() for r in json.loads(cell)]
+    return f"{sum(flags)}/{len(flags)}" if flags else "—"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -520,6 +520,21 @@ def test_save_load_round_trip(fitted, name, tmp_path):
         np.testing.assert_array_equal(loaded.translate(X), est.translate(X))
 
 
+def test_a_file_saved_before_duplicates_were_dropped_still_loads(fitted, tmp_path):
+    import json
+
+    folder = fitted["vecmap"].save(tmp_path / "old")
+    cfg = json.loads((folder / "config.json").read_text())
+    del cfg["fitted"]["n_distinct_x_"], cfg["fitted"]["n_distinct_y_"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    loaded = Aligner.load(folder)
+    assert (loaded.n_distinct_x_, loaded.n_distinct_y_) == (loaded.n_items_x_, loaded.n_items_y_)
+    cfg["fitted"]["n_items_x_"] = "many"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="n_items_x_"):
+        Aligner.load(folder)
+
+
 def test_translate_lands_on_the_partners_in_y_coordinates(fitted):
     for name in ("muse", "mini"):
         X, Y, pairs = _data(name)

@@ -169,6 +169,11 @@ class Aligner(BaseEstimator, ABC):
         """
         return self.param_schema().validate(self.get_params(deep=False), type(self).__name__)
 
+    def _upgrade_fitted(self, fitted: dict[str, Any]) -> dict[str, Any]:
+        """Fitted values read from a file saved by an earlier alignkit, completed to today's set (``load``); the
+        strict checks run on the result. Subclasses that added a fitted value fill it in here."""
+        return fitted
+
     def _validate_params(self) -> dict[str, Any]:
         """Check the hyper-parameters (the start of ``fit``, a run config, ``load``): a clear error names the
         parameter. Subclasses add checks that involve several parameters."""
@@ -365,6 +370,7 @@ class Aligner(BaseEstimator, ABC):
             obj._validate_params()  # a tampered hyper-parameter fails here, not on first use
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{cfg_path}: {exc}") from None
+        fitted = obj._upgrade_fitted(dict(fitted))
         _check_fitted_values(obj, fitted, cfg_path)
         _check_arrays(obj, arrays, fitted, state_path)
         for k, v in fitted.items():
@@ -379,7 +385,7 @@ class Aligner(BaseEstimator, ABC):
 
 #: shape symbols bound by the fitted widths every aligner saves
 _WIDTHS = {"d_x": "n_features_x_", "d_y": "n_features_y_"}
-_COUNTS = ("n_features_x_", "n_features_y_", "n_pairs_")
+_COUNTS = ("n_features_x_", "n_features_y_", "n_pairs_", "n_items_x_", "n_items_y_", "n_distinct_x_", "n_distinct_y_")
 
 
 def _short(value: Any) -> str:

@@ -592,6 +592,13 @@ class UnsupervisedAligner(Aligner):
                 )
         return agree
 
+    def _upgrade_fitted(self, fitted: dict[str, Any]) -> dict[str, Any]:
+        # saved before duplicate rows were dropped: the fit saw every row
+        for side in ("x", "y"):
+            if f"n_items_{side}_" in fitted:
+                fitted.setdefault(f"n_distinct_{side}_", fitted[f"n_items_{side}_"])
+        return fitted
+
     def _learned_scalars(self) -> list[str]:
         return [
             "n_features_x_", "n_features_y_", "n_items_x_", "n_items_y_", "n_distinct_x_", "n_distinct_y_",
