@@ -18,7 +18,11 @@ Same data as ``unsupervised_bible.py`` (English MiniLM ↔ Spanish e5, the pool 
     python examples/unsupervised_checks.py rotation --muse-epochs 6 --muse-epoch-size 4000
     python examples/unsupervised_checks.py vec2vec --model /tmp/v2v_bible_s0
     python examples/unsupervised_checks.py words                # after words_en_fr.py has fitted vecmap
+    python examples/unsupervised_checks.py agreement --methods vecmap mini vec2vec
 
+- ``agreement``: the verdict's restart-agreement step on the shuffled set: vecmap (3 restarts, no pairs),
+  mini-vec2vec (3 restarts, 50 seed pairs) and vec2vec (2 restarts, no pairs), each fitted once; every restart's
+  own checks, its agreement with the others, and the kept map's R@1 on the 1,000 test verses.
 - ``words``: the spread check on FreeDict words, from the finished ``words_en_fr.py`` run (``--run``, its run
   folder): the share of distinct nearest French words of every distinct English word under the run's unsupervised
   vecmap, a random rotation, and supervised centred Procrustes on the dictionary's first 5,000 pairs, with the
@@ -42,6 +46,7 @@ from alignkit.align import Procrustes
 from alignkit.align.mini_vec2vec import MiniVec2Vec, kmeans, match_centroids
 from alignkit.align.muse import MUSE
 from alignkit.align.vec2vec import Vec2Vec, distinct_targets
+from alignkit.align.vecmap_unsupervised import VecMapUnsupervised
 
 
 def unit(a: np.ndarray) -> np.ndarray:
@@ -112,6 +117,26 @@ def vec2vec(xp: np.ndarray, yp: np.ndarray, xt: np.ndarray, yt: np.ndarray, mode
     geometry("random rotation", unit(xt - xt.mean(0)) @ q, unit(yt - yt.mean(0)), xt, yt)
 
 
+def agreement(xp: np.ndarray, yp: np.ndarray, xt: np.ndarray, yt: np.ndarray, methods: list[str]) -> None:
+    """Each method fitted once with several restarts on the shuffled set: every restart's own checks, its
+    agreement with the others (the verdict's second step) and the kept map's R@1 on the test verses."""
+    for method in methods:
+        seeds = 50 if method == "mini" else 0
+        X, Y, pairs = ub.training_sets("shuffled", 4000, seeds, xp, yp, 0)
+        est = {
+            "vecmap": lambda: VecMapUnsupervised(n_restarts=3, seed=0, patience=10),
+            "mini": lambda: MiniVec2Vec(n_restarts=3, seed=0),
+            "vec2vec": lambda: Vec2Vec(n_restarts=2, seed=0),
+        }[method]()
+        est.fit(X, Y, seed_pairs=pairs)
+        print(f"{method} ({seeds} seed pairs), kept restart {est.best_restart_}: "
+              f"R@1 {r_at_1(est.transform_x(xt), est.transform_y(yt)):.3f}")  # fmt: skip
+        for r in est.restarts_:
+            last = (r["reasons"] or ["-"])[-1]
+            print(f"  restart {r['restart']}: converged {r['converged']}, gain {r['gain']:.3f}, lift "
+                  f"{r['csls_lift']:.3f}, agreement {r['agreement']}, last reason {last}")  # fmt: skip
+
+
 def words(run: Path) -> None:
     import csv
     import gzip
@@ -120,7 +145,6 @@ def words(run: Path) -> None:
     import pandas as pd
 
     from alignkit.align.unsupervised import random_map
-    from alignkit.align.vecmap_unsupervised import VecMapUnsupervised
 
     spaces = {}
     for result in (run / "jobs" / "embed").glob("*/result.json"):
@@ -156,7 +180,8 @@ def words(run: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("check", choices=("anchors", "rotation", "vec2vec", "words"))
+    p.add_argument("check", choices=("anchors", "rotation", "vec2vec", "words", "agreement"))
+    p.add_argument("--methods", nargs="+", default=["vecmap", "mini", "vec2vec"], help="for the agreement check")
     p.add_argument("--muse-epochs", type=int, default=5)
     p.add_argument("--muse-epoch-size", type=int, default=5000)
     p.add_argument("--model", type=Path, default=Path("/tmp/v2v_bible_s0"), help="vec2vec model folder")
@@ -179,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         anchors(xp, yp)
     elif args.check == "rotation":
         rotation(xp, xt, args)
+    elif args.check == "agreement":
+        agreement(xp, yp, xt, yt, args.methods)
     else:
         vec2vec(xp, yp, xt, yt, args.model)
 

@@ -70,7 +70,7 @@ _MAX_RANKED = 64
 
 
 class UnsupervisedFitWarning(UserWarning):
-    """No restart of an unsupervised fit converged: the kept map may be no better than chance."""
+    """No restart of an unsupervised fit converged: the kept map may not have found the correspondence."""
 
 
 @dataclass
@@ -544,7 +544,8 @@ class UnsupervisedAligner(Aligner):
             warnings.warn(
                 UnsupervisedFitWarning(
                     f"{type(self).__name__}: none of {len(restarts)} restarts converged (criterion per restart: "
-                    f"{values}); the kept map (restart {best}) may be no better than chance. Try more restarts, "
+                    f"{values}); the kept map (restart {best}) may not have found the correspondence (it may be "
+                    "partly right or no better than chance: score it on a few known pairs). Try more restarts, "
                     "a few seed_pairs, or check that the spaces hold comparable items."
                 ),
                 stacklevel=2,
