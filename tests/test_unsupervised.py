@@ -297,14 +297,26 @@ class _Scripted(UnsupervisedAligner):
         return y
 
 
+class _Agreeing(_Scripted):
+    """The toy with the ``min_agreement`` hyper-parameter every real unsupervised aligner has."""
+
+    def __init__(self, n_restarts: int = 3, seed: int = 0, min_agreement: float = 0.5) -> None:
+        super().__init__(n_restarts, seed)
+        self.min_agreement = min_agreement
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _scripted_registered():
     """Registered only while this module's tests run (collection-time registration leaked into other tests)."""
     from alignkit.align import ALIGNERS
 
     register_aligner("_scripted_unsupervised", paired=False, replace=True)(_Scripted)
+    register_aligner(
+        "_agreeing_unsupervised", paired=False, replace=True, constraints={"min_agreement": {"low": 0.0, "high": 1.0}}
+    )(_Agreeing)
     yield
     ALIGNERS.remove("_scripted_unsupervised")
+    ALIGNERS.remove("_agreeing_unsupervised")
 
 
 def _rotated(rng: np.random.Generator, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -354,10 +366,22 @@ def test_a_restart_no_other_restart_confirms_is_not_converged(rng):
     with pytest.warns(UnsupervisedFitWarning, match="none of 3 restarts converged"):
         est = _Scripted().fit(X, Y)
     assert not any(r["converged"] for r in est.restarts_)
-    # the threshold is a parameter; one restart cannot be confirmed and keeps its own verdict (no agreement record)
+    # one restart cannot be confirmed and keeps its own verdict (no agreement record)
     _Scripted.script = [(0.5, True, 0)]
     est = _Scripted(n_restarts=1).fit(X, Y)
     assert est.restarts_[0]["converged"] and "agreement" not in est.restarts_[0]
+
+
+def test_min_agreement_is_the_threshold(rng):
+    """Agreement ≥ min_agreement confirms (1.0 ≥ 1.0), below does not; min_agreement = 0 turns the step off."""
+    X, Y = _rotated(rng, 0)
+    _Scripted.script = [(0.5, True, 0), (0.9, True, 1), (0.7, True, 0)]
+    est = _Agreeing(min_agreement=1.0).fit(X, Y)
+    assert [r["converged"] for r in est.restarts_] == [True, False, True]
+    est = _Agreeing(min_agreement=0.0).fit(X, Y)
+    assert all(r["converged"] for r in est.restarts_) and est.best_restart_ == 1
+    with pytest.raises(ValueError, match="min_agreement"):
+        _Agreeing(min_agreement=1.5).fit(X, Y)
 
 
 def test_duplicate_rows_are_dropped_and_seed_pairs_follow(rng, monkeypatch):
@@ -367,13 +391,19 @@ def test_duplicate_rows_are_dropped_and_seed_pairs_follow(rng, monkeypatch):
     Xd = np.concatenate([X, X[:10]])  # rows 60..69 repeat rows 0..9
     Yd = np.concatenate([Y[5:6], Y])  # row 0 repeats row 6 (= Y row 5)
     _Scripted.script = [(0.5, True, 0)] * 2
-    est = _Scripted(n_restarts=2).fit(Xd, Yd, seed_pairs=[[60, 6], [0, 0], [3, 4]])  # the first two are one pair
+    given = [[60, 6], [0, 0], [3, 4], [65, 10]]  # the first two are one pair; Y row 10 comes after a dropped row
+    est = _Scripted(n_restarts=2).fit(Xd, Yd, seed_pairs=given)
     assert (est.n_items_x_, est.n_items_y_, est.n_distinct_x_, est.n_distinct_y_) == (70, 61, 60, 60)
-    assert est.restarts_[0]["rows"] == [60, 60] and est.n_seed_pairs_ == est.restarts_[0]["n_pairs"] == 2
-    xd, yd, pairs = distinct_sets(torch.as_tensor(Xd), torch.as_tensor(Yd), np.array([[60, 6], [0, 0], [3, 4]]))
+    assert est.restarts_[0]["rows"] == [60, 60] and est.n_seed_pairs_ == est.restarts_[0]["n_pairs"] == 3
+    xd, yd, pairs = distinct_sets(torch.as_tensor(Xd), torch.as_tensor(Yd), np.array(given))
     np.testing.assert_array_equal(xd.numpy(), X)  # first occurrences, in order
     np.testing.assert_array_equal(yd.numpy(), Yd[[0, *range(1, 6), *range(7, 61)]])
-    np.testing.assert_array_equal(pairs, [[0, 0], [3, 4]])
+    np.testing.assert_array_equal(pairs, [[0, 0], [3, 4], [5, 9]])
+    np.testing.assert_array_equal(Xd[65], xd[5].numpy())
+    np.testing.assert_array_equal(Yd[10], yd[9].numpy())
+    same = distinct_sets(torch.as_tensor(X), torch.as_tensor(Y), np.array([[2, 1]]))  # nothing repeated
+    assert same[0].data_ptr() == torch.as_tensor(X).data_ptr() or np.array_equal(same[0].numpy(), X)
+    np.testing.assert_array_equal(same[2], [[2, 1]])
     monkeypatch.setattr(_Scripted, "_min_items", 5)
     with pytest.raises(ValueError, match="at least 5 distinct rows of Y; got 3"):
         _Scripted().fit(X, np.tile(Y[:3], (4, 1)))

@@ -31,10 +31,13 @@ Restart agreement. Those checks say a map found structure beyond chance, not tha
 correspondence: a map that lands every query on a similar but wrong row passes them. So, with two or more
 restarts, a restart that passed its own checks stays converged only when another restart that passed them
 translates at least ``min_agreement`` (0.5) of a seeded sample of rows of X (up to ``n_queries``) to the same
-CSLS-nearest rows of Y (:func:`restart_agreement`; each record holds its row of the agreement matrix). Restarts
-differ in seed, held-out rows and initial sample, and the correspondence is one map they can all find, while a
-wrong map is one of many. On Bible verses (MiniLM ↔ e5, 4,000 a side) vecmap's three restarts agree on 99 % of
-the rows, random maps on 0.1–0.3 %. With one restart nothing can confirm it, and its own checks decide.
+CSLS-nearest rows of Y (:func:`restart_agreement`; each record holds its row of the agreement matrix;
+``min_agreement=0`` turns the step off). Restarts differ in seed and held-out rows (and in what the method draws
+at random: vecmap's dictionary dropout and, above ``n_init`` rows, its initial sample; MUSE's and vec2vec's
+initial weights), and the correspondence is one map they can all find, while a wrong map is usually one of many.
+A wrong map that every restart reaches (a deterministic failure) is not caught by this step. On Bible verses
+(MiniLM ↔ e5, 4,000 a side) vecmap's three restarts agree on 99 % of the rows, random maps on 0.1–0.3 %. With
+one restart nothing can confirm it, and its own checks decide.
 
 A subclass implements ``_fit_once(x, y, *, seed, pairs) -> Restart`` on validated float64 tensors and the
 usual ``_transform_x`` / ``_transform_y`` (and ``_translate``) reading its learned arrays.
@@ -437,12 +440,16 @@ def distinct_sets(x: torch.Tensor, y: torch.Tensor, pairs: np.ndarray) -> tuple[
     """X and Y with exact duplicate rows dropped (first occurrence kept, order kept) and the seed pairs re-indexed.
 
     Unpaired inputs are sets: a repeated row adds no item, and it would leak a held-out row into the training
-    rows (a word list built from dictionary pairs repeats each word once per pair)."""
+    rows (a word list built from dictionary pairs repeats each word once per pair). The seed pairs come back
+    sorted, a repeated pair once."""
     out = []
     for t in (x, y):
         _, inverse = torch.unique(t, dim=0, return_inverse=True)
         first = torch.full((int(inverse.max()) + 1,), t.shape[0], dtype=torch.long, device=t.device)
         first = first.scatter_reduce(0, inverse, torch.arange(t.shape[0], device=t.device), reduce="amin")
+        if first.numel() == t.shape[0]:  # no duplicates: no copy
+            out.append((t, np.arange(t.shape[0])))
+            continue
         keep = first.sort().values
         position = torch.empty(t.shape[0], dtype=torch.long, device=t.device)
         position[keep] = torch.arange(keep.numel(), device=t.device)

@@ -95,49 +95,50 @@ def similarity_init(
 class VecMapUnsupervised(UnsupervisedAligner):
     """vecmap, fully unsupervised (Artetxe, Labaka & Agirre, ACL 2018): fit(X, Y) on unpaired sets.
 
-    Rows of X and Y carry no correspondence and their counts may differ. Steps (artetxem/vecmap
-    ``map_embeddings.py --unsupervised``):
+        Rows of X and Y carry no correspondence and their counts may differ. Steps (artetxem/vecmap
+        ``map_embeddings.py --unsupervised``):
 
-    0. Normalise each side with ``normalize`` (default unit, center, unit; means over all rows).
-    1. Initial dictionary (:func:`similarity_init`) on ``n_init`` rows of each side (4,000 in vecmap, which
-       takes the most frequent words; ``init_rows="first"`` does the same, ``"random"``, the default, draws
-       a seeded sample per restart because generic sets are not frequency-ordered and restarts then start
-       from different samples).
-    2. Self-learning on the first ``max_rows`` rows of each side (vecmap's ``--vocabulary_cutoff`` 20,000):
-       orthogonal Procrustes ``W = UVᵀ`` on the dictionary, then a new dictionary by CSLS retrieval
-       (k = ``csls_k``) forward ∪ backward, each candidate kept with probability p
-       (:func:`alignkit.align.unsupervised.csls_induction`, blocked). p starts at ``keep_prob`` (0.1) and is
-       multiplied by ``keep_multiplier`` (2) after ``patience`` (50) iterations without a gain ≥ ``threshold``
-       (1e-6) of the objective, the mean best similarity of both directions; the loop ends when p = 1 brings
-       no gain (or at ``max_iter``, a safety cap vecmap does not have).
-    3. The full mapping on the final dictionary: whiten each side (``(X_dᵀX_d)^{-1/2}``), orthogonal map from
-       ``svd(X_wᵀZ_w) = U S Vᵀ``, re-weight both by ``S^reweight`` (0.5), de-whiten each side with its own
-       ``(X_dᵀX_d)^{1/2}`` (``whiten``, ``dewhiten``; as :class:`alignkit.align.VecMap`).
+        0. Normalise each side with ``normalize`` (default unit, center, unit; means over all rows).
+        1. Initial dictionary (:func:`similarity_init`) on ``n_init`` rows of each side (4,000 in vecmap, which
+           takes the most frequent words; ``init_rows="first"`` does the same, ``"random"``, the default, draws
+           a seeded sample per restart because generic sets are not frequency-ordered and restarts then start
+           from different samples).
+        2. Self-learning on the first ``max_rows`` rows of each side (vecmap's ``--vocabulary_cutoff`` 20,000):
+           orthogonal Procrustes ``W = UVᵀ`` on the dictionary, then a new dictionary by CSLS retrieval
+           (k = ``csls_k``) forward ∪ backward, each candidate kept with probability p
+           (:func:`alignkit.align.unsupervised.csls_induction`, blocked). p starts at ``keep_prob`` (0.1) and is
+           multiplied by ``keep_multiplier`` (2) after ``patience`` (50) iterations without a gain ≥ ``threshold``
+           (1e-6) of the objective, the mean best similarity of both directions; the loop ends when p = 1 brings
+           no gain (or at ``max_iter``, a safety cap vecmap does not have).
+        3. The full mapping on the final dictionary: whiten each side (``(X_dᵀX_d)^{-1/2}``), orthogonal map from
+           ``svd(X_wᵀZ_w) = U S Vᵀ``, re-weight both by ``S^reweight`` (0.5), de-whiten each side with its own
+           ``(X_dᵀX_d)^{1/2}`` (``whiten``, ``dewhiten``; as :class:`alignkit.align.VecMap`).
 
-    Seed pairs (semi-supervised) join every dictionary (vecmap replaces its dictionary each iteration; the seed
-    pairs are known to be right) and may replace the initial dictionary of step 1: ``seed_init="pairs"`` is
-    vecmap's ``--semi_supervised`` (the seed pairs alone start the self-learning), ``"unsupervised"`` keeps
-    step 1 (plus the seed pairs), and ``"best"`` (the default) runs both and keeps the one with the better
-    held-out criterion (converged first), recorded as ``init`` with both in ``inits``. Both are needed: on Bible
-    verses 10 seed pairs alone start self-learning nowhere (R@1 0.02) where step 1 reaches 0.95, while on
-    structureless data step 1 fails and 50 seed pairs succeed. With seed pairs a restart therefore costs two
-    self-learning runs.
+        Seed pairs (semi-supervised) join every dictionary (vecmap replaces its dictionary each iteration; the seed
+        pairs are known to be right) and may replace the initial dictionary of step 1: ``seed_init="pairs"`` is
+        vecmap's ``--semi_supervised`` (the seed pairs alone start the self-learning), ``"unsupervised"`` keeps
+        step 1 (plus the seed pairs), and ``"best"`` (the default) runs both and keeps the one with the better
+        held-out criterion (converged first), recorded as ``init`` with both in ``inits`` (their ``converged`` flags
+    are the single-restart checks, before the agreement between restarts). Both are needed: on Bible
+        verses 10 seed pairs alone start self-learning nowhere (R@1 0.02) where step 1 reaches 0.95, while on
+        structureless data step 1 fails and 50 seed pairs succeed. With seed pairs a restart therefore costs two
+        self-learning runs.
 
-    Criterion and verdict: a seeded ``holdout`` share (10 %) of the rows of X is left out of the fit; the
-    criterion is :func:`~alignkit.align.unsupervised.mean_csls_criterion` of (up to ``n_queries`` of) these
-    held-out rows in the self-learning space (normalised X mapped by the final orthogonal W against normalised
-    Y), so a map that merely fits its own rows (as self-learning does even on two unrelated sets) scores chance;
-    a restart has converged by :func:`~alignkit.align.unsupervised.verdict_info` (gain over the chance level of
-    random orthogonal maps at least ``min_gain``, mean CSLS lifted over its chance level). Each restart's record
-    holds the iterations, the final keep probability, the objective per iteration, the seconds of the
-    initialisation and per iteration, and the verdict's reasons.
+        Criterion and verdict: a seeded ``holdout`` share (10 %) of the rows of X is left out of the fit; the
+        criterion is :func:`~alignkit.align.unsupervised.mean_csls_criterion` of (up to ``n_queries`` of) these
+        held-out rows in the self-learning space (normalised X mapped by the final orthogonal W against normalised
+        Y), so a map that merely fits its own rows (as self-learning does even on two unrelated sets) scores chance;
+        a restart has converged by :func:`~alignkit.align.unsupervised.verdict_info` (gain over the chance level of
+        random orthogonal maps at least ``min_gain``, mean CSLS lifted over its chance level). Each restart's record
+        holds the iterations, the final keep probability, the objective per iteration, the seconds of the
+        initialisation and per iteration, and the verdict's reasons.
 
-    d_x ≠ d_y: W is the semi-orthogonal thin-SVD factor and the full mapping keeps min(d_x, d_y) shared
-    coordinates. Compute: the similarity passes are float32 (vecmap's default precision), O(n_x·n_y·d) per
-    iteration in two blocked passes, memory O(block + n·d); everything else is float64.
+        d_x ≠ d_y: W is the semi-orthogonal thin-SVD factor and the full mapping keeps min(d_x, d_y) shared
+        coordinates. Compute: the similarity passes are float32 (vecmap's default precision), O(n_x·n_y·d) per
+        iteration in two blocked passes, memory O(block + n·d); everything else is float64.
 
-    Learned: ``map_x_`` (d_x × k), ``map_y_`` (d_y × k), ``centers_x_``, ``centers_y_`` (one row per "center"
-    step), ``singular_values_`` (k). Shared space only (no ``translate``): both sides are mapped.
+        Learned: ``map_x_`` (d_x × k), ``map_y_`` (d_y × k), ``centers_x_``, ``centers_y_`` (one row per "center"
+        step), ``singular_values_`` (k). Shared space only (no ``translate``): both sides are mapped.
     """
 
     _arrays: ClassVar[tuple[str, ...]] = ("map_x_", "map_y_", "centers_x_", "centers_y_", "singular_values_")
