@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from _data import DEFAULT_CACHE, add_data_dir, data_path
+from alignkit.align.unsupervised import count_converged
 from bli_freedict import DICTIONARY, read_dictionary
 from class_separation import CONFIGS, DEFAULT_RUNS, RESULTS, fill_config, run_config, write_csv
 
@@ -47,6 +47,12 @@ def pairs_tsv(dictionary: Path, target: Path) -> Path:
                 k += 1
     tmp.replace(target)
     return target
+
+
+def converged(fits: Any) -> str:
+    """ "k/n" restarts converged over these fits ("—" for paired fits, which have none)."""
+    ok, n = count_converged(fits["restarts"]) if "restarts" in fits else (0, 0)
+    return f"{ok}/{n}" if n else "—"
 
 
 def summary(run_dir: Path) -> tuple[list[dict[str, Any]], str]:
@@ -72,17 +78,9 @@ def summary(run_dir: Path) -> tuple[list[dict[str, Any]], str]:
         lines.append(
             f"| {exp} | {method} | {scoring} | "
             + " | ".join(cells)
-            + f" | {f.min():.0f}–{f.max():.0f} | {converged_restarts(fit.get('restarts'))} |"
+            + f" | {f.min():.0f}–{f.max():.0f} | {converged(fit)} |"
         )
     return rows, "\n".join(lines)
-
-
-def converged_restarts(records: Any) -> str:
-    """ "k/n" restarts converged over the fits' JSON restart records ("—" for paired fits, which have none)."""
-    if records is None:
-        return "—"
-    flags = [r["converged"] for cell in records.dropna() for r in json.loads(cell)]
-    return f"{sum(flags)}/{len(flags)}" if flags else "—"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -117,3 +117,17 @@ def test_pairs_settings_are_checked(tmp_path: Path) -> None:
     cfg = _config(tmp_path, unpaired="disjoint", sizes=[70])
     with pytest.raises(ValueError, match=r"sizes: \[170\] exceed the 150 training pairs"):
         plan_run(cfg)
+
+
+def test_report_counts_the_restarts_that_converged(tmp_path: Path) -> None:
+    """The fits table of the report says how many restarts of the unpaired fits converged (bad when none)."""
+    pytest.importorskip("matplotlib")
+    from alignkit.pipeline.report import build_report
+    from alignkit.pipeline.report.sections.fits import converged_restarts
+
+    result = run(_config(tmp_path, unpaired="shuffled"))
+    sec = build_report(result.run_dir)[0].split("<section id='fits'>", 1)[1].split("</section>", 1)[0]
+    assert "restarts converged" in sec and ">1 / 1<" in sec
+    two = [{"restarts": '[{"converged": false}, {"converged": false}]'}, {"restarts": '[{"converged": false}]'}]
+    assert converged_restarts(two) == "<span class='bad'>0 / 3</span>"
+    assert converged_restarts([{"restarts": None}, {}]) is None

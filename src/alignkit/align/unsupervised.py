@@ -52,9 +52,10 @@ Every n_x × n_y similarity is computed in row blocks of about 16M entries (neve
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -468,6 +469,17 @@ def restart_agreement(targets: list[torch.Tensor]) -> list[list[float]]:
     return [[1.0 if i == j else float((targets[i] == targets[j]).double().mean()) for j in range(n)] for i in range(n)]
 
 
+def count_converged(cells: Iterable[Any]) -> tuple[int, int]:
+    """``(converged, restarts)`` over restart records: each cell a fit's ``restarts_`` list or its JSON text (as in a
+    run's ``fits.parquet``); empty, None and NaN cells (paired fits) count nothing."""
+    flags = []
+    for cell in cells:
+        records = json.loads(cell) if isinstance(cell, str) and cell else cell
+        if isinstance(records, list):
+            flags.extend(bool(r.get("converged")) for r in records)
+    return sum(flags), len(flags)
+
+
 # --------------------------------------------------------------------------------------- estimator
 
 #: the mean CSLS score of a converged restart must exceed its chance level by this share of it
@@ -658,6 +670,7 @@ __all__ = [
     "chance_scores",
     "check_normalize_steps",
     "check_seed_pairs",
+    "count_converged",
     "criterion_gain",
     "csls_induction",
     "csls_lift",

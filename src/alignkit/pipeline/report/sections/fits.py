@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alignkit.align.unsupervised import count_converged
 from alignkit.pipeline.report.context import Context
 from alignkit.pipeline.report.html import Section, e, howto, seconds, section, table
 from alignkit.pipeline.report.load import finite, records
@@ -11,8 +12,18 @@ from alignkit.pipeline.report.sections.overview import statuses
 
 HOWTO = (
     "Wall-clock seconds spent fitting each aligner (mean over seeds, then every fit), and every "
-    "job of the run with its status: <i>cached</i> jobs reused results from an earlier run."
+    "job of the run with its status: <i>cached</i> jobs reused results from an earlier run. Unpaired "
+    "(<code>pairs: none</code>) fits also count their restarts that converged: 0 of n means no restart "
+    "passed the unsupervised verdict, and the scores of that fit are likely at chance."
 )
+
+
+def converged_restarts(grp: list[dict[str, Any]]) -> str | None:
+    """ "k / n" restarts converged over the fits' restart records (None when no fit has any); marked bad at 0."""
+    ok, n = count_converged(r.get("restarts") for r in grp)
+    if not n:
+        return None
+    return e(f"{ok} / {n}") if ok else f"<span class='bad'>{e(f'{ok} / {n}')}</span>"
 
 
 def _details(summary: str, table_html: str) -> str:
@@ -29,6 +40,7 @@ def _fits(ctx: Context) -> str:
         key = (r.get("experiment"), r.get("method"), r.get("aligner"), r.get("n_train"))
         groups.setdefault(key, []).append(r)
     rows = []
+    unpaired = any(converged_restarts(grp) is not None for grp in groups.values())
     for (exp, method, aligner, n_train), grp in groups.items():
         secs = [float(r["fit_seconds"]) for r in grp if finite(r.get("fit_seconds"))]
         layers = sorted({f"{r.get('layer_a')} → {r.get('layer_b')}" for r in grp})
@@ -41,9 +53,11 @@ def _fits(ctx: Context) -> str:
                 e(", ".join(layers)),
                 str(len(grp)),
                 e(seconds(sum(secs) / len(secs))) if secs else "–",
+                *([converged_restarts(grp) or "–"] if unpaired else []),
             ]
         )
     header = ["experiment", "method", "aligner", "n_train", "layers (A → B)", "fits", "mean fit time"]
+    header += ["restarts converged"] if unpaired else []
     full = [
         [
             *(e(r.get(k)) for k in ("experiment", "method", "aligner", "n_train", "seed", "layer_a", "layer_b")),
