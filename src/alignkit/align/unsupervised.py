@@ -472,7 +472,7 @@ def restart_agreement(targets: list[torch.Tensor]) -> list[list[float]]:
 def count_converged(cells: Iterable[Any]) -> tuple[int, int]:
     """``(converged, restarts)`` over restart records: each cell a fit's ``restarts_`` list or its JSON text (as in a
     run's ``fits.parquet``); empty, None and NaN cells (paired fits) count nothing."""
-    flags = []
+    flags: list[bool] = []
     for cell in cells:
         records = json.loads(cell) if isinstance(cell, str) and cell else cell
         if isinstance(records, list):
