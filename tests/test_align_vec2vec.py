@@ -211,8 +211,15 @@ def test_bad_input():
 def test_unsupervised_translation_beats_chance():
     """No pairs at all: the kept restart's translations rank true partners far above chance (½; under chance the
     mean rank of 600 partners has a standard deviation of about 0.012). Restarts that beat chance on this problem
-    reach 0.15-0.34 (the module docstring); which one the held-out criterion keeps varies with its 60 queries."""
+    reach 0.15-0.34 (the module docstring); which one the held-out criterion keeps varies with its 60 queries.
+    They are partial maps that differ from restart to restart (their nearest targets agree on 0-39 % of the rows),
+    so the agreement step confirms none of them and the fit warns; some pass their own checks."""
     X, Y, partner = _planted(0, n=600, d=3)
-    est = Vec2Vec(width=256, disc_width=128, epochs=80, batch_size=128, n_restarts=3, seed=0).fit(X, Y)
-    assert est.restarts_[est.best_restart_]["converged"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = Vec2Vec(width=256, disc_width=128, epochs=80, batch_size=128, n_restarts=3, seed=0).fit(X, Y)
     assert _mean_rank(est, X, Y, partner) < 0.36
+    own_ok = [r for r in est.restarts_ if r["converged"] or r["reasons"][0].startswith("no other restart")]
+    assert own_ok and all(len(r["agreement"]) == 3 for r in est.restarts_)
+    warned = any(issubclass(w.category, UnsupervisedFitWarning) for w in caught)
+    assert warned == (not any(r["converged"] for r in est.restarts_))
