@@ -43,7 +43,8 @@ disc_lr 2.5e-4 [2e-5, 1e-5, tuned for ~10⁵ rows and ≥ 80 epochs on a GPU], `
 the steps capped at 2000 [2000], float32 [fp16]. Depths (adapters 3, backbone 4), batch norm, dropout 0.1
 and batch 256 are the paper's. Capacity matters: on the 3-d planted problem of the tests (600 rows a side,
 80 epochs, batch 128) width 256 with lr 5e-4 beat chance in 3 of 4 restarts (mean rank of the true partner
-0.15-0.34 of n), width 32 with lr 3e-3 in 1 of 6.
+0.15-0.34 of n), width 32 with lr 3e-3 in 1 of 6. Those are partial maps that differ between restarts (their
+nearest targets agree on 0-39 % of the rows), so the verdict's agreement step confirms none of them.
 
 Preprocessing. ``center=True`` (the default; the paper does not centre) subtracts each side's training mean
 before unit-normalising, which removes the large common direction text encoders share (MUSE's lesson:
