@@ -19,6 +19,7 @@ from alignkit._common import unit_rows
 from alignkit.align.base import register_aligner
 from alignkit.align.unsupervised import (
     BLOCK_ELEMENTS,
+    MIN_AGREEMENT,
     SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
@@ -220,7 +221,7 @@ class MiniVec2Vec(UnsupervisedAligner):
         n_queries: int = 10_000,
         min_gain: float = 0.2,
         holdout: float = 0.1,
-        min_agreement: float = 0.5,
+        min_agreement: float = MIN_AGREEMENT,
     ) -> None:
         self.n_restarts = n_restarts
         self.seed = seed

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from alignkit._common import unit_rows
 from alignkit.align.base import register_aligner
 from alignkit.align.unsupervised import (
+    MIN_AGREEMENT,
     SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
@@ -180,7 +181,7 @@ class MUSE(UnsupervisedAligner):
         n_queries: int = 10_000,
         min_gain: float = 0.2,
         holdout: float = 0.1,
-        min_agreement: float = 0.5,
+        min_agreement: float = MIN_AGREEMENT,
     ) -> None:
         self.n_restarts = n_restarts
         self.seed = seed

@@ -97,6 +97,7 @@ from torch.nn import functional as F
 
 from alignkit.align.base import register_aligner, unit_rows
 from alignkit.align.unsupervised import (
+    MIN_AGREEMENT,
     SHARED_CONSTRAINTS,
     Restart,
     UnsupervisedAligner,
@@ -328,7 +329,7 @@ class Vec2Vec(UnsupervisedAligner):
         min_gain: float = 0.2,
         n_queries: int = 2000,
         holdout: float = 0.1,
-        min_agreement: float = 0.5,
+        min_agreement: float = MIN_AGREEMENT,
         device: str | None = None,
         n_restarts: int = 3,
         seed: int = 0,
