@@ -280,3 +280,18 @@ def test_rank_one_check_probe_short_cut_agrees_with_the_full_pass():
             with pytest.MonkeyPatch.context() as mp:  # the full pass alone (no probe short-cut)
                 mp.setattr(D, "_PROBE_ROWS", 1)
                 assert D.inspect_space(A).collapsed is expected[name], (name, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int64])
+def test_row_hashes_tell_small_integer_rows_apart(dtype):
+    """Rows of small integers (floats with few mantissa bits: 1.0 = 0x3FF0…0) are counted exactly: unmixed
+    multiplicative hashes kept only a few bits of such values, so (1, 0) and (0, 1) could collide."""
+    from alignkit.degenerate import duplicate_groups, repeated_rows
+
+    a = np.random.default_rng(1).integers(-3, 4, size=(5000, 3)).astype(dtype)
+    distinct, counts = np.unique(a, axis=0, return_counts=True)
+    assert sorted(duplicate_groups(a)) == sorted(counts)
+    first, inverse = repeated_rows(a)
+    assert len(first) == len(distinct) and np.array_equal(a[first][inverse], a)
+    assert np.array_equal(np.sort(first), first)  # in order of first occurrence
+    assert repeated_rows(np.eye(4, dtype=dtype)) is None

@@ -65,6 +65,22 @@ def int_data(rng: np.random.Generator, m: int, n: int, d: int = 3) -> tuple[np.n
     return rng.integers(-2, 3, size=(m, d)).astype(np.float64), rng.integers(-2, 3, size=(n, d)).astype(np.float64)
 
 
+def exact_unit_data(rng: np.random.Generator, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose unit vectors and cosines are exact in floating point (many exact ties, whatever the summation
+    order of the product): a single ±1 (norm 1) or four ±1 entries (norm 2), times 1, 2 or 4. Parallel rows
+    whose norms are not powers of two (e.g. (1, 1, 0) and (3, 3, 0)) would become unit vectors that differ in
+    the last bit, and a BLAS kernel may round their cosines differently by the row's position in a tile."""
+
+    def rows(k: int) -> np.ndarray:
+        out = rng.choice([-1.0, 1.0], size=(k, 4))
+        single = rng.random(k) < 0.5
+        out[single] = 0.0
+        out[single, rng.integers(0, 4, size=int(single.sum()))] = rng.choice([-1.0, 1.0], size=int(single.sum()))
+        return out * rng.choice([1.0, 2.0, 4.0], size=(k, 1))
+
+    return rows(m), rows(n)
+
+
 def padded(gold: list[list[int]]) -> torch.Tensor:
     out = torch.full((len(gold), max(map(len, gold))), -1, dtype=torch.long)
     for i, g in enumerate(gold):
@@ -234,7 +250,7 @@ def test_paired_ranks_untied_equal_plain_ranks(rng):
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_paired_ranks_both_directions_match_definition(rng, metric, direction):
     n = 21
-    X, Y = int_data(rng, n, n)
+    X, Y = exact_unit_data(rng, n, n) if metric == "cosine" else int_data(rng, n, n)
     X[3] = X[4] = 0.0  # zero rows stay zero under cosine (all scores 0: tied)
 
     def scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -262,10 +278,24 @@ def test_ranks_do_not_depend_on_block_size(rng):
         got = rank_counts(torch.from_numpy(Q), torch.from_numpy(G), gold, block_size=b)
         assert torch.equal(got.above, ref.above) and torch.equal(got.tied, ref.tied)
     for b in (1, 7, 21):
-        X, Y = int_data(rng, 21, 21)
+        X, Y = exact_unit_data(rng, 21, 21)  # paired_ranks ranks cosines by default
         assert rank_summary(paired_ranks(X, Y, block_size=b)["x_to_y"], (1, 3)) == rank_summary(
             paired_ranks(X, Y)["x_to_y"], (1, 3)
         )
+
+
+def test_identical_gallery_rows_tie_exactly_wherever_they_sit():
+    """Copies of one gallery row score exactly alike (each distinct row is multiplied once), so a query whose gold
+    item has copies ties with all of them, whichever tile of the product they fall in."""
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((5, 37))
+    G = base[rng.integers(0, 5, size=203)]  # 203 rows, 5 distinct, copies scattered across the product's tiles
+    Q = rng.standard_normal((19, 37))
+    gold = rng.integers(0, 203, size=19)
+    copies = np.array([int((G == G[g]).all(axis=1).sum()) for g in gold])
+    for block in (None, 3, 19):
+        r = rank_counts(torch.from_numpy(Q), torch.from_numpy(G), torch.from_numpy(gold), block_size=block)
+        np.testing.assert_array_equal(r.tied.numpy(), copies - 1)
 
 
 def test_bad_arguments():

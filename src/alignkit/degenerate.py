@@ -133,31 +133,69 @@ def _blocks(a: Any, n: int, d: int) -> Any:
 
 
 def _row_hashes(block: np.ndarray, mult: np.ndarray) -> np.ndarray:
-    """Two independent 64-bit hashes of each row's values (random odd multipliers, wrapping arithmetic),
-    as an (m, 2) array: 128 bits, so distinct rows collide with probability ~n²/2¹²⁸."""
+    """Two independent 64-bit hashes of each row's values, as an (m, 2) array: each value's bits are mixed by a
+    bijection of 64-bit words (MurmurHash3's finaliser), then summed with random odd multipliers (wrapping
+    arithmetic). 128 bits, so distinct rows collide with probability ~n²/2¹²⁸. The mixing matters: a float with
+    few mantissa bits (1.0 = 0x3FF0…0) times a multiplier keeps only the multiplier's low bits, so without it
+    small-integer rows such as (1, 0) and (0, 1) could collide."""
     words = np.ascontiguousarray(block)
     if words.dtype.kind == "f":
         words = words + words.dtype.type(0)  # −0.0 + 0.0 = +0.0: equal values hash equally
     if words.dtype.itemsize not in (2, 4, 8):
         words = words.astype(np.float64)
-    ints = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize]).astype(np.uint64)
+    x = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize]).astype(np.uint64)
     with np.errstate(over="ignore"):
-        return np.stack([(ints * m).sum(axis=1, dtype=np.uint64) for m in mult], axis=1)
+        for c in _FMIX:
+            x ^= x >> np.uint64(33)
+            x *= c
+        x ^= x >> np.uint64(33)
+        return np.stack([(x * m).sum(axis=1, dtype=np.uint64) for m in mult], axis=1)
 
 
-def duplicate_groups(a: Any) -> np.ndarray:
-    """The sizes of the groups of identical rows (one entry per distinct row), from 128-bit row hashes
-    computed block by block: O(n·d) time, O(n) memory, vectorised."""
+_FMIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+
+
+def _row_keys(a: Any) -> np.ndarray:
+    """128-bit hashes of the rows (see :func:`_row_hashes`) as one void key per row, block by block."""
     n, d = int(a.shape[0]), int(a.shape[1])
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(0x5EED)
     mult = [rng.integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1) for _ in range(2)]
     h = np.empty((n, 2), dtype=np.uint64)
     for s, b in _blocks(a, n, d):
         h[s : s + b.shape[0]] = _row_hashes(b, mult)
-    _, counts = np.unique(h.view(np.dtype((np.void, 16))).ravel(), return_counts=True)
+    return h.view(np.dtype((np.void, 16))).ravel()
+
+
+def duplicate_groups(a: Any) -> np.ndarray:
+    """The sizes of the groups of identical rows (one entry per distinct row), from 128-bit row hashes
+    computed block by block: O(n·d) time, O(n) memory, vectorised."""
+    if int(a.shape[0]) == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, counts = np.unique(_row_keys(a), return_counts=True)
     return counts.astype(np.int64)
+
+
+def repeated_rows(a: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(first, inverse)`` when ``a`` has identical rows: ``a[first]`` are its distinct rows (each at its first
+    occurrence, in order) and ``a[first][inverse]`` is ``a``; None when every row is distinct. By the 128-bit row
+    hashes of :func:`duplicate_groups` (O(n·d))."""
+    n = int(a.shape[0])
+    if n < 2:
+        return None
+    _, first, inverse = np.unique(_row_keys(a), return_index=True, return_inverse=True)
+    if len(first) == n:
+        return None
+    order = np.argsort(first)  # distinct rows in order of first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
+
+
+def distinct_rows(a: np.ndarray) -> np.ndarray:
+    """The distinct rows of a host array in order of first occurrence (−0.0 equals 0.0), by :func:`repeated_rows`;
+    ``a`` itself when every row is distinct."""
+    repeats = repeated_rows(a)
+    return a if repeats is None else a[repeats[0]]
 
 
 def count_distinct_rows(a: Any) -> int:
@@ -191,14 +229,16 @@ def _constant(a: Any, n: int, d: int, max_abs: float, dtype: np.dtype) -> bool:
     column (a derived view — unit rows of collinear data — differs only by round-off, while one large column
     must not hide the variance of the others).
 
-    The first :data:`_PROBE_ROWS` rows usually decide it: a column whose probe range exceeds ``16·eps·max|x|``
-    exceeds its own tolerance too, so the space is not constant. Otherwise a per-column min/max pass decides.
+    The first :data:`_PROBE_ROWS` rows usually decide it: an entry that differs from the first row's entry in its
+    column by more than ``16·eps·max|x|`` puts that column's range above its own tolerance, so the space is not
+    constant (a row-wise difference: ~3× faster than per-column ranges, which walk short rows; the margin covers
+    the difference's own rounding). Otherwise a per-column min/max pass decides.
     """
     if n < 2:
         return False
     eps = float(np.finfo(dtype).eps)
     probe = next(_blocks(a[:_PROBE_ROWS], min(n, _PROBE_ROWS), d))[1]
-    if bool((probe.max(axis=0) - probe.min(axis=0) > 16 * eps * max_abs).any()):
+    if float(np.abs(probe - probe[0]).max()) > 17 * eps * max_abs:
         return False
     lo = hi = None
     for _, b in _blocks(a, n, d):
@@ -369,8 +409,10 @@ __all__ = [
     "DuplicateRowsWarning",
     "SpaceCheck",
     "count_distinct_rows",
+    "distinct_rows",
     "duplicate_groups",
     "handle",
     "inspect_space",
+    "repeated_rows",
     "warn_degenerate",
 ]

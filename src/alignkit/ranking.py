@@ -24,7 +24,8 @@ scores above chance. There is no ``ties=`` switch: one rule everywhere; :class:`
 which the optimistic (g + 1) and pessimistic (g + t + 1) ranks follow if a comparison needs them.
 
 Scores come from one matrix product per block of query rows (memory O(block·n), no argsort); the gold score
-is read from the same product, so exact ties stay ties. Used by ``metrics.retrieval_*``,
+is read from the same product, and identical gallery rows are scored once (a product may round one column
+differently by its position), so exact ties stay ties. Used by ``metrics.retrieval_*``,
 ``evaluate.retrieval``/``zero_shot``/``bli``/``translation``, ``Aligner.score`` and the trainer's validation
 R@1, so all of them count the same way.
 
@@ -45,6 +46,7 @@ import numpy as np
 from alignkit._common import median, unit_rows
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_same_dim
+from alignkit.degenerate import repeated_rows
 
 if TYPE_CHECKING:
     import torch
@@ -222,14 +224,24 @@ def rank_counts(
             raise ValueError(f"gold must have one row per query ({m}); got shape {tuple(gold.shape)}")
         gold = _distinct_gold(gold)
     step = block_rows(n, block_size, queries.element_size())
-    gal_t = gallery.to(dev).T.contiguous()
-    q_off = None if query_offset is None else query_offset.to(dev)
+    gallery = gallery.to(dev)
     g_off = None if gallery_offset is None else gallery_offset.to(dev)[None, :]
+    # Identical gallery rows must score exactly alike, but a matrix product may round the same column differently by
+    # its position (GEMM edge tiles): multiply each distinct row once and copy its column (offsets apply per item).
+    repeats = repeated_rows(gallery)
+    expand = None
+    if repeats is not None:
+        first, inverse = (torch.as_tensor(v, device=dev) for v in repeats)
+        gallery, expand = gallery[first], inverse
+    gal_t = gallery.T.contiguous()
+    q_off = None if query_offset is None else query_offset.to(dev)
     above = torch.empty(m, dtype=torch.long, device=dev)
     tied = torch.empty(m, dtype=torch.long, device=dev)
     for s in range(0, m, step):
         e = min(m, s + step)
         S = queries[s:e] @ gal_t
+        if expand is not None:
+            S = S[:, expand]
         if scale != 1.0:
             S.mul_(scale)
         if q_off is not None:

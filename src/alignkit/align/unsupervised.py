@@ -444,18 +444,16 @@ def distinct_sets(x: torch.Tensor, y: torch.Tensor, pairs: np.ndarray) -> tuple[
     Unpaired inputs are sets: a repeated row adds no item, and it would leak a held-out row into the training
     rows (a word list built from dictionary pairs repeats each word once per pair). The seed pairs come back
     sorted, a repeated pair once."""
+    from alignkit.degenerate import repeated_rows
+
     out = []
     for t in (x, y):
-        _, inverse = torch.unique(t, dim=0, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1,), t.shape[0], dtype=torch.long, device=t.device)
-        first = first.scatter_reduce(0, inverse, torch.arange(t.shape[0], device=t.device), reduce="amin")
-        if first.numel() == t.shape[0]:  # no duplicates: no copy
+        repeats = repeated_rows(t)  # the 128-bit row hashes every duplicate check uses
+        if repeats is None:  # no duplicates: no copy
             out.append((t, np.arange(t.shape[0])))
             continue
-        keep = first.sort().values
-        position = torch.empty(t.shape[0], dtype=torch.long, device=t.device)
-        position[keep] = torch.arange(keep.numel(), device=t.device)
-        out.append((t[keep], position[first[inverse]].cpu().numpy()))
+        first, inverse = repeats
+        out.append((t[torch.as_tensor(first, device=t.device)], inverse))
     (xd, px), (yd, py) = out
     if pairs.shape[0]:
         pairs = np.unique(np.stack([px[pairs[:, 0]], py[pairs[:, 1]]], axis=1), axis=0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alignkit._validation import ArrayLike, check_min_rows
+from alignkit.degenerate import distinct_rows
 from alignkit.diagnostics._inputs import as_array, check_labels
 from alignkit.diagnostics._registry import register
 from alignkit.diagnostics._result import DiagnosticResult
@@ -461,7 +462,7 @@ def intrinsic_dimension(
     """
     a = as_array(X)
     n = a.shape[0]
-    uniq = np.unique(a + a.dtype.type(0), axis=0)  # −0.0 + 0.0 = +0.0: equal values compare equal
+    uniq = distinct_rows(a)
     n_dup = n - uniq.shape[0]
     if uniq.shape[0] < MIN_TWO_NN_ROWS:
         raise ValueError(

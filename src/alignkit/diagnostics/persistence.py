@@ -33,6 +33,7 @@ import numpy as np
 
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike
+from alignkit.degenerate import distinct_rows
 from alignkit.diagnostics._inputs import as_array
 from alignkit.diagnostics._registry import register
 from alignkit.diagnostics._result import DiagnosticResult
@@ -156,7 +157,7 @@ def h0_persistence(
                 "no direction; drop them or use metric='euclidean'"
             )
         x = x / norms[:, None]
-    xu = _distinct_rows(x)
+    xu = distinct_rows(x)
     m = xu.shape[0]
     if m < 2:
         raise ValueError("h0_persistence: all rows of X are identical, so every H0 death is 0 and cannot be normalised")
@@ -192,11 +193,6 @@ def h0_persistence(
         knn_components=n_comp,
         certified=certified,
     )
-
-
-def _distinct_rows(x: np.ndarray) -> np.ndarray:
-    """The distinct rows of ``x`` (exact equality; −0.0 and 0.0 are equal)."""
-    return np.unique(x + 0.0, axis=0)
 
 
 # --------------------------------------------------------------------------------------------- Prim
