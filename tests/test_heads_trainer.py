@@ -350,26 +350,36 @@ def test_head_aligner_shared_siglip_star_and_errors():
 # ------------------------------------------------------------------------- one loop for n views: same 2-view runs
 
 
-def _digest(*mods: torch.nn.Module) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
+def _fingerprint(*mods: torch.nn.Module) -> list[float]:
+    """Per state tensor: Σv, Σv² and Σ i·v_i (float64), three numbers that move with any change of the weights."""
+    out: list[float] = []
     for m in mods:
-        for k, v in m.state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
+        for v in m.state_dict().values():
+            a = v.detach().cpu().double().flatten().numpy()
+            out += [float(a.sum()), float((a * a).sum()), float((a * np.arange(1, a.size + 1)).sum())]
+    return out
 
 
-def test_two_view_fit_is_bit_identical_to_the_run_recorded_before_the_n_view_loop():
+def test_two_view_fit_matches_the_run_recorded_before_the_n_view_loop():
     """Values recorded with the two-space loop (commit 09f4abf) before it became the n-view one: the same seed
-    must give the same weights (sha256 of every state tensor) and the same history, float for float."""
+    must give the same weights and history. Not bit for bit: BLAS kernels round differently across CPUs (the
+    float32 losses moved by ~1e-8 relative between an AVX2 and an AVX-512 machine), while a changed loop (another
+    batch order, step or warm-up) moves them by far more than the 1e-5 allowed here."""
     X, Y = planted(n=200)
     torch.manual_seed(0)
     hx, hy = ResLowRankHead(16, 8, rank=4, dropout=0.2), ResLowRankHead(12, 8, rank=4, dropout=0.2)
     r = fit_heads(X, Y, hx, hy, SigLIP(), batch_size=64, epochs=3, lr=1e-2, warmup_steps=2, seed=0, progress=False)
-    assert _digest(r.head_x, r.head_y, r.loss) == "ce22f31dfc81955a2d96bdf503c94457ec83cdfb2f19e7d162bfb3847e841b48"
-    assert [h["loss"] for h in r.history] == [0.14415854712327322, 0.1245015412569046, 0.11262448877096176]
+    assert _fingerprint(r.head_x, r.head_y, r.loss) == pytest.approx([
+        -5.959305286407471, 35.513319496604026, -5.959305286407471, 0.10976472380571067, 8.196050314100516,
+        20.074871315737255, 3.6462207129225135, 4.409158987229529, 101.4089349899441, 0.12276239297352731,
+        0.05176281663214456, -1.3351398969534785, -5.959074020385742, 35.51056318043629, -5.959074020385742,
+        2.918690825928934, 8.065087232174985, 49.05788435484283, -0.9439834309741855, 4.395289659188304,
+        -26.69270582590252, -0.13114471035078168, 0.05560103449512942, 0.7142865215428174, 2.2804558277130127,
+        5.200478782150242, 2.2804558277130127, -9.944942474365234, 98.90188081843371, -9.944942474365234,
+    ], rel=1e-5, abs=1e-6)  # fmt: skip
+    assert [h["loss"] for h in r.history] == pytest.approx(
+        [0.14415854712327322, 0.1245015412569046, 0.11262448877096176], rel=1e-5
+    )
 
     from alignkit.align.losses import InfoNCE, StructureRegularizer
 
@@ -379,10 +389,14 @@ def test_two_view_fit_is_bit_identical_to_the_run_recorded_before_the_n_view_loo
     r = fit_heads(X[:192], Y[:192], hx, hy, InfoNCE(), val=(X[192:], Y[192:]), batch_size=64, epochs=5, lr=1e-2,
                   seed=3, progress=False, patience=2,
                   structure=StructureRegularizer(10.0, levels=2, warmup_fraction=0.5))  # fmt: skip
-    assert _digest(r.head_x, r.head_y, r.loss) == "c1981157197ee62d979edfbaf87e45129b490d8203af73bb10acdf2965aaf085"
-    assert [h["loss"] for h in r.history] == [
+    assert _fingerprint(r.head_x, r.head_y, r.loss) == pytest.approx([
+        -2.3593615447171032, 10.882095762005168, -114.0952649093233, -0.02178447728510946, 0.010852230743634131,
+        -0.42783202487044036, 0.9457723326049745, 11.120704064690976, -90.65001099882647, -0.05677690031006932,
+        0.00846305480141941, -0.26008682046085596, 2.5888102054595947, 6.701938279891749, 2.5888102054595947,
+    ], rel=1e-5, abs=1e-6)  # fmt: skip
+    assert [h["loss"] for h in r.history] == pytest.approx([
         11.239960034688314, 9.592412312825521, 8.393122037251791, 7.747864405314128, 7.4990925788879395,
-    ]  # fmt: skip
+    ], rel=1e-5)  # fmt: skip
     assert [h["val_r1"] for h in r.history] == [0.03125, 0.03125, 0.046875, 0.046875, 0.046875]
     assert r.best_epoch == 3
 
