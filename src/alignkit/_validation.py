@@ -39,10 +39,14 @@ def as_matrix(
             raise TypeError(f"{name} must hold real numbers (int or float); got dtype {arr.dtype}")
         if arr.dtype.kind == "b":
             raise TypeError(f"{name} must hold real numbers, not booleans")
-        with warnings.catch_warnings():
-            # Read-only inputs (memory-mapped stores) are fine: analyses never write to their inputs.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if arr.flags.writeable:
+            t = torch.from_numpy(arr)
+        else:
+            with warnings.catch_warnings():
+                # Read-only inputs (memory-mapped stores) are fine: analyses never write to their inputs.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                t = torch.from_numpy(arr)
     if t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name} must hold real numbers; got dtype {t.dtype}")
     if t.ndim != 2:

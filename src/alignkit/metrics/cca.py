@@ -173,6 +173,7 @@ def centred_products(
     self_terms: bool = True,
     row_norms: bool = False,
     exact: bool = True,
+    fold: bool = True,
 ) -> CentredProducts:
     """The centred cross-products of two row-paired spaces, in row blocks: no n × d float64 copy of either input.
 
@@ -189,11 +190,18 @@ def centred_products(
     column sums of X'), ~1e-7 relative for float32 inputs and as fast as the plain float32 formula. The
     power-of-two scaling is applied only when the entries are far from 1 (|e| > 30), where float32 products could
     overflow or underflow; otherwise ``ex = 0``.
+
+    ``fold`` (fast path): where the column mean is small — at most :data:`_FOLD_SHARE` of ``Σ‖x_i‖²`` in a strided
+    sample of 256 rows — the centring is folded into the products instead (``m̃ = 0``: the blocks are the input
+    itself, no centred copy, ``X̃ᵀỸ = XᵀY − n·x̄ȳᵀ`` by the same corrections). float32 rounding of the uncentred
+    products, relative to ``Σ‖x_i‖²``, then grows by at most ``1/(1 − share)`` relative to the centred energy. The
+    share is verified on the whole space after the pass; above :data:`_FOLD_ACCEPT` (a sample that misjudged it)
+    the products are recomputed with centred blocks.
     """
     a, b = _as_numpy(x), _as_numpy(y)
     n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
     fast = not exact and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-    sx, sy = _Side(a, center, fast, n), _Side(b, center, fast, n)
+    sx, sy = _Side(a, center, fast, n, fold), _Side(b, center, fast, n, fold)
     xy: Any = 0.0
     xx: Any = 0.0
     yy: Any = 0.0
@@ -220,6 +228,10 @@ def centred_products(
         xx, yy = _np(xx) - _cross_correction(sx, sx, n), _np(yy) - _cross_correction(sy, sy, n)
         if not row_norms:
             tx, ty = float(np.trace(xx)), float(np.trace(yy))
+    if center and not (sx.accept_fold(tx, n) and sy.accept_fold(ty, n)):
+        return centred_products(
+            x, y, center=center, self_terms=self_terms, row_norms=row_norms, exact=exact, fold=False
+        )
     return CentredProducts(
         n,
         xy,
@@ -237,26 +249,39 @@ def centred_products(
 class _Side:
     """How one space's row blocks are centred and scaled (see :func:`centred_products`): ``block(b)`` gives
     ``X' = (b − m̃)·2^−e``; the centred, scaled rows are ``X' − δ`` with ``δ = (x̄ − m̃)·2^−e`` (zero on the exact
-    path); ``sums`` = ``n·δ``, X''s column sums (exact, from the float64 mean), for the corrections."""
+    path); ``sums`` = ``n·δ``, X''s column sums (exact, from the float64 mean), for the corrections. A *folded* side
+    (fast path, ``m̃ = 0``) hands out the input's blocks themselves."""
 
-    def __init__(self, a: Any, center: bool, fast: bool, n: int) -> None:
+    def __init__(self, a: Any, center: bool, fast: bool, n: int, fold: bool = True) -> None:
         mean, e = _mean_exponent(a, center)
         self.fast = fast and a.dtype != np.float64
+        self.folded = False
         if not self.fast:  # float64 arithmetic: scaled only where squares could leave float64's range
             self.mean, self.e, self.delta, self.sums = mean, (e if abs(e) > 200 else 0), None, None
             return
         self.e = e if abs(e) > 30 else 0
-        self.mean = mean.astype(a.dtype)
-        self.delta = np.ldexp(mean - self.mean.astype(np.float64), -self.e)
+        # Entries far from 1 (scaled by 2^−e) keep centred blocks: the sample's float32 squares could leave the range.
+        self.folded = not center or (fold and not self.e and _sampled_mean_share(a, mean) <= _FOLD_SHARE)
+        self.mean = None if self.folded else mean.astype(a.dtype)
+        self.delta = np.ldexp(mean if self.folded else mean - self.mean.astype(np.float64), -self.e)
         self.sums = n * self.delta
 
     def block(self, b: Any) -> Any:
         if not self.fast:
             return _centred_block(b, self.mean, self.e, exact=True)
+        if self.mean is None:
+            return np.ldexp(b, -self.e).astype(b.dtype, copy=False) if self.e else b
         out = np.subtract(b, self.mean, dtype=b.dtype)
         if self.e:
             np.ldexp(out, -self.e, out=out)
         return out
+
+    def accept_fold(self, trace: float, n: int) -> bool:
+        """A folded side's whole-space mean share ``n‖δ‖²/(tr + n‖δ‖²)`` is at most :data:`_FOLD_ACCEPT`."""
+        if not self.folded or self.delta is None:
+            return True
+        offset = self.offset_energy(n)
+        return offset <= _FOLD_ACCEPT * (trace + offset)
 
     def row_sq(self, b: Any) -> Any:
         """Row squared norms of the centred rows, float64: ``‖x'_i‖² − 2x'_i·δ + ‖δ‖²`` (their sum is the trace)."""
@@ -273,6 +298,22 @@ class _Side:
     def offset_energy(self, n: int) -> float:
         """``n‖δ‖²``: what the residual mean adds to Σ‖x'_i‖² (0 on the exact path)."""
         return 0.0 if self.delta is None else n * float(self.delta @ self.delta)
+
+
+#: Fold the centring into the float32 products when the column mean holds at most this share of ``Σ‖x_i‖²`` in a
+#: strided sample of rows (:func:`_sampled_mean_share`), and keep the folded products when the whole space's share
+#: is at most :data:`_FOLD_ACCEPT` (rounding relative to the centred energy grows ≤ 1/(1 − share): 2.5×).
+_FOLD_SHARE = 0.5
+_FOLD_ACCEPT = 0.6
+_SAMPLE_ROWS = 256
+
+
+def _sampled_mean_share(a: np.ndarray, mean: np.ndarray) -> float:
+    """``‖x̄‖² / mean_i ‖x_i‖²`` over a strided sample of :data:`_SAMPLE_ROWS` rows (x̄ the exact column mean)."""
+    sample = a[:: max(1, a.shape[0] // _SAMPLE_ROWS)][:_SAMPLE_ROWS]
+    energy = float(np.einsum("ij,ij->i", sample, sample).astype(np.float64).mean())
+    m2 = float(mean @ mean)
+    return m2 / energy if energy > 0 and np.isfinite(energy) else (0.0 if m2 == 0 else math.inf)
 
 
 def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
