@@ -30,6 +30,41 @@ def test_exact_knn_matches_dense_argsort(rng, metric, block_size):
     assert g.backend == "exact" and g.recall is None
 
 
+@pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("n", "block_size"), [(40, 1), (300, 299), (103, 7), (900, None), (1500, None), (2500, 1100)])
+def test_self_search_by_symmetric_tiles_matches_the_row_blocked_search(metric, dtype, n, block_size):
+    """self_topk (tiles (i, j ≥ i) of the symmetric similarity matrix, running top-k per row; one-row tiles, a single
+    tile, rows ranked by numpy below 1,024 columns and by torch above) returns exact_topk's scores and neighbours."""
+    from alignkit.neighbors import exact_topk, self_topk
+
+    x = torch.from_numpy(np.random.default_rng(n).standard_normal((n, 6))).to(dtype)
+    w = x / x.norm(dim=1, keepdim=True) if metric == "cosine" else x
+    want_s, want_i = exact_topk(w, w, 5, metric, query_ids=torch.arange(n))
+    got_s, got_i = self_topk(w, 5, metric, block_size=block_size)
+    assert got_i.dtype == torch.long and got_s.dtype == dtype
+    torch.testing.assert_close(got_s, want_s, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(got_i, want_i)
+
+
+def test_a_kNN_measure_checks_and_normalises_each_space_once(rng, monkeypatch):
+    """Inside a kNN measure the search reuses the registry's check and unit rows of the same array: each space's
+    rows are hashed for duplicates once, not twice."""
+    import alignkit.degenerate as degenerate
+
+    X, Y = shared_latent(rng, n=200)
+    calls = []
+    original = degenerate._row_keys
+    monkeypatch.setattr(degenerate, "_row_keys", lambda a: calls.append(a.shape) or original(a))
+    value = alignkit.measure("mutual_knn", X, Y, k=5)
+    assert len(calls) == 2
+    calls.clear()
+    assert mutual_knn(knn_graph(X, 5), knn_graph(Y, 5), k=5) == pytest.approx(
+        value
+    )  # a graph outside a call checks itself
+    assert len(calls) == 2
+
+
 def test_self_excluded_by_index_with_duplicate_rows(rng):
     X = rng.standard_normal((50, 5))
     X[10] = X[3]  # exact duplicate: distance 0, must still be a neighbour, self never

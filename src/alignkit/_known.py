@@ -45,6 +45,8 @@ class ColumnMoments:
 
 
 _KNOWN: ContextVar[dict[_Key, ColumnMoments] | None] = ContextVar("alignkit_known_moments", default=None)
+#: (array key, tag) → (the degenerate-space check, the view it inspected), e.g. a kNN measure's unit rows.
+_SPACES: ContextVar[dict[tuple[_Key, str], tuple[Any, Any]] | None] = ContextVar("alignkit_known_spaces", default=None)
 
 
 def key_of(a: Any) -> _Key | None:
@@ -61,17 +63,27 @@ def key_of(a: Any) -> _Key | None:
 
 
 @contextmanager
-def known(pairs: list[tuple[Any, ColumnMoments | None]]) -> Iterator[None]:
-    """Within this block, :func:`lookup` returns the given statistics for the given arrays."""
+def known(
+    pairs: list[tuple[Any, ColumnMoments | None]], spaces: list[tuple[Any, str, Any, Any]] | None = None
+) -> Iterator[None]:
+    """Within this block, :func:`lookup` returns the given statistics for the given arrays, and
+    :func:`lookup_space` the given ``(array, tag, check, view)`` entries: a space's degenerate-space check and the
+    view of it that was inspected (a kNN search then neither re-checks nor re-normalises the space)."""
     table = dict(_KNOWN.get() or {})
     for a, m in pairs:
         k = key_of(a)
         if k is not None and m is not None:
             table[k] = m
-    token = _KNOWN.set(table)
+    seen = dict(_SPACES.get() or {})
+    for a, tag, check, view in spaces or []:
+        k = key_of(a)
+        if k is not None:
+            seen[(k, tag)] = (check, view)
+    token, token_spaces = _KNOWN.set(table), _SPACES.set(seen)
     try:
         yield
     finally:
+        _SPACES.reset(token_spaces)
         _KNOWN.reset(token)
 
 
@@ -84,4 +96,13 @@ def lookup(a: Any) -> ColumnMoments | None:
     return None if k is None else table.get(k)
 
 
-__all__ = ["ColumnMoments", "key_of", "known", "lookup"]
+def lookup_space(a: Any, tag: str) -> tuple[Any, Any] | None:
+    """``(check, view)`` of ``a`` recorded under ``tag`` earlier in this call, or None."""
+    table = _SPACES.get()
+    if not table:
+        return None
+    k = key_of(a)
+    return None if k is None else table.get((k, tag))
+
+
+__all__ = ["ColumnMoments", "key_of", "known", "lookup", "lookup_space"]

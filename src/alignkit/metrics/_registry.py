@@ -193,17 +193,22 @@ def _validating(func: Callable[..., float], schema: ParamSchema, name: str) -> C
         params = schema.validate(dict(items[2:]), f"measure {name!r}")
         bound.arguments.update(params)
         X, Y, info = items[0][1], items[1][1], MEASURES.get(name)
-        checks = space_checks(X, Y, info, params)
+        seen: list[Any] = []
+        checks = space_checks(X, Y, info, params, seen)
         if degenerate_inputs(X, Y, info, params, checks):
             return float("nan")
-        with _known_inputs(X, Y, checks):
+        with _known_inputs(X, Y, checks, seen):
             return func(*bound.args, **bound.kwargs)
 
     return wrapper
 
 
-def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -> Any:
-    """One space as ``info`` sees it (its ``view``), inspected once; None for a precomputed kNN graph."""
+def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any], seen: list[Any] | None = None) -> Any:
+    """One space as ``info`` sees it (its ``view``), inspected once; None for a precomputed kNN graph.
+
+    ``seen`` (optional) collects ``(array, tag, check, view)`` for a measure with a view and a duplicate count
+    (the kNN measures; tag = its metric), so that the search inside the measure reuses both (:mod:`alignkit._known`).
+    """
     from alignkit.degenerate import inspect_space
     from alignkit.neighbors import KNNGraph
 
@@ -231,7 +236,10 @@ def check_space(info: MeasureInfo, X: Any, label: str, params: dict[str, Any]) -
         from alignkit.degenerate import duplicate_groups
 
         groups = duplicate_groups(raw)
-        check = _with_ties(dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups), k, info, ties)
+        check = dataclasses.replace(check, n_distinct=len(groups), group_sizes=groups)
+        if seen is not None and info.view is not None:
+            seen.append((raw, str(full.get("metric", "cosine")), check, X))
+        check = _with_ties(check, k, info, ties)
     return check
 
 
@@ -252,18 +260,20 @@ def _with_ties(check: Any, k: Any, info: MeasureInfo, ties: Any = None) -> Any:
     return dataclasses.replace(check, also=(*check.also, why))
 
 
-def space_checks(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any]) -> list[Any]:
-    """The checks of both spaces (precomputed kNN graphs are not re-checked)."""
-    return [c for c in (check_space(info, X, "X", params), check_space(info, Y, "Y", params)) if c is not None]
+def space_checks(X: Any, Y: Any, info: MeasureInfo, params: dict[str, Any], seen: list[Any] | None = None) -> list[Any]:
+    """The checks of both spaces (precomputed kNN graphs are not re-checked); ``seen`` as in :func:`check_space`."""
+    checks = (check_space(info, X, "X", params, seen), check_space(info, Y, "Y", params, seen))
+    return [c for c in checks if c is not None]
 
 
-def _known_inputs(X: Any, Y: Any, checks: list[Any]) -> Any:
-    """The checks' column statistics, visible to the measure for this call (:mod:`alignkit._known`): its
-    finiteness check and centring reuse them instead of reading the inputs again."""
+def _known_inputs(X: Any, Y: Any, checks: list[Any], seen: list[Any] | None = None) -> Any:
+    """The checks' column statistics (and the kNN measures' checked views, ``seen``), visible to the measure for
+    this call (:mod:`alignkit._known`): its finiteness check, centring and search reuse them instead of reading the
+    inputs again."""
     from alignkit._known import known
 
     by_name = {c.name: c.moments for c in checks}
-    return known([(X, by_name.get("X")), (Y, by_name.get("Y"))])
+    return known([(X, by_name.get("X")), (Y, by_name.get("Y"))], seen)
 
 
 def degenerate_inputs(
@@ -330,10 +340,11 @@ def measure(name: str | Spec, X: Any, Y: Any, **params: Any) -> float:
         X = preprocess(X, name="X", **prep)
         Y = preprocess(Y, name="Y", **prep)
     info = get(spec)
-    checks = space_checks(X, Y, info, own)
+    seen: list[Any] = []
+    checks = space_checks(X, Y, info, own, seen)
     if degenerate_inputs(X, Y, info, own, checks):
         return float("nan")
-    with _known_inputs(X, Y, checks):
+    with _known_inputs(X, Y, checks, seen):
         return info.func(X, Y, **own)
 
 
