@@ -47,6 +47,16 @@ def test_self_search_by_symmetric_tiles_matches_the_row_blocked_search(metric, d
     assert torch.equal(got_i, want_i)
 
 
+def test_self_search_ranks_bfloat16_with_torch():
+    from alignkit.neighbors import exact_topk, self_topk
+
+    x = torch.nn.functional.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(1)), dim=1)
+    got = self_topk(x.bfloat16(), 3)
+    assert got[0].dtype == torch.bfloat16 and got[1].shape == (30, 3)
+    assert not (got[1] == torch.arange(30)[:, None]).any()
+    assert torch.equal(self_topk(x, 3)[1], exact_topk(x, x, 3, query_ids=torch.arange(30))[1])
+
+
 def test_a_kNN_measure_checks_and_normalises_each_space_once(rng, monkeypatch):
     """Inside a kNN measure the search reuses the registry's check and unit rows of the same array: each space's
     rows are hashed for duplicates once, not twice."""

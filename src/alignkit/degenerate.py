@@ -238,7 +238,7 @@ def _constant(a: Any, n: int, d: int, max_abs: float, dtype: np.dtype) -> bool:
         return False
     eps = float(np.finfo(dtype).eps)
     probe = next(_blocks(a[:_PROBE_ROWS], min(n, _PROBE_ROWS), d))[1]
-    if float(np.abs(probe - probe[0]).max()) > 17 * eps * max_abs:
+    if np.abs(probe - probe[0]).max() > probe.dtype.type(17 * eps * max_abs):  # in the block's dtype, as the pass
         return False
     lo = hi = None
     for _, b in _blocks(a, n, d):

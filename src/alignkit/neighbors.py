@@ -10,7 +10,7 @@ The approximate backend goes through faiss and always measures its recall@k agai
 on a sample of rows; the recall travels with the graph.
 With ``ties=True`` the exact search also keeps every row tied at each row's k-th similarity
 (:class:`TiedNeighbours`), so kNN measures can share the last slots among the ties instead of letting the
-search's tie-breaking (the row order) decide them.
+search's tie-breaking decide them (an arbitrary but deterministic pick, which depends on the search's blocks).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from alignkit._common import optional_import, pow2_rescale, unit_rows
-from alignkit._gemm import gram, matmul
+from alignkit._gemm import gram
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k
 
@@ -333,7 +333,7 @@ def _similarity_blocks(
     sq = (base * base).sum(dim=1) if metric == "euclidean" else None
     for start in range(0, m, step):
         stop = min(m, start + step)
-        sims = matmul(queries[start:stop], base_t)
+        sims = queries[start:stop] @ base_t
         if sq is not None:
             sims.mul_(2).sub_(sq)
         if columns is not None:
@@ -376,7 +376,12 @@ _NUMPY_TOPK_WIDTH = 1024
 
 def _row_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest entries of each row and their columns, largest first (``torch.topk(..., sorted=True)``)."""
-    if sims.device.type != "cpu" or sims.shape[1] > _NUMPY_TOPK_WIDTH or k >= sims.shape[1]:
+    if (
+        sims.device.type != "cpu"
+        or sims.dtype not in (torch.float32, torch.float64)
+        or sims.shape[1] > _NUMPY_TOPK_WIDTH
+        or k >= sims.shape[1]
+    ):
         return torch.topk(sims, k, dim=1, largest=True, sorted=True)
     a = sims.numpy()
     part = np.argpartition(-a, k - 1, axis=1)[:, :k]
@@ -424,7 +429,7 @@ def self_topk(
         merge(a0, a1, block, a0)
         for b0 in range(a1, n, tile):
             b1 = min(n, b0 + tile)
-            g = matmul(x[a0:a1], x[b0:b1].T.contiguous())
+            g = x[a0:a1] @ x[b0:b1].T.contiguous()
             gt = g.T.contiguous()
             merge(a0, a1, g, b0)
             merge(b0, b1, gt, a0)

@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from alignkit._common import median, unit_rows
-from alignkit._gemm import matmul
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_same_dim
 from alignkit.degenerate import repeated_rows
@@ -240,7 +239,7 @@ def rank_counts(
     tied = torch.empty(m, dtype=torch.long, device=dev)
     for s in range(0, m, step):
         e = min(m, s + step)
-        S = matmul(queries[s:e], gal_t)
+        S = queries[s:e] @ gal_t
         if expand is not None:
             S = S[:, expand]
         if scale != 1.0:

@@ -191,12 +191,14 @@ def centred_products(
     power-of-two scaling is applied only when the entries are far from 1 (|e| > 30), where float32 products could
     overflow or underflow; otherwise ``ex = 0``.
 
-    ``fold`` (fast path): where the column mean is small — at most :data:`_FOLD_SHARE` of ``Σ‖x_i‖²`` in a strided
-    sample of 256 rows — the centring is folded into the products instead (``m̃ = 0``: the blocks are the input
-    itself, no centred copy, ``X̃ᵀỸ = XᵀY − n·x̄ȳᵀ`` by the same corrections). float32 rounding of the uncentred
-    products, relative to ``Σ‖x_i‖²``, then grows by at most ``1/(1 − share)`` relative to the centred energy. The
-    share is verified on the whole space after the pass; above :data:`_FOLD_ACCEPT` (a sample that misjudged it)
-    the products are recomputed with centred blocks.
+    ``fold`` (fast path; for CKA and Procrustes, whose Frobenius and nuclear norms are global — not for the CCA
+    family, whose eigen-directions each need their own variance): where the column mean is small — at most
+    :data:`_FOLD_SHARE` of ``Σ‖x_i‖²`` in a strided sample of 256 rows — the centring is folded into the products
+    instead (``m̃ = 0``: the blocks are the input itself, no centred copy, ``X̃ᵀỸ = XᵀY − n·x̄ȳᵀ`` by the same
+    corrections). float32 rounding of the uncentred products, relative to ``Σ‖x_i‖²``, then grows by at most
+    ``1/(1 − share)`` relative to the centred energy (in total: a direction whose mean dwarfs its spread loses more,
+    which a global norm does not notice). The share is verified on the whole space after the pass; above
+    :data:`_FOLD_ACCEPT` (a sample that misjudged it) the products are recomputed with centred blocks.
     """
     a, b = _as_numpy(x), _as_numpy(y)
     n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
@@ -435,7 +437,9 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
     """
     n = x.shape[0]
     if n >= max(x.shape[1], y.shape[1]):
-        P = centred_products(x, y, center=center, exact=exact)
+        # No folded centring here: the bases need every direction's variance, and a column whose mean dwarfs its
+        # spread would lose it to the uncentred float32 product (the fold's test is the mean's share of all energy).
+        P = centred_products(x, y, center=center, exact=exact, fold=False)
         assert P.xx is not None and P.yy is not None
         fast = not exact and torch.float64 not in (x.dtype, y.dtype)
         sx, vx = _spectrum(P.xx, n, "X", center, exact=not fast)

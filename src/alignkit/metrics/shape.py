@@ -124,12 +124,18 @@ def _procrustes_products(x: torch.Tensor, y: torch.Tensor, center: bool) -> tupl
     n = x.shape[0]
     need_m = n < SMALL_N_RATIO * max(x.shape[1], y.shape[1])
     # No rank decision here: float32 inputs are multiplied in float32 (blocks accumulated in float64, ~1e-7)
-    P = centred_products(x, y, center=center, self_terms=False, exact=torch.float64 in (x.dtype, y.dtype))
+    # Narrow spaces get the exact ratio from their self-products, formed in the same pass (cheaper than probes).
+    narrow = need_m and max(x.shape[1], y.shape[1]) <= _EXACT_PARTICIPATION_D
+    P = centred_products(x, y, center=center, self_terms=narrow, exact=torch.float64 in (x.dtype, y.dtype))
     for t, name in ((P.tx, "X"), (P.ty, "Y")):
         if not t > 0:
             raise ValueError(_no_variance(name, center))
     score = float(np.linalg.svd(P.xy, compute_uv=False).sum()) / (math.sqrt(P.tx) * math.sqrt(P.ty))
-    m = max(_participation(x, center, P.tx, P.ex), _participation(y, center, P.ty, P.ey)) if need_m else 0.0
+    if narrow:
+        assert P.xx is not None and P.yy is not None
+        m = max(_ratio(P.tx, P.xx), _ratio(P.ty, P.yy))
+    else:
+        m = max(_participation(x, center, P.tx, P.ex), _participation(y, center, P.ty, P.ey)) if need_m else 0.0
     return min(max(score, 0.0), 1.0), m
 
 
@@ -167,6 +173,18 @@ def _participation(x: torch.Tensor, center: bool, trace: float, e: int) -> float
     if center:
         Wt -= torch.outer(x.mean(dim=0, dtype=torch.float64), Zt.sum(dim=0))
     fro2 = float((Wt * Wt).sum()) / _PROBES
+    return trace**2 / fro2 if fro2 > 0 else 1.0
+
+
+#: Up to this width Procrustes' participation ratio is exact: ``C`` by a symmetric product in the score's own pass
+#: (n·d²/2 multiply-adds, fewer than the probes' 2·16·n·d plus their fixed costs: 0.03 against 0.08 ms at n = 500,
+#: d = 64).
+_EXACT_PARTICIPATION_D = 64
+
+
+def _ratio(trace: float, C: np.ndarray) -> float:
+    """The participation ratio ``tr(C)²/‖C‖_F²`` of a self-product (1 for an all-zero C)."""
+    fro2 = float(np.square(C).sum())
     return trace**2 / fro2 if fro2 > 0 else 1.0
 
 
