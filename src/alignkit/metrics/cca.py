@@ -225,9 +225,9 @@ def centred_products(
             tx, ty = tx + sx.square_sum(bx), ty + sy.square_sum(by)
     if rx is None and not self_terms:  # Σ‖x'_i − δ‖² = Σ‖x'_i‖² − 2δ·Σx'_i + n‖δ‖² = Σ‖x'_i‖² − n‖δ‖²
         tx, ty = tx - sx.offset_energy(n), ty - sy.offset_energy(n)
-    xy = _np(xy) - _cross_correction(sx, sy, n)
+    xy = _corrected(xy, sx, sy, n)
     if self_terms:
-        xx, yy = _np(xx) - _cross_correction(sx, sx, n), _np(yy) - _cross_correction(sy, sy, n)
+        xx, yy = _corrected(xx, sx, sx, n), _corrected(yy, sy, sy, n)
         if not row_norms:
             tx, ty = float(np.trace(xx)), float(np.trace(yy))
     if center and not (sx.accept_fold(tx, n) and sy.accept_fold(ty, n)):
@@ -318,14 +318,20 @@ def _sampled_mean_share(a: np.ndarray, mean: np.ndarray) -> float:
     return m2 / energy if energy > 0 and np.isfinite(energy) else (0.0 if m2 == 0 else math.inf)
 
 
-def _cross_correction(p: _Side, q: _Side, n: int) -> Any:
-    """``δ_p s_qᵀ + s_p δ_qᵀ − n δ_pδ_qᵀ``, so that ``Σ (x'−δ_p)(y'−δ_q)ᵀ = X'ᵀY' − correction`` (0 when exact)."""
-    if p.delta is None or q.delta is None:
-        return 0.0
-    if not p.delta.any() and not q.delta.any():
-        return 0.0
-    assert p.sums is not None and q.sums is not None
-    return np.stack([p.delta, p.sums], axis=1) @ np.stack([q.sums - n * q.delta, q.delta])  # one d × d pass
+def _corrected(acc: Any, p: _Side, q: _Side, n: int) -> np.ndarray:
+    """``Σ (x'−δ_p)(y'−δ_q)ᵀ = X'ᵀY' − n·δ_pδ_qᵀ`` (the column sums of X' are n·δ_p), from the accumulated X'ᵀY'.
+
+    The rank-one update runs in place (BLAS ger) on a float64 numpy result: a d × d temporary per product costs
+    more than the update (allocation and page faults: ~0.9 against 0.02 ms at d = 384)."""
+    acc = _np(acc)
+    if p.delta is None or q.delta is None or not (p.delta.any() and q.delta.any()):
+        return acc
+    if acc.dtype == np.float64 and acc.flags.c_contiguous:
+        from scipy.linalg.blas import dger
+
+        dger(-float(n), q.delta, p.delta, a=acc.T, overwrite_a=True)  # acc.T is Fortran-ordered: updated in place
+        return acc
+    return acc - n * np.outer(p.delta, q.delta)
 
 
 def _accumulate(acc: Any, m: Any) -> Any:
