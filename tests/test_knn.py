@@ -32,11 +32,19 @@ def test_exact_knn_matches_dense_argsort(rng, metric, block_size):
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "euclidean"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("n", "block_size"), [(40, 1), (300, 299), (103, 7), (900, None), (1500, None), (2500, 1100)])
-def test_self_search_by_symmetric_tiles_matches_the_row_blocked_search(metric, dtype, n, block_size):
+@pytest.mark.parametrize(("n", "block_size"), [(40, 1), (300, 299), (103, 7), (500, None), (1500, None), (2500, 1100)])
+@pytest.mark.parametrize("one_thread", [True, False])
+def test_self_search_by_symmetric_tiles_matches_the_row_blocked_search(metric, dtype, n, block_size, one_thread,
+                                                                       monkeypatch):  # fmt: skip
     """self_topk (tiles (i, j ≥ i) of the symmetric similarity matrix, running top-k per row; one-row tiles, a single
-    tile, rows ranked by numpy below 1,024 columns and by torch above) returns exact_topk's scores and neighbours."""
+    tile; single-threaded: diagonal tiles by numpy's symmetric product and rows under 600 columns ranked by numpy)
+    returns exact_topk's scores and neighbours."""
+    import alignkit._gemm
+    import alignkit.neighbors
     from alignkit.neighbors import exact_topk, self_topk
+
+    for module in (alignkit._gemm, alignkit.neighbors):
+        monkeypatch.setattr(module, "single_threaded", lambda: one_thread)
 
     x = torch.from_numpy(np.random.default_rng(n).standard_normal((n, 6))).to(dtype)
     w = x / x.norm(dim=1, keepdim=True) if metric == "cosine" else x

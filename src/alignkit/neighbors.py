@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from alignkit._common import optional_import, pow2_rescale, unit_rows
-from alignkit._gemm import gram
+from alignkit._gemm import gram, single_threaded
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_matrix, check_choice, check_k
 
@@ -369,15 +369,17 @@ def exact_topk(
     return out_s, out_i
 
 
-#: Rows shorter than this are ranked by numpy's argpartition on the CPU: torch.topk costs ~3 µs per row there
-#: (500 × 500, k = 10: 1.7 ms against 0.7 ms), while it is faster on long rows (2,000: 5.7 ms against 8.0 ms).
-_NUMPY_TOPK_WIDTH = 1024
+#: Rows shorter than this are ranked by numpy's argpartition on the CPU when torch runs on one thread: torch.topk
+#: costs ~3 µs per row there (500 × 500, k = 10: 1.8 ms against 0.8 ms) and is faster from ~650 columns on (1,000:
+#: 2.1 against 2.5 ms). With several threads torch ranks every row (see alignkit._gemm on mixing thread pools).
+_NUMPY_TOPK_WIDTH = 600
 
 
 def _row_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest entries of each row and their columns, largest first (``torch.topk(..., sorted=True)``)."""
     if (
         sims.device.type != "cpu"
+        or not single_threaded()
         or sims.dtype not in (torch.float32, torch.float64)
         or sims.shape[1] > _NUMPY_TOPK_WIDTH
         or k >= sims.shape[1]
@@ -398,7 +400,9 @@ def self_topk(
     with half the multiply-adds, since the similarity matrix is symmetric up to the euclidean offsets.
 
     The rows are cut into tiles of ``B`` rows (``block_size``, else about 32 MiB of similarities per B × B tile:
-    2,896 rows in float32, measured 8 % faster than 4,096 at n = 10,000 since a tile's top-k stays in cache).
+    2,896 rows in float32, measured 8 % faster than 4,096 at n = 10,000 since a tile's top-k stays in cache). With
+    T tiles that is (T + 1)/(2T) of the full product's multiply-adds, and half when the diagonal tiles go through
+    BLAS's symmetric product (:func:`~alignkit._gemm.gram`, single-threaded torch).
     Only tiles (i, j ≥ i) are multiplied — diagonal tiles by a symmetric product (:func:`~alignkit._gemm.gram`) —
     and each serves the rows of tile i and, transposed, those of tile j; every row keeps a running top-k, merged
     tile by tile. Every similarity is computed once, so ``s(a, b)`` and ``s(b, a)`` are the same number.
