@@ -38,7 +38,7 @@ from alignkit.metrics import _registry
 from alignkit.metrics.knn import KnnMeasure
 from alignkit.metrics.prepared import prepared_measure
 from alignkit.metrics.preprocess import preprocess
-from alignkit.neighbors import KNNGraph, _prepare, exact_topk
+from alignkit.neighbors import KNNGraph, _prepare, exact_topk, self_topk
 from alignkit.registry import Spec
 from alignkit.stats.permutation import PermutationResult, permutation_test, permutations
 
@@ -89,8 +89,7 @@ def _check_count(value: int, name: str, low: int) -> int:
 
 def candidate_lists(work: torch.Tensor, K: int, metric: str, block_size: int | None = None) -> torch.Tensor:
     """Every row's K most similar other rows of ``work`` (prepared for ``metric``), most similar first."""
-    n = work.shape[0]
-    _, idx = exact_topk(work, work, K, metric, query_ids=torch.arange(n, device=work.device), block_size=block_size)
+    _, idx = self_topk(work, K, metric, block_size=block_size)
     return idx.cpu()
 
 
