@@ -35,7 +35,7 @@ def test_fast_path_matches_the_dense_float64_formula(share, folded, row_norms):
     """Folded (mean share ≤ 0.5: no centred copy, XᵀY − n·x̄ȳᵀ) or centred block by block, the float32 products
     agree with the dense float64 formula to ~1e-6 of the centred energy, as do the traces and the row norms."""
     X, Y = _data(share, seed=1), _data(share / 2, seed=2)
-    sx = cca_mod._Side(X, True, True, X.shape[0])
+    sx = cca_mod._Side(X, True, True)
     assert sx.folded is folded
     P = cca_mod.centred_products(torch.from_numpy(X), torch.from_numpy(Y), row_norms=row_norms, exact=False)
     xy, xx, rx, ry = _dense(X, Y)
@@ -51,7 +51,7 @@ def test_fast_path_matches_the_dense_float64_formula(share, folded, row_norms):
 def test_fold_needs_a_pass_only_when_centring():
     """center=False: the products are of the input as it is (no centred copy, no correction)."""
     X = _data(0.9)
-    side = cca_mod._Side(X, False, True, X.shape[0])
+    side = cca_mod._Side(X, False, True)
     assert side.folded and not side.delta.any()
     P = cca_mod.centred_products(torch.from_numpy(X), torch.from_numpy(X), center=False, exact=False)
     X64 = X.astype(np.float64)
@@ -94,7 +94,7 @@ def test_entries_far_from_one_are_centred_not_folded(scale):
     """Entries whose float32 squares could underflow or overflow (scaled by a power of two) keep the centred path,
     and the products equal the scaled dense formula."""
     X, Y = (_data(0.1, n=500, d=8, seed=s) * np.float32(scale) for s in (3, 4))
-    side = cca_mod._Side(X, True, True, X.shape[0])
+    side = cca_mod._Side(X, True, True)
     assert side.e != 0 and not side.folded
     P = cca_mod.centred_products(torch.from_numpy(X), torch.from_numpy(Y), exact=False)
     xy, _, rx, ry = _dense(np.ldexp(X.astype(np.float64), -P.ex), np.ldexp(Y.astype(np.float64), -P.ey))

@@ -203,7 +203,7 @@ def centred_products(
     a, b = _as_numpy(x), _as_numpy(y)
     n, d1, d2 = x.shape[0], x.shape[1], y.shape[1]
     fast = not exact and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-    sx, sy = _Side(a, center, fast, n, fold), _Side(b, center, fast, n, fold)
+    sx, sy = _Side(a, center, fast, fold), _Side(b, center, fast, fold)
     xy: Any = 0.0
     xx: Any = 0.0
     yy: Any = 0.0
@@ -251,22 +251,21 @@ def centred_products(
 class _Side:
     """How one space's row blocks are centred and scaled (see :func:`centred_products`): ``block(b)`` gives
     ``X' = (b − m̃)·2^−e``; the centred, scaled rows are ``X' − δ`` with ``δ = (x̄ − m̃)·2^−e`` (zero on the exact
-    path); ``sums`` = ``n·δ``, X''s column sums (exact, from the float64 mean), for the corrections. A *folded* side
+    path); X''s column sums are n·δ, which :func:`_corrected` removes. A *folded* side
     (fast path, ``m̃ = 0``) hands out the input's blocks themselves."""
 
-    def __init__(self, a: Any, center: bool, fast: bool, n: int, fold: bool = True) -> None:
+    def __init__(self, a: Any, center: bool, fast: bool, fold: bool = True) -> None:
         mean, e = _mean_exponent(a, center)
         self.fast = fast and a.dtype != np.float64
         self.folded = False
         if not self.fast:  # float64 arithmetic: scaled only where squares could leave float64's range
-            self.mean, self.e, self.delta, self.sums = mean, (e if abs(e) > 200 else 0), None, None
+            self.mean, self.e, self.delta = mean, (e if abs(e) > 200 else 0), None
             return
         self.e = e if abs(e) > 30 else 0
         # Entries far from 1 (scaled by 2^−e) keep centred blocks: the sample's float32 squares could leave the range.
         self.folded = not center or (fold and not self.e and _sampled_mean_share(a, mean) <= _FOLD_SHARE)
         self.mean = None if self.folded else mean.astype(a.dtype)
         self.delta = np.ldexp(mean if self.folded else mean - self.mean.astype(np.float64), -self.e)
-        self.sums = n * self.delta
 
     def block(self, b: Any) -> Any:
         if not self.fast:
