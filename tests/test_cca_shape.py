@@ -293,6 +293,48 @@ def test_alpha1_is_procrustes_and_matches_scipy():
     assert residual**2 == pytest.approx(2 - 2 * p, abs=TOL)
 
 
+@pytest.mark.parametrize(("n", "d1", "d2"), [(40, 300, 300), (40, 12, 300), (150, 300, 200), (250, 300, 300)])
+@pytest.mark.parametrize("center", [True, False])
+def test_procrustes_r_factor_route_matches_dense_formula(n, d1, d2, center):
+    """n < d: Procrustes goes through the QR factors of X̃ᵀ and Ỹᵀ (‖R_x R_yᵀ‖_* = ‖X̃ᵀỸ‖_*) where that takes fewer
+    flops; both routes equal the float64 dense formula (also with one side narrower than n, and uncentred)."""
+    import warnings as w
+
+    from alignkit.metrics.shape import _procrustes_products, _procrustes_r_factors
+
+    rng = np.random.default_rng(n + d1 + d2)
+    Z = rng.normal(size=(n, 10))
+    X = (Z @ rng.normal(size=(10, d1)) + rng.normal(size=(n, d1)) + 3.0) * np.geomspace(1, 0.1, d1)
+    Y = Z @ rng.normal(size=(10, d2)) + 0.5 * rng.normal(size=(n, d2))
+    A, B = (_centre(X), _centre(Y)) if center else (X, Y)
+    dense = np.linalg.svd(A.T @ B, compute_uv=False).sum() / (np.linalg.norm(A) * np.linalg.norm(B))
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    assert _procrustes_r_factors(x, y, center)[0] == pytest.approx(dense, abs=1e-12)
+    assert _procrustes_products(x, y, center)[0] == pytest.approx(dense, abs=1e-12)
+    with w.catch_warnings():
+        w.simplefilter("ignore", SmallSampleWarning)
+        assert procrustes(X, Y, center=center) == pytest.approx(dense, abs=1e-12)
+        assert procrustes(X.astype(np.float32), Y.astype(np.float32), center=center) == pytest.approx(dense, abs=1e-6)
+        assert shape_distance(X, Y, score="euclidean", center=center) == pytest.approx(np.sqrt(2 - 2 * dense), abs=1e-9)
+
+
+def test_procrustes_route_choice_and_near_identical_inputs_with_n_below_d():
+    """The R-factor route wins for n well below d (measured crossover ≈ 0.8·d); n ≥ d keeps the cross-product.
+    A rotated copy with n < d still gets its chord from the aligned factors (~1e-15, not sqrt(2 − 2·cos θ) ~1e-8)."""
+    from alignkit.metrics.shape import _r_factors_cheaper
+
+    assert _r_factors_cheaper(500, 1024, 1024) and _r_factors_cheaper(200, 384, 384)
+    assert not _r_factors_cheaper(900, 1024, 1024) and not _r_factors_cheaper(2000, 384, 384)
+    assert not _r_factors_cheaper(500, 64, 1024)  # one narrow side: its 64 × 1024 product is cheap
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 200))
+    Q, _ = np.linalg.qr(rng.normal(size=(200, 200)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        assert procrustes(X, 2.5 * X @ Q + 1.0) == pytest.approx(1.0, abs=1e-12)
+        assert shape_distance(X, 2.5 * X @ Q + 1.0, score="euclidean") < 1e-12
+
+
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
 @pytest.mark.parametrize("score", ["angular", "euclidean"])
 def test_metric_axioms(alpha, score):
