@@ -58,7 +58,7 @@ def test_gram_equals_feature_equals_streaming(rng):
 
 
 def test_auto_form_switches_on_dimension(rng):
-    # n < d: Gram form; n ≥ d: feature form (both exact).
+    # n < 0.9·(d1 + d2): Gram form; else feature form (both exact).
     X, Y = rng.standard_normal((20, 50)), rng.standard_normal((20, 40))
     assert cka(X, Y) == pytest.approx(cka_dense(X, Y, debiased=True), abs=1e-10)
 
@@ -259,11 +259,32 @@ def test_undefined_cka_warns_instead_of_silent_nan(rng):
         assert np.isnan(cka(X, Y, kernel="rbf_abs", sigma=1e-3))
 
 
+@pytest.mark.parametrize("form", ["feature", "gram"])
 @pytest.mark.parametrize("debiased", [False, True])
-def test_feature_form_float32_close_to_float64_on_real_embeddings(debiased):
-    """float32 inputs are multiplied in float32 row blocks accumulated in float64: within 1e-6 of float64."""
+def test_linear_forms_float32_close_to_float64_on_real_embeddings(debiased, form):
+    """float32 inputs are multiplied in float32 (feature form: row blocks accumulated in float64; Gram form: K = X'X'ᵀ
+    in float32, its sums in float64): within 1e-6 of float64."""
     from alignkit.demo_data import load_bible_demo
 
     X, Y, _ = load_bible_demo(np.float64)
-    got = cka(X.astype(np.float32), Y.astype(np.float32), debiased=debiased, form="feature")
-    assert got == pytest.approx(cka(X, Y, debiased=debiased, form="feature"), abs=1e-6)
+    got = cka(X.astype(np.float32), Y.astype(np.float32), debiased=debiased, form=form)
+    assert got == pytest.approx(cka(X, Y, debiased=debiased, form=form), abs=1e-6)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_linear_gram_form_float32_with_large_mean_matches_dense(rng, debiased, offset):
+    """The host Gram form centres float32 rows by the float32-rounded mean and takes the rest from the Gram's row
+    sums (HSIC from ⟨K, L⟩, diagonals, row sums): a mean 1,000× the spread costs no precision; HSIC (scale-dependent)
+    matches the dense float64 formula too."""
+    X, Y = shared_latent(rng, n=60, dx=150, dy=200)
+    X32, Y32 = (X + offset).astype(np.float32), (Y - offset).astype(np.float32)
+    X64, Y64 = X32.astype(np.float64), Y32.astype(np.float64)  # the same numbers
+    Xc, Yc = X64 - X64.mean(0), Y64 - Y64.mean(0)  # the reference centred first: an uncentred dense Gram cancels
+    assert cka(X32, Y32, debiased=debiased, form="gram") == pytest.approx(
+        cka_dense(Xc, Yc, "linear", debiased), abs=1e-6
+    )
+    K, L = gram_dense(Xc), gram_dense(Yc)
+    ref = hsic_unbiased_dense(K, L) if debiased else hsic_biased_dense(K, L)
+    assert hsic(X32, Y32, debiased=debiased, form="gram") == pytest.approx(ref, rel=1e-5)
+    assert hsic(X64, Y64, debiased=debiased, form="gram") == pytest.approx(ref, rel=1e-10)

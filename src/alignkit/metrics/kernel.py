@@ -1,8 +1,10 @@
 """HSIC and centred kernel alignment (CKA): linear / RBF kernels, biased / debiased, Gram or feature form.
 
 Never an O(n³) product and no n×n centering matrix: the Gram form centres (HKH) or U-centres a
-kernel by its row/column sums and takes one O(n²) inner product; linear kernels switch to the
-O(n·d²) feature form when n ≥ max(d1, d2), which needs only ``X_cᵀY_c`` and the row norms.
+kernel by its row/column sums and takes one O(n²) inner product (linear kernels on host arrays: not even a
+centred copy — the HSIC comes from ⟨K, L⟩, the diagonals and the row sums, with K = X'X'ᵀ in the input's
+precision); linear kernels switch to the O(n·d²) feature form when n ≥ 0.9·(d1 + d2), where it takes fewer
+flops, which needs only ``X_cᵀY_c`` and the row norms.
 
 Scale: each space is divided by a power of two (its largest |entry| moved into [0.5, 1)) before any product,
 which is exact. CKA is scale-invariant, so it is unchanged at any finite input scale; linear HSIC scales as
@@ -20,14 +22,17 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from alignkit._common import median, pow2_rescale, times_pow2
 from alignkit._lazy import lazy_module
 from alignkit._validation import ArrayLike, as_pair, check_choice, check_min_rows
 from alignkit.metrics._moments import cka_ratio, effective_rank, warn_biased_cka
 from alignkit.metrics._registry import register
-from alignkit.metrics.cca import CentredProducts, centred_products
+from alignkit.metrics.cca import CentredProducts, _Side, centred_products
 
 if TYPE_CHECKING:
     import torch
@@ -136,8 +141,15 @@ def _choose_form(form: str, kernel: str, n: int, d1: int, d2: int) -> str:
             raise ValueError(f"form='feature' exists only for kernel='linear'; got kernel={kernel!r}")
         return "gram"
     if form == "auto":
-        return "gram" if n < max(d1, d2) else "feature"
+        return "gram" if n < _GRAM_BELOW * (d1 + d2) else "feature"
     return form
+
+
+#: ``form="auto"`` takes the linear Gram form when n < this·(d1 + d2). Multiply-adds: two symmetric n × n products,
+#: n²(d1 + d2)/2, against the feature form's n(d1 + d2)²/2 (X̃ᵀỸ and two symmetric d × d products), so n < d1 + d2
+#: is the flop crossover; the Gram form's O(n²) passes move the measured one a little lower (n ≈ 0.9–1.0·(d1 + d2)
+#: for float32 at d = 64, 384 and 1,024, one thread).
+_GRAM_BELOW = 0.9
 
 
 def centred_features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,6 +193,77 @@ def _feature_terms(x: torch.Tensor, y: torch.Tensor, debiased: bool) -> tuple[fl
         hsic_from_products(float((P.yy**2).sum()), P.ry, P.ry, n, debiased),
     )
     return (*terms, P)
+
+
+@dataclass(frozen=True)
+class _LinearGram:
+    """One space's linear Gram ``K = X'X'ᵀ`` (X' the centred, power-of-two-scaled rows, as
+    :func:`~alignkit.metrics.cca.centred_products` makes them: float32 in, float32 products) with its float64
+    diagonal, row sums and total, which centring needs: nothing n × n is centred or copied."""
+
+    K: np.ndarray
+    diag: np.ndarray
+    rows: np.ndarray
+    e: int
+
+    @property
+    def total(self) -> float:
+        return float(self.rows.sum())
+
+    @property
+    def centred_trace(self) -> float:
+        """``tr HKH = tr K − 1ᵀK1/n``."""
+        return float(self.diag.sum()) - self.total / self.K.shape[0]
+
+
+def _linear_gram(x: torch.Tensor) -> _LinearGram:
+    a = x.numpy()
+    side = _Side(a, True, fast=True, fold=False)  # float32: centred by the rounded mean; float64: exactly, in float64
+    b = side.block(a)
+    K = b @ b.T  # symmetric: BLAS's syrk, half the multiply-adds
+    rows = (K @ np.ones(K.shape[0], dtype=K.dtype)).astype(np.float64)  # ≈ 0: X' is centred up to rounding
+    return _LinearGram(K, np.diagonal(K).astype(np.float64), rows, side.e)
+
+
+_INNER_ELEMENTS = 1 << 16  # entries per float64 block of a Gram inner product (512 KiB)
+
+
+def _gram_inner(K: np.ndarray, L: np.ndarray) -> float:
+    """``⟨K, L⟩_F`` accumulated in float64 over row blocks (a float32 dot would accumulate in float32)."""
+    step = max(1, _INNER_ELEMENTS // K.shape[1])
+    total = 0.0
+    for s in range(0, K.shape[0], step):
+        k = K[s : s + step].ravel().astype(np.float64, copy=False)
+        l_ = k if L is K else L[s : s + step].ravel().astype(np.float64, copy=False)
+        total += float(k @ l_)
+    return total
+
+
+def _hsic_from_grams(G: _LinearGram, H: _LinearGram, debiased: bool) -> float:
+    """HSIC from two uncentred linear Grams, by their sums (no centred n × n copy):
+    biased ``tr(KHLH) = ⟨K,L⟩ − 2·r_Kᵀr_L/n + (1ᵀK1)(1ᵀL1)/n²`` over (n−1)² (Gretton et al. 2005); unbiased with
+    K̃ = K − diag(K): ``tr(K̃L̃) = ⟨K,L⟩ − d_Kᵀd_L``, ``1ᵀK̃1 = 1ᵀK1 − tr K``, ``1ᵀK̃L̃1 = (r_K − d_K)ᵀ(r_L − d_L)``
+    in Song et al.'s estimator (JMLR 2012)."""
+    n = G.K.shape[0]
+    inner = _gram_inner(G.K, H.K)
+    if not debiased:
+        return (inner - 2.0 * float(G.rows @ H.rows) / n + G.total * H.total / n**2) / (n - 1) ** 2
+    trace = inner - float(G.diag @ H.diag)
+    sums = (G.total - float(G.diag.sum())) * (H.total - float(H.diag.sum()))
+    cross = float((G.rows - G.diag) @ (H.rows - H.diag))
+    return (trace + sums / ((n - 1) * (n - 2)) - 2.0 * cross / (n - 2)) / (n * (n - 3))
+
+
+def _linear_gram_terms(
+    x: torch.Tensor, y: torch.Tensor, debiased: bool
+) -> tuple[float, float, float, _LinearGram, _LinearGram]:
+    """``(HSIC(X, Y), HSIC(X, X), HSIC(Y, Y), G_x, G_y)`` of the rescaled spaces from their linear Grams in the input's
+    precision (host arrays): O(n²·(d1 + d2)/2) by two symmetric products and O(n²) sums."""
+    G, H = _linear_gram(x), _linear_gram(y)
+    for g, name in ((G, "X"), (H, "Y")):
+        if not g.centred_trace > 0:
+            raise ValueError(f"{name} is constant across items (every row identical): its similarity is undefined")
+    return _hsic_from_grams(G, H, debiased), _hsic_from_grams(G, G, debiased), _hsic_from_grams(H, H, debiased), G, H
 
 
 def _check_not_constant(t: torch.Tensor, name: str) -> None:
@@ -257,6 +340,9 @@ def hsic(
     if form == "feature":
         value, _, _, P = _feature_terms(x, y, debiased)
         return hsic_in_input_units(value, 2 * (P.ex + P.ey))
+    if _host_linear(x, y, kernel):
+        value, _, _, G, H = _linear_gram_terms(x, y, debiased)
+        return hsic_in_input_units(value, 2 * (G.e + H.e))
     x, y, ex, ey = _rescaled(x, y)
     value = hsic_centred(*_grams(x, y, ex, ey, kernel, debiased, threshold, sigma), debiased)
     return hsic_in_input_units(value, 2 * (ex + ey)) if kernel == "linear" else value
@@ -293,7 +379,8 @@ def cka(
         ``gram_rbf``) or "rbf_abs" (absolute σ, PRH's convention). The two RBFs differ; never alias.
     debiased : use the unbiased HSIC estimator; the headline choice, since biased CKA is high even for
         random data when d ≫ n (Murphy et al., ICLR 2024).
-    form : "auto" (Gram when n < max(d1, d2), else feature form), "gram" or "feature" (linear only).
+    form : "auto" (Gram when n < 0.9·(d1 + d2), where it takes fewer flops, else feature form), "gram" or
+        "feature" (linear only).
 
     Needs n ≥ 4 for either estimator. Biased CKA warns (SmallSampleWarning) when ``n − 1 < 10·sqrt(m_x·m_y)``,
     m = (tr K_c)²/‖K_c‖_F² the effective rank of each centred kernel: then independent spaces already score
@@ -307,12 +394,24 @@ def cka(
             scale = float((n - 1) ** 2)  # biased HSIC = ‖X_cᵀX_c‖²/(n−1)², tr K_c = ‖X_c‖²
             warn_biased_cka(n, effective_rank(P.tx, xx * scale), effective_rank(P.ty, yy * scale))
         return cka_ratio(xy, xx, yy)
+    if _host_linear(x, y, kernel):
+        xy, xx, yy, G, H = _linear_gram_terms(x, y, debiased)
+        if not debiased:  # ‖K_c‖_F² = (n−1)²·HSIC_b(K, K)
+            scale = float((n - 1) ** 2)
+            warn_biased_cka(n, effective_rank(G.centred_trace, xx * scale), effective_rank(H.centred_trace, yy * scale))
+        return cka_ratio(xy, xx, yy)
     x, y, ex, ey = _rescaled(x, y)
     K, L = _grams(x, y, ex, ey, kernel, debiased, threshold, sigma)
     xx, yy = hsic_centred(K, K, debiased), hsic_centred(L, L, debiased)
     if not debiased:
         warn_biased_cka(n, gram_effective_rank(K), gram_effective_rank(L))
     return cka_ratio(hsic_centred(K, L, debiased), xx, yy)
+
+
+def _host_linear(x: torch.Tensor, y: torch.Tensor, kernel: str) -> bool:
+    """Linear kernels on host arrays take :func:`_linear_gram_terms` (products in the input's precision, as the
+    feature form); other kernels and devices build float64 torch Grams."""
+    return kernel == "linear" and x.device.type == "cpu" and y.device.type == "cpu"
 
 
 def gram_effective_rank(Kc: torch.Tensor) -> float:
