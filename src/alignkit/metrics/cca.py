@@ -400,20 +400,31 @@ def _warn_small_n(n: int, r: int, what: str) -> None:
 @dataclass
 class BasisPair:
     """Both centred spaces (divided by 2^ex, 2^ey) in their singular bases, float64 numpy: the kept singular
-    values ``s`` (descending), right singular vectors ``v`` (d × r) and ``k = U_xᵀU_y`` (r_x × r_y)."""
+    values ``s`` (descending), right singular vectors ``v`` (d × r) and either ``k = U_xᵀU_y`` (r_x × r_y; thin
+    SVDs) or the cross-product ``xy = X̃ᵀỸ`` it comes from (see :meth:`cross`)."""
 
     n: int
     sx: np.ndarray
     sy: np.ndarray
     vx: np.ndarray
     vy: np.ndarray
-    k: np.ndarray
+    k: np.ndarray | None
+    xy: np.ndarray | None
     ex: int
     ey: int
 
     @property
     def rank(self) -> int:
         return max(self.sx.size, self.sy.size)
+
+    def cross(self, kx: int | None = None, ky: int | None = None) -> np.ndarray:
+        """``U_xᵀU_y`` over the top kx, ky directions (all by default); from the cross-product only that block is
+        formed, ``diag(1/s_x) V_xᵀ X̃ᵀỸ V_y diag(1/s_y)``: O(kx·d1·d2), not O(d³), for SVCCA's few directions."""
+        kx, ky = kx or self.sx.size, ky or self.sy.size
+        if self.k is not None:
+            return self.k[:kx, :ky]
+        assert self.xy is not None
+        return (self.vx[:, :kx].T @ self.xy @ self.vy[:, :ky]) / np.outer(self.sx[:kx], self.sy[:ky])
 
 
 def _spectrum(C: np.ndarray, n: int, name: str, center: bool, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -455,18 +466,17 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
         fast = not exact and torch.float64 not in (x.dtype, y.dtype)
         sx, vx = _spectrum(P.xx, n, "X", center, exact=not fast)
         sy, vy = _spectrum(P.yy, n, "Y", center, exact=not fast)
-        k = (vx.T @ P.xy @ vy) / np.outer(sx, sy)
-        return BasisPair(n, sx, sy, vx, vy, k, P.ex, P.ey)
+        return BasisPair(n, sx, sy, vx, vy, None, P.xy, P.ex, P.ey)
     Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
     Uy, sy_t, Vy, ey = _centred_svd(y, "Y", center=center)
-    return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), ex, ey)
+    return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), None, ex, ey)
 
 
 def _whitened_cross(B: BasisPair, reg: float, kx: int | None = None, ky: int | None = None) -> np.ndarray:
     """``diag(w_x) U_xᵀU_y diag(w_y)`` over the top kx, ky directions: its singular values are the ρ."""
     kx, ky = kx or B.sx.size, ky or B.sy.size
     wx, wy = _weights(B.sx[:kx], B.n, reg, B.ex), _weights(B.sy[:ky], B.n, reg, B.ey)
-    return B.k[:kx, :ky] * wx[:, None] * wy[None, :]
+    return B.cross(kx, ky) * wx[:, None] * wy[None, :]
 
 
 def _svdvals(M: np.ndarray) -> np.ndarray:

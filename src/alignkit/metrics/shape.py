@@ -205,7 +205,7 @@ def _shape_products(x: torch.Tensor, y: torch.Tensor, alpha: float, center: bool
         return _procrustes_products(x, y, center)
     B = basis_pair(x, y, center=center)
     gx, gy = _unit_g(B.sx, alpha), _unit_g(B.sy, alpha)
-    score = float(np.linalg.svd(B.k * gx[:, None] * gy[None, :], compute_uv=False).sum())
+    score = float(np.linalg.svd(B.cross() * gx[:, None] * gy[None, :], compute_uv=False).sum())
     m = max(1.0 / float((gx**4).sum()), 1.0 / float((gy**4).sum()))
     return min(max(score, 0.0), 1.0), m
 
