@@ -133,23 +133,27 @@ def _blocks(a: Any, n: int, d: int) -> Any:
 
 
 def _row_hashes(block: np.ndarray, mult: np.ndarray) -> np.ndarray:
-    """Two independent 64-bit hashes of each row's values, as an (m, 2) array: each value's bits are mixed by a
-    bijection of 64-bit words (MurmurHash3's finaliser), then summed with random odd multipliers (wrapping
-    arithmetic). 128 bits, so distinct rows collide with probability ~n²/2¹²⁸. The mixing matters: a float with
-    few mantissa bits (1.0 = 0x3FF0…0) times a multiplier keeps only the multiplier's low bits, so without it
-    small-integer rows such as (1, 0) and (0, 1) could collide."""
+    """Two independent 64-bit hashes of each row's values, as an (m, 2) array: the row's bits, as 64-bit words (one
+    float64, two float32 values, or one narrower value widened), are mixed by a bijection (MurmurHash3's finaliser),
+    then summed with random odd multipliers (wrapping arithmetic). 128 bits, so distinct rows collide with
+    probability ~n²/2¹²⁸. The mixing matters: a float with few mantissa bits (1.0 = 0x3FF0…0) times a multiplier
+    keeps only the multiplier's low bits, so without it small-integer rows such as (1, 0) and (0, 1) could collide."""
     words = np.ascontiguousarray(block)
     if words.dtype.kind == "f":
-        words = words + words.dtype.type(0)  # −0.0 + 0.0 = +0.0: equal values hash equally
+        words = words + words.dtype.type(0)  # −0.0 + 0.0 = +0.0: equal values hash equally (and a copy of our own)
     if words.dtype.itemsize not in (2, 4, 8):
         words = words.astype(np.float64)
-    x = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[words.dtype.itemsize]).astype(np.uint64)
+    size = words.dtype.itemsize
+    if words.dtype.kind == "f" and (size == 8 or (size == 4 and words.shape[1] % 2 == 0)):
+        x = words.view(np.uint64)  # mixed in place; float32 values in pairs: half the words, no widening copy
+    else:
+        x = words.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[size]).astype(np.uint64)
     with np.errstate(over="ignore"):
         for c in _FMIX:
             x ^= x >> np.uint64(33)
             x *= c
         x ^= x >> np.uint64(33)
-        return np.stack([(x * m).sum(axis=1, dtype=np.uint64) for m in mult], axis=1)
+        return np.stack([(x * m[: x.shape[1]]).sum(axis=1, dtype=np.uint64) for m in mult], axis=1)
 
 
 _FMIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
