@@ -138,6 +138,26 @@ def test_regularised_cca_matches_dense(reg):
     assert cca(X, Y, reg=reg) < cca(X, Y)
 
 
+@pytest.mark.parametrize(("d1", "d2"), [(120, 90), (12, 90), (120, 12)])
+def test_cca_family_with_fewer_items_than_dimensions_matches_dense(d1, d2):
+    """n < d: each side's basis comes from eigh of the n × n Gram (or, for a side narrower than n, of X̃ᵀX̃), not
+    a thin SVD; SVCCA, regularised CCA and PWCCA (whose V_x is formed on demand) equal the dense formulas, and
+    float32 and float64 copies of the same numbers agree."""
+    rng = np.random.default_rng(d1 + d2)
+    Z = rng.normal(size=(40, 6))
+    X = Z @ rng.normal(size=(6, d1)) + 0.3 * rng.normal(size=(40, d1)) + 2.0
+    Y = Z @ rng.normal(size=(6, d2)) + 0.3 * rng.normal(size=(40, d2))
+    for keep in (8, 0.9):
+        assert svcca(X, Y, keep=keep) == pytest.approx(ref_svcca(X, Y, keep), abs=1e-10)
+    rho, _ = ref_cca(X, Y, reg=0.1)
+    assert canonical_correlations(X, Y, reg=0.1).numpy() == pytest.approx(rho[: min(39, d1, d2)], abs=1e-10)
+    if min(d1, d2) < 40:  # the reference weighs min(d1, d2) directions, beyond the rank n − 1 when both are wider
+        assert pwcca(X, Y, reg=0.1) == pytest.approx(ref_pwcca(X, Y, reg=0.1), abs=1e-10)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    for f in (lambda a, b: svcca(a, b, keep=8), lambda a, b: pwcca(a, b, reg=0.1)):
+        assert f(X32, Y32) == pytest.approx(f(X32.astype(np.float64), Y32.astype(np.float64)), abs=1e-9)
+
+
 def test_structured_planted_correlations():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 5))

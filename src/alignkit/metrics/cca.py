@@ -73,6 +73,8 @@ def centred_basis(x: torch.Tensor, name: str = "X", *, center: bool = True) -> t
     ``2^e`` (e puts its largest |entry| in [0.5, 1), so s² neither overflows nor underflows), rank-truncated
     by :func:`kept_rank`. Raises if nothing is left (every row identical, or all zeros when ``center=False``).
     """
+    # A thin SVD, not eigh of the Gram (as basis_pair's n < d route): whitened factors weigh every kept direction
+    # alike, and the Gram's squared spectrum left 3e-8–2e-7 where the shape distance of two n < d spaces is 0.
     U, s, _, e = _centred_svd(x, name, center=center)
     return U, s, e
 
@@ -400,18 +402,20 @@ def _warn_small_n(n: int, r: int, what: str) -> None:
 @dataclass
 class BasisPair:
     """Both centred spaces (divided by 2^ex, 2^ey) in their singular bases, float64 numpy: the kept singular
-    values ``s`` (descending), right singular vectors ``v`` (d × r) and either ``k = U_xᵀU_y`` (r_x × r_y; thin
-    SVDs) or the cross-product ``xy = X̃ᵀỸ`` it comes from (see :meth:`cross`)."""
+    values ``s`` (descending), right singular vectors ``v`` (d × r; see :meth:`right_x`) and either
+    ``k = U_xᵀU_y`` (r_x × r_y; n < d) or the cross-product ``xy = X̃ᵀỸ`` it comes from (see :meth:`cross`)."""
 
     n: int
     sx: np.ndarray
     sy: np.ndarray
-    vx: np.ndarray
-    vy: np.ndarray
+    vx: np.ndarray | None
+    vy: np.ndarray | None
     k: np.ndarray | None
     xy: np.ndarray | None
     ex: int
     ey: int
+    #: (X̃, U_x) where V_x was not formed (:func:`_side_basis` from the n × n Gram): :meth:`right_x` forms it.
+    x_factors: tuple[Any, np.ndarray] | None = None
 
     @property
     def rank(self) -> int:
@@ -423,16 +427,27 @@ class BasisPair:
         kx, ky = kx or self.sx.size, ky or self.sy.size
         if self.k is not None:
             return self.k[:kx, :ky]
-        assert self.xy is not None
+        assert self.xy is not None and self.vx is not None and self.vy is not None
         return (self.vx[:, :kx].T @ self.xy @ self.vy[:, :ky]) / np.outer(self.sx[:kx], self.sy[:ky])
 
+    def right_x(self) -> np.ndarray:
+        """``V_x`` (d1 × r_x), formed on first use as ``X̃ᵀU_x diag(1/s_x)`` when only U_x was computed."""
+        if self.vx is None:
+            assert self.x_factors is not None
+            c, u = self.x_factors
+            self.vx = (c.T @ u) / self.sx
+        return self.vx
 
-def _spectrum(C: np.ndarray, n: int, name: str, center: bool, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Kept singular values (descending) and right singular vectors of a space from its Gram ``C = X̃ᵀX̃``
-    (``exact=False``: C from float32 products, so directions below ``FAST_RANK_RTOL·s_1`` are dropped too)."""
+
+def _spectrum(
+    C: np.ndarray, n: int, name: str, center: bool, exact: bool = True, width: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kept singular values (descending) and right singular vectors of a space from its Gram ``C = X̃ᵀX̃`` — or
+    the left ones from ``C = X̃X̃ᵀ`` (then ``width`` = d, for the rank rule) — (``exact=False``: C from float32
+    products, so directions below ``FAST_RANK_RTOL·s_1`` are dropped too)."""
     lam, V = np.linalg.eigh(C)
     s = np.sqrt(np.clip(lam[::-1], 0.0, None))
-    r = kept_rank(s, n, C.shape[0])
+    r = kept_rank(s, n, width or C.shape[0])
     if not exact:
         r = min(r, int((s[:r] > FAST_RANK_RTOL * s[0]).sum()))
     if r == 0:
@@ -451,7 +466,10 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
 
     n ≥ max(d1, d2): from the float64 cross-products (:func:`centred_products`): ``eigh(X̃ᵀX̃) = V diag(s²) Vᵀ`` and
     ``U_xᵀU_y = diag(1/s_x) V_xᵀ X̃ᵀỸ V_y diag(1/s_y)``, O(n·(d1 + d2)²) and no n × d float64 copy.
-    n < max(d1, d2): thin SVDs of the centred spaces, O(n²·d). Both keep :func:`kept_rank` directions.
+    n < max(d1, d2): each side's left singular vectors, from ``eigh`` of the n × n Gram ``X̃X̃ᵀ`` when n ≤ d
+    (O(n²·d + n³), 2–3× faster than a thin SVD of X̃ at 300 × 384 to 1,000 × 1,024), else of X̃ᵀX̃ with
+    ``U = X̃V diag(1/s)``; ``k = U_xᵀU_y``. Both routes square the spectrum like the cross-products, so their rank
+    decisions and accuracy are the same. Both keep :func:`kept_rank` directions.
 
     ``exact=False`` (float32 inputs, n ≥ max(d1, d2)): the products in float32, accumulated in float64 (the
     plain formula's speed; CKA's path), and each side keeps only the directions with ``s_i > FAST_RANK_RTOL·s_1``
@@ -467,9 +485,29 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
         sx, vx = _spectrum(P.xx, n, "X", center, exact=not fast)
         sy, vy = _spectrum(P.yy, n, "Y", center, exact=not fast)
         return BasisPair(n, sx, sy, vx, vy, None, P.xy, P.ex, P.ey)
-    Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
-    Uy, sy_t, Vy, ey = _centred_svd(y, "Y", center=center)
-    return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), None, ex, ey)
+    if x.device.type != "cpu" or y.device.type != "cpu":
+        Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
+        Uy, sy_t, Vy, ey = _centred_svd(y, "Y", center=center)
+        return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), None, ex, ey)
+    bx, by = _side_basis(x, "X", center), _side_basis(y, "Y", center)
+    factors = None if bx[2] is not None else (bx[3], bx[1])
+    return BasisPair(n, bx[0], by[0], bx[2], by[2], bx[1].T @ by[1], None, bx[4], by[4], factors)
+
+
+def _side_basis(
+    t: torch.Tensor, name: str, center: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
+    """``(s, U, V or None, X̃, e)`` of one host space (X̃ = centred X·2^−e in float64, e putting max |x| in
+    [0.5, 1)): from ``eigh(X̃X̃ᵀ)`` when n ≤ d (V not formed), else from ``eigh(X̃ᵀX̃)`` with ``U = X̃V diag(1/s)``."""
+    a = t.numpy()
+    mean, e = _mean_exponent(a, center)
+    c = _centred_block(a, mean, e, exact=True)
+    n, d = c.shape
+    if n <= d:
+        s, u = _spectrum(c @ c.T, n, name, center, width=d)
+        return s, u, None, c, e
+    s, v = _spectrum(c.T @ c, n, name, center)
+    return s, (c @ v) / s, v, c, e
 
 
 def _whitened_cross(B: BasisPair, reg: float, kx: int | None = None, ky: int | None = None) -> np.ndarray:
@@ -481,6 +519,12 @@ def _whitened_cross(B: BasisPair, reg: float, kx: int | None = None, ky: int | N
 
 def _svdvals(M: np.ndarray) -> np.ndarray:
     return np.clip(np.linalg.svd(M, compute_uv=False), 0.0, 1.0)
+
+
+_CCA_COST = (
+    "O(n·(d1 + d2)²) float64 cross-products + eigh of each d × d when n ≥ max(d1, d2), else O(n²·d) Grams + eigh "
+    "of each n × n"
+)
 
 
 def _validated(X: ArrayLike, Y: ArrayLike, reg: float, estimator: str) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -509,7 +553,7 @@ def canonical_correlations(X: ArrayLike, Y: ArrayLike, reg: float = 0.0, exact: 
     family="cca",
     range=(0.0, 1.0),
     invariances=_CCA_INVARIANCES,
-    cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·d1·d2)",
+    cost=_CCA_COST,
     description="Mean canonical correlation (or mean ρ² with summary='mean_sq'), exact SVD. Invariant to "
     "invertible linear maps (reg=0 only); inflated towards 1 when n < 10·d (warns).",
     defaults={"reg": 0.0, "summary": "mean", "exact": True},
@@ -563,7 +607,7 @@ def _n_kept(s: np.ndarray, keep: float | int, width: int, name: str) -> int:
     family="cca",
     range=(0.0, 1.0),
     invariances=("orthogonal", "isotropic_scale", "translation", "permutation"),
-    cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·k1·k2)",
+    cost=_CCA_COST + "; O(k1·d1·d2) for the kept block",
     description="SVCCA: keep each side's top singular directions (a variance fraction, default 0.99, or an "
     "integer count; PRH uses 10), then mean canonical correlation. Warns when n < 10·kept dims.",
     defaults={"keep": 0.99, "reg": 0.0, "exact": True},
@@ -598,7 +642,7 @@ def svcca(X: ArrayLike, Y: ArrayLike, *, keep: float | int = 0.99, reg: float = 
     range=(0.0, 1.0),
     symmetric=False,
     invariances=("isotropic_scale", "translation", "permutation"),
-    cost="O(n·d·min(n, d)) for the two thin SVDs + O(n·d1·k)",
+    cost=_CCA_COST + "; O(d1·r²) for the weights",
     description="Projection-weighted CCA (Morcos 2018) [unverified formula]: Σα_iρ_i/Σα_i, weights from X's "
     "neurons, so asymmetric. The L1 weights break rotation invariance. Warns when n < 10·d.",
     defaults={"reg": 0.0, "exact": True},
@@ -623,5 +667,5 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, exact: bool = True) -
     rho = np.clip(rho, 0.0, 1.0)
     # canonical variates h_i = U_x diag(w) a_i/‖diag(w) a_i‖, and X_cᵀU_x = V_x diag(s_x): α's scale cancels
     wx = _weights(B.sx, B.n, reg, B.ex)
-    alpha = np.abs(B.vx @ ((B.sx * wx)[:, None] * A)).sum(axis=0) / np.linalg.norm(wx[:, None] * A, axis=0)
+    alpha = np.abs(B.right_x() @ ((B.sx * wx)[:, None] * A)).sum(axis=0) / np.linalg.norm(wx[:, None] * A, axis=0)
     return float((alpha * rho).sum() / alpha.sum())
