@@ -338,6 +338,22 @@ def test_procrustes_r_factor_route_matches_dense_formula(n, d1, d2, center):
         assert shape_distance(X, Y, score="euclidean", center=center) == pytest.approx(np.sqrt(2 - 2 * dense), abs=1e-9)
 
 
+def test_procrustes_r_factor_route_on_torch_tensors(monkeypatch):
+    """The R-factor route's device branch (torch QR, used for CUDA tensors) run on the CPU by keeping the inputs as
+    tensors: the same value as the host route and the dense formula."""
+    from alignkit.metrics import shape as S
+
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(30, 200)) + 1.0, rng.normal(size=(30, 150))
+    A, B = _centre(X), _centre(Y)
+    dense = np.linalg.svd(A.T @ B, compute_uv=False).sum() / (np.linalg.norm(A) * np.linalg.norm(B))
+    x, y = torch.from_numpy(X), torch.from_numpy(Y)
+    host = S._procrustes_r_factors(x, y, True)[0]
+    monkeypatch.setattr(S, "_as_numpy", lambda t: t)
+    assert S._procrustes_r_factors(x, y, True)[0] == pytest.approx(host, abs=1e-13)
+    assert host == pytest.approx(dense, abs=1e-13)
+
+
 def test_procrustes_route_choice_and_near_identical_inputs_with_n_below_d():
     """The R-factor route wins for n well below d (measured crossover ≈ 0.8·d); n ≥ d keeps the cross-product.
     A rotated copy with n < d still gets its chord from the aligned factors (~1e-15, not sqrt(2 − 2·cos θ) ~1e-8)."""

@@ -288,3 +288,16 @@ def test_linear_gram_form_float32_with_large_mean_matches_dense(rng, debiased, o
     ref = hsic_unbiased_dense(K, L) if debiased else hsic_biased_dense(K, L)
     assert hsic(X32, Y32, debiased=debiased, form="gram") == pytest.approx(ref, rel=1e-5)
     assert hsic(X64, Y64, debiased=debiased, form="gram") == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_linear_gram_device_route_matches_host_route(rng, monkeypatch, debiased):
+    """Linear Grams on other devices stay float64 torch Grams centred in place; run on the CPU here (the host-route
+    switch turned off), they equal the host route and the dense formula."""
+    from alignkit.metrics import kernel as K
+
+    X, Y = shared_latent(rng, n=50, dx=80, dy=70)
+    host = cka(X, Y, debiased=debiased, form="gram")
+    monkeypatch.setattr(K, "_host_linear", lambda *a: False)
+    assert cka(X, Y, debiased=debiased, form="gram") == pytest.approx(host, abs=1e-12)
+    assert host == pytest.approx(cka_dense(X, Y, "linear", debiased), abs=1e-10)
