@@ -402,7 +402,7 @@ def _warn_small_n(n: int, r: int, what: str) -> None:
 @dataclass
 class BasisPair:
     """Both centred spaces (divided by 2^ex, 2^ey) in their singular bases, float64 numpy: the kept singular
-    values ``s`` (descending), right singular vectors ``v`` (d × r; see :meth:`right_x`) and either
+    values ``s`` (descending), right singular vectors ``v`` (d × r; None where not asked for) and either
     ``k = U_xᵀU_y`` (r_x × r_y; n < d) or the cross-product ``xy = X̃ᵀỸ`` it comes from (see :meth:`cross`)."""
 
     n: int
@@ -414,8 +414,6 @@ class BasisPair:
     xy: np.ndarray | None
     ex: int
     ey: int
-    #: (X̃, U_x) where V_x was not formed (:func:`_side_basis` from the n × n Gram): :meth:`right_x` forms it.
-    x_factors: tuple[Any, np.ndarray] | None = None
 
     @property
     def rank(self) -> int:
@@ -429,14 +427,6 @@ class BasisPair:
             return self.k[:kx, :ky]
         assert self.xy is not None and self.vx is not None and self.vy is not None
         return (self.vx[:, :kx].T @ self.xy @ self.vy[:, :ky]) / np.outer(self.sx[:kx], self.sy[:ky])
-
-    def right_x(self) -> np.ndarray:
-        """``V_x`` (d1 × r_x), formed on first use as ``X̃ᵀU_x diag(1/s_x)`` when only U_x was computed."""
-        if self.vx is None:
-            assert self.x_factors is not None
-            c, u = self.x_factors
-            self.vx = (c.T @ u) / self.sx
-        return self.vx
 
 
 def _spectrum(
@@ -461,7 +451,9 @@ def _spectrum(
 FAST_RANK_RTOL = 16 * math.sqrt(RANK_EPS)
 
 
-def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: bool = True) -> BasisPair:
+def basis_pair(
+    x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: bool = True, need_vx: bool = False
+) -> BasisPair:
     """:class:`BasisPair` of two row-paired spaces.
 
     n ≥ max(d1, d2): from the float64 cross-products (:func:`centred_products`): ``eigh(X̃ᵀX̃) = V diag(s²) Vᵀ`` and
@@ -469,7 +461,8 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
     n < max(d1, d2): each side's left singular vectors, from ``eigh`` of the n × n Gram ``X̃X̃ᵀ`` when n ≤ d
     (O(n²·d + n³), 2–3× faster than a thin SVD of X̃ at 300 × 384 to 1,000 × 1,024), else of X̃ᵀX̃ with
     ``U = X̃V diag(1/s)``; ``k = U_xᵀU_y``. Both routes square the spectrum like the cross-products, so their rank
-    decisions and accuracy are the same. Both keep :func:`kept_rank` directions.
+    decisions and accuracy are the same. Both keep :func:`kept_rank` directions. On the Gram route V is formed
+    only for X and only with ``need_vx`` (PWCCA's weights); elsewhere ``vx``/``vy`` may be None.
 
     ``exact=False`` (float32 inputs, n ≥ max(d1, d2)): the products in float32, accumulated in float64 (the
     plain formula's speed; CKA's path), and each side keeps only the directions with ``s_i > FAST_RANK_RTOL·s_1``
@@ -489,25 +482,29 @@ def basis_pair(x: torch.Tensor, y: torch.Tensor, *, center: bool = True, exact: 
         Ux, sx_t, Vx, ex = _centred_svd(x, "X", center=center)
         Uy, sy_t, Vy, ey = _centred_svd(y, "Y", center=center)
         return BasisPair(n, _np(sx_t), _np(sy_t), _np(Vx.T), _np(Vy.T), _np(Ux.T @ Uy), None, ex, ey)
-    bx, by = _side_basis(x, "X", center), _side_basis(y, "Y", center)
-    factors = None if bx[2] is not None else (bx[3], bx[1])
-    return BasisPair(n, bx[0], by[0], bx[2], by[2], bx[1].T @ by[1], None, bx[4], by[4], factors)
+    bx, by = _side_basis(x, "X", center, need_vx), _side_basis(y, "Y", center, False)
+    return BasisPair(n, bx[0], by[0], bx[2], by[2], bx[1].T @ by[1], None, bx[3], by[3])
 
 
 def _side_basis(
-    t: torch.Tensor, name: str, center: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, int]:
-    """``(s, U, V or None, X̃, e)`` of one host space (X̃ = centred X·2^−e in float64, e putting max |x| in
-    [0.5, 1)): from ``eigh(X̃X̃ᵀ)`` when n ≤ d (V not formed), else from ``eigh(X̃ᵀX̃)`` with ``U = X̃V diag(1/s)``."""
+    t: torch.Tensor, name: str, center: bool, need_v: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """``(s, U, V, e)`` of one host space X̃ = centred X·2^−e in float64 (e putting max |x| in [0.5, 1)): from
+    ``eigh(X̃X̃ᵀ)`` when n ≤ d, with ``V = X̃ᵀU diag(1/s)`` only when ``need_v`` (else None), otherwise from
+    ``eigh(X̃ᵀX̃)`` with ``U = X̃V diag(1/s)``. X̃ is freed before the eigendecomposition when it is not needed after."""
     a = t.numpy()
     mean, e = _mean_exponent(a, center)
     c = _centred_block(a, mean, e, exact=True)
     n, d = c.shape
-    if n <= d:
-        s, u = _spectrum(c @ c.T, n, name, center, width=d)
-        return s, u, None, c, e
-    s, v = _spectrum(c.T @ c, n, name, center)
-    return s, (c @ v) / s, v, c, e
+    if n > d:
+        s, v = _spectrum(c.T @ c, n, name, center)
+        return s, (c @ v) / s, v, e
+    K = c @ c.T
+    if not need_v:
+        del c
+    s, u = _spectrum(K, n, name, center, width=d)
+    del K
+    return s, u, ((c.T @ u) / s if need_v else None), e
 
 
 def _whitened_cross(B: BasisPair, reg: float, kx: int | None = None, ky: int | None = None) -> np.ndarray:
@@ -661,11 +658,12 @@ def pwcca(X: ArrayLike, Y: ArrayLike, *, reg: float = 0.0, exact: bool = True) -
     columns jointly but not to rotations of X or invertible linear maps. ``exact``: see :func:`cca`.
     """
     x, y, reg = _validated(X, Y, reg, "PWCCA")
-    B = basis_pair(x, y, exact=exact)
+    B = basis_pair(x, y, exact=exact, need_vx=True)
     _warn_small_n(B.n, B.rank, "PWCCA")
     A, rho, _ = np.linalg.svd(_whitened_cross(B, reg), full_matrices=False)
     rho = np.clip(rho, 0.0, 1.0)
     # canonical variates h_i = U_x diag(w) a_i/‖diag(w) a_i‖, and X_cᵀU_x = V_x diag(s_x): α's scale cancels
     wx = _weights(B.sx, B.n, reg, B.ex)
-    alpha = np.abs(B.right_x() @ ((B.sx * wx)[:, None] * A)).sum(axis=0) / np.linalg.norm(wx[:, None] * A, axis=0)
+    assert B.vx is not None
+    alpha = np.abs(B.vx @ ((B.sx * wx)[:, None] * A)).sum(axis=0) / np.linalg.norm(wx[:, None] * A, axis=0)
     return float((alpha * rho).sum() / alpha.sum())
