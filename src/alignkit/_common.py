@@ -82,9 +82,17 @@ def unit_rows(t: torch.Tensor) -> torch.Tensor:
     """
     if t.dtype not in (torch.float32, torch.float64):
         return unit_rows(t.float()).to(t.dtype)
-    _, e = torch.frexp(t.abs().amax(dim=1, keepdim=True))  # e = 0 for a zero row
-    half = torch.div(-e, 2, rounding_mode="floor")
-    return _plain_unit_rows(t * _pow2_tensor(half, t.dtype) * _pow2_tensor(-e - half, t.dtype))
+    # One n × d buffer (|x|, then the result), scaled and divided in place: every fresh temporary of this size
+    # costs page faults of the order of the arithmetic.
+    y = t.abs()
+    _, e = torch.frexp(y.amax(dim=1, keepdim=True))  # e = 0 for a zero row
+    if bool((e.abs() <= _step_limit(t.dtype)).all()):
+        torch.mul(t, _pow2_tensor(-e, t.dtype), out=y)
+    else:  # rows far below 1 need 2^−e in two representable steps
+        half = torch.div(-e, 2, rounding_mode="floor")
+        torch.mul(t, _pow2_tensor(half, t.dtype), out=y)
+        y.mul_(_pow2_tensor(-e - half, t.dtype))
+    return y.div_(y.norm(dim=1, keepdim=True).clamp_min(UNIT_EPS))
 
 
 def median(v: torch.Tensor) -> torch.Tensor:
