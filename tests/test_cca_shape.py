@@ -158,6 +158,22 @@ def test_cca_family_with_fewer_items_than_dimensions_matches_dense(d1, d2):
         assert f(X32, Y32) == pytest.approx(f(X32.astype(np.float64), Y32.astype(np.float64)), abs=1e-9)
 
 
+@pytest.mark.parametrize(("n", "d1", "d2"), [(40, 100, 200), (150, 100, 60)])
+@pytest.mark.parametrize("mean", [300.0, 1e4])
+def test_float32_and_float64_copies_agree_under_a_large_mean(n, d1, d2, mean):
+    """Exact centring needs float64 column means: the degenerate check's float32 BLAS sums are ~2e-6 of |x̄| off, and
+    that residual, left in float64 blocks, was kept as a direction of its own (CCA 0.212 for float32 against 0.275
+    for the same numbers in float64, with one correlation too many). Procrustes' QR route (n < d) likewise."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((n, 3)) @ rng.standard_normal((3, d1)) + mean
+    Y = rng.standard_normal((n, 5)) @ rng.standard_normal((5, d2)) - mean
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    X64, Y64 = X32.astype(np.float64), Y32.astype(np.float64)  # the same numbers
+    assert len(canonical_correlations(X32, Y32)) == len(canonical_correlations(X64, Y64))
+    for f in (cca, pwcca, lambda a, b: svcca(a, b, keep=3), procrustes):
+        assert f(X32, Y32) == pytest.approx(f(X64, Y64), abs=1e-6)
+
+
 def test_structured_planted_correlations():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 5))

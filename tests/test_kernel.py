@@ -301,3 +301,29 @@ def test_linear_gram_device_route_matches_host_route(rng, monkeypatch, debiased)
     monkeypatch.setattr(K, "_host_linear", lambda *a: False)
     assert cka(X, Y, debiased=debiased, form="gram") == pytest.approx(host, abs=1e-12)
     assert host == pytest.approx(cka_dense(X, Y, "linear", debiased), abs=1e-10)
+
+
+@pytest.mark.parametrize(("n", "d"), [(5, 300), (8, 200_000), (20, 100_000)])
+def test_linear_gram_form_float32_at_few_items_or_many_columns(n, d):
+    """float32 Grams: small ones (n²·d ≤ 2²⁴) are centred and multiplied in float64 (at n = 5 the debiased estimator
+    cancels most of its terms: float32 entries left 2e-6); wide ones add float32 slabs of 4,096 columns in float64
+    (one float32 product over 200,000 columns left 2e-5)."""
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, d)).astype(np.float32) + 3
+    Y = rng.standard_normal((n, d)).astype(np.float32)
+    Y[:, :100] += 3 * X[:, :100]
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    ref = cka_dense(X64 - X64.mean(0), Y64 - Y64.mean(0), "linear", True)
+    assert cka(X, Y, form="gram") == pytest.approx(ref, abs=1e-6)
+
+
+def test_unit_rows_keeps_autograd():
+    """The one-buffer unit rows (scaled and divided in place) fall back to out-of-place steps when autograd records."""
+    from alignkit._common import unit_rows
+
+    g = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    u = unit_rows(g)
+    u[:, 0].sum().backward()
+    assert g.grad is not None and torch.equal(u.detach(), unit_rows(g.detach()))
+    expected = torch.autograd.functional.jacobian(lambda t: (t / t.norm(dim=1, keepdim=True))[:, 0].sum(), g.detach())
+    assert torch.allclose(g.grad, expected)

@@ -82,15 +82,18 @@ def unit_rows(t: torch.Tensor) -> torch.Tensor:
     """
     if t.dtype not in (torch.float32, torch.float64):
         return unit_rows(t.float()).to(t.dtype)
-    # One n × d buffer (|x|, then the result), scaled and divided in place: every fresh temporary of this size
-    # costs page faults of the order of the arithmetic.
-    y = t.abs()
+    y = t.detach().abs()
     _, e = torch.frexp(y.amax(dim=1, keepdim=True))  # e = 0 for a zero row
-    if bool((e.abs() <= _step_limit(t.dtype)).all()):
-        torch.mul(t, _pow2_tensor(-e, t.dtype), out=y)
-    else:  # rows far below 1 need 2^−e in two representable steps
-        half = torch.div(-e, 2, rounding_mode="floor")
-        torch.mul(t, _pow2_tensor(half, t.dtype), out=y)
+    one_step = bool((e.abs() <= _step_limit(t.dtype)).all())  # else rows far below 1 need 2^−e in two steps
+    half = torch.div(-e, 2, rounding_mode="floor")
+    first = _pow2_tensor(-e if one_step else half, t.dtype)
+    if t.requires_grad and torch.is_grad_enabled():  # out-of-place, so autograd can follow
+        y = t * first if one_step else t * first * _pow2_tensor(-e - half, t.dtype)
+        return _plain_unit_rows(y)
+    # One n × d buffer (|x|, then the result), scaled and divided in place: every fresh temporary of this size costs
+    # page faults of the order of the arithmetic (2.4 → 0.25 ms at 500 × 1,024).
+    torch.mul(t, first, out=y)
+    if not one_step:
         y.mul_(_pow2_tensor(-e - half, t.dtype))
     return y.div_(y.norm(dim=1, keepdim=True).clamp_min(UNIT_EPS))
 
