@@ -198,8 +198,9 @@ def _feature_terms(x: torch.Tensor, y: torch.Tensor, debiased: bool) -> tuple[fl
 @dataclass(frozen=True)
 class _LinearGram:
     """One space's linear Gram ``K = X'X'ᵀ`` (X' the centred, power-of-two-scaled rows, as
-    :func:`~alignkit.metrics.cca.centred_products` makes them: float32 in, float32 products) with its float64
-    diagonal, row sums and total, which centring needs: nothing n × n is centred or copied."""
+    :func:`~alignkit.metrics.cca.centred_products` makes them: float32 products for float32 inputs, except small or
+    very wide ones, see :func:`_linear_gram`) with its float64 diagonal, row sums and total, which centring needs:
+    nothing n × n is centred or copied."""
 
     K: np.ndarray
     diag: np.ndarray
