@@ -166,6 +166,14 @@ def _mean_exponent(a: Any, center: bool, exact: bool = False) -> tuple[Any, int]
     return mean, (math.frexp(peak)[1] if peak > 0 else 0)
 
 
+def centred_copy(t: torch.Tensor, center: bool) -> tuple[Any, int]:
+    """``(X̃, e)``: the whole space centred exactly (float64 means) and divided by 2^e (max |x| into [0.5, 1)), as one
+    float64 copy — numpy for host tensors, torch elsewhere (the n < d routes, which factor X̃ itself)."""
+    a = _as_numpy(t)
+    mean, e = _mean_exponent(a, center, exact=True)
+    return _centred_block(a, mean, e, exact=True), e
+
+
 _MEAN_BLOCK_ELEMENTS = 1 << 20  # entries per block of the float64 column sums (8 MiB of float64 temporaries)
 
 
@@ -515,9 +523,7 @@ def _side_basis(
     """``(s, U, V, e)`` of one host space X̃ = centred X·2^−e in float64 (e putting max |x| in [0.5, 1)): from
     ``eigh(X̃X̃ᵀ)`` when n ≤ d, with ``V = X̃ᵀU diag(1/s)`` only when ``need_v`` (else None), otherwise from
     ``eigh(X̃ᵀX̃)`` with ``U = X̃V diag(1/s)``. X̃ is freed before the eigendecomposition when it is not needed after."""
-    a = t.numpy()
-    mean, e = _mean_exponent(a, center, exact=True)
-    c = _centred_block(a, mean, e, exact=True)
+    c, e = centred_copy(t, center)
     n, d = c.shape
     if n > d:
         s, v = _spectrum(c.T @ c, n, name, center)

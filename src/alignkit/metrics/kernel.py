@@ -188,9 +188,9 @@ def _feature_terms(x: torch.Tensor, y: torch.Tensor, debiased: bool) -> tuple[fl
     assert P.xx is not None and P.yy is not None
     n = P.n
     terms = (
-        hsic_from_products(_squared_norm(P.xy), P.rx, P.ry, n, debiased),
-        hsic_from_products(_squared_norm(P.xx), P.rx, P.rx, n, debiased),
-        hsic_from_products(_squared_norm(P.yy), P.ry, P.ry, n, debiased),
+        hsic_from_products(_gram_inner(P.xy, P.xy), P.rx, P.ry, n, debiased),
+        hsic_from_products(_gram_inner(P.xx, P.xx), P.rx, P.rx, n, debiased),
+        hsic_from_products(_gram_inner(P.yy, P.yy), P.ry, P.ry, n, debiased),
     )
     return (*terms, P)
 
@@ -246,7 +246,8 @@ _INNER_ELEMENTS = 1 << 16  # entries per float64 block of a Gram inner product (
 
 
 def _gram_inner(K: np.ndarray, L: np.ndarray) -> float:
-    """``⟨K, L⟩_F`` accumulated in float64 over row blocks (a float32 dot would accumulate in float32)."""
+    """``⟨K, L⟩_F`` accumulated in float64 over row blocks, as BLAS dots (a float32 dot would accumulate in float32;
+    a squared temporary costs more than the dot: 0.044 against 0.015 ms at 384 × 384)."""
     step = max(1, _INNER_ELEMENTS // K.shape[1])
     total = 0.0
     for s in range(0, K.shape[0], step):
@@ -281,12 +282,6 @@ def _linear_gram_terms(
         if not g.centred_trace > 0:
             raise ValueError(f"{name} is constant across items (every row identical): its similarity is undefined")
     return _hsic_from_grams(G, H, debiased), _hsic_from_grams(G, G, debiased), _hsic_from_grams(H, H, debiased), G, H
-
-
-def _squared_norm(M: np.ndarray) -> float:
-    """``‖M‖_F²`` of a float64 matrix as one BLAS dot (no squared temporary: 0.015 against 0.044 ms at 384 × 384)."""
-    flat = np.ascontiguousarray(M).ravel()
-    return float(flat @ flat)
 
 
 def _check_not_constant(t: torch.Tensor, name: str) -> None:

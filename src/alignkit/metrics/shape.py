@@ -44,13 +44,11 @@ from alignkit.metrics._registry import register
 from alignkit.metrics.cca import (
     MIN_ROWS,
     SMALL_N_RATIO,
-    _as_numpy,
-    _centred_block,
-    _mean_exponent,
     _no_variance,
     _np,
     basis_pair,
     centred_basis,
+    centred_copy,
     centred_products,
     warn_small_n,
 )
@@ -254,9 +252,7 @@ def _r_factors_cheaper(n: int, d1: int, d2: int) -> bool:
 def _r_factor(t: torch.Tensor, center: bool, name: str) -> tuple[Any, float, int]:
     """``(R, ‖X̃‖², e)``: the triangular factor of ``X̃ᵀ = QR`` (X̃ = centred X·2^−e in float64; R is
     min(n, d) × n) and X̃'s squared norm. ``X̃ = RᵀQᵀ`` with orthonormal Q, so X̃ᵀỸ = Q_x R_x R_yᵀ Q_yᵀ."""
-    a = _as_numpy(t)
-    mean, e = _mean_exponent(a, center, exact=True)
-    c = _centred_block(a, mean, e, exact=True)  # the one n × d float64 copy
+    c, e = centred_copy(t, center)  # the one n × d float64 copy
     R: Any = np.linalg.qr(c.T, mode="r") if isinstance(c, np.ndarray) else torch.linalg.qr(c.T, mode="r").R
     trace = float((R * R).sum())
     if not trace > 0:
